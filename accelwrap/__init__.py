@@ -1,0 +1,17 @@
+"""accelwrap: MMEngine's optimizer layer on Hugging Face Accelerate.
+
+Importing the package fills the registries; it creates no Accelerator, sets no
+warning filters and touches no global state.
+
+Example:
+    >>> import accelwrap
+    >>> 'SGD' in accelwrap.registry.OPTIMIZERS
+    True
+"""
+
+from accelwrap import optim, registry
+from accelwrap.errors import ConfigError, RegistryError, UnknownTypeError
+
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "RegistryError", "UnknownTypeError", "__version__", "optim", "registry"]

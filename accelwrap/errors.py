@@ -1,0 +1,75 @@
+"""Error types shared by every part of accelwrap, and the one "did you mean" helper.
+
+Every user-facing error names the key, the value received and the valid choices.
+``suggest`` is the single place that turns a bad name into a list of close matches.
+
+Example:
+    >>> suggest('Adamw', ['Adam', 'AdamW', 'SGD'])
+    "did you mean 'AdamW' or 'Adam'?"
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """Return a short "did you mean ..." phrase, or the list of choices when none is close.
+
+    Args:
+        name: The name the user gave.
+        choices: Every valid name.
+        n: How many close matches to name at most.
+
+    Returns:
+        A phrase such as ``"did you mean 'AdamW'?"``; when nothing is close, the
+        (possibly shortened) list of valid names.
+    """
+    choices = sorted(set(choices))
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?"
+    if not choices:
+        return "nothing is registered"
+    shown = ", ".join(repr(c) for c in choices[:20])
+    more = f" and {len(choices) - 20} more" if len(choices) > 20 else ""
+    return f"valid names are {shown}{more}"
+
+
+class RegistryError(KeyError):
+    """A registry lookup or registration problem.
+
+    Subclasses ``KeyError`` (what MMEngine raises) but prints as a normal sentence,
+    not as a quoted key.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownTypeError(RegistryError):
+    """A ``type`` name that is not in a registry; the message lists close matches."""
+
+
+class ConfigError(ValueError):
+    """One report listing every problem found in a configuration.
+
+    Args:
+        problems: One sentence per problem, each naming the key and the value.
+
+    Example:
+        >>> err = ConfigError(['optimizer.lr: expected a number, got "fast"'])
+        >>> print(err)
+        1 problem in the configuration:
+          - optimizer.lr: expected a number, got "fast"
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [f"{count} {noun} in the configuration:"]
+        lines += [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))

@@ -1,0 +1,110 @@
+"""Run a Python script as a real multi-process CPU job over gloo, the way users launch.
+
+Two launchers, both real processes (see ``shared/ACCELERATE_NOTES.md``):
+
+* :func:`torchrun` -- ``python -m torch.distributed.run --standalone --nproc_per_node N``
+  with ``ACCELERATE_USE_CPU=1`` so ``Accelerator()`` joins the gloo group.
+* :func:`accelerate_launch` -- ``python -m accelerate.commands.launch`` with a YAML
+  config (for example ``launch_configs/cpu_2proc.yaml``).
+
+A worker script reports results by writing JSON files into ``$RESULT_DIR``
+(one per rank, e.g. ``rank0.json``); :func:`read_results` collects them.
+
+Example (inside a test)::
+
+    out = torchrun(tmp_path, SCRIPT, nproc=2, args=["--steps", "8"])
+    results = read_results(out)          # [rank0_dict, rank1_dict]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(result_dir: Path, extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ACCELERATE_USE_CPU": "1",
+        "OMP_NUM_THREADS": "1",
+        "RESULT_DIR": str(result_dir),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+def _run(cmd: list[str], result_dir: Path, env: dict[str, str] | None,
+         timeout: float, check: bool) -> subprocess.CompletedProcess:
+    result_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(cmd, env=_env(result_dir, env), capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n"
+                             f"--- stdout ---\n{proc.stdout[-6000:]}\n"
+                             f"--- stderr ---\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def torchrun(result_dir: Path, script: str | Path, nproc: int = 2, args: list[str] = (),
+             env: dict[str, str] | None = None, timeout: float = 300,
+             check: bool = True) -> Path:
+    """Run ``script`` under torchrun with ``nproc`` CPU processes; return ``result_dir``.
+
+    Args:
+        result_dir: Folder the workers write their JSON results into.
+        script: Path of the worker script.
+        nproc: Number of processes.
+        args: Extra command-line arguments for the script.
+        env: Extra environment variables.
+        timeout: Seconds before the job is killed.
+        check: Raise with the job's output when it fails.
+
+    Returns:
+        ``result_dir``.
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", str(script), *args]
+    _run(cmd, Path(result_dir), env, timeout, check)
+    return Path(result_dir)
+
+
+def accelerate_launch(result_dir: Path, script: str | Path, config_file: str | Path,
+                      args: list[str] = (), env: dict[str, str] | None = None,
+                      timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``script`` with ``accelerate launch --config_file config_file``.
+
+    Args:
+        result_dir: Folder the workers write their JSON results into.
+        script: Path of the script to launch.
+        config_file: An Accelerate launch YAML.
+        args: Extra command-line arguments for the script.
+        env: Extra environment variables.
+        timeout: Seconds before the job is killed.
+        check: Raise with the job's output when it fails.
+
+    Returns:
+        The finished process (stdout/stderr captured).
+    """
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(config_file), str(script), *args]
+    return _run(cmd, Path(result_dir), env, timeout, check)
+
+
+def write_result(data: dict, rank: int | None = None) -> None:
+    """Called by a worker: write ``data`` as ``$RESULT_DIR/rank{rank}.json``."""
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    path = Path(os.environ["RESULT_DIR"]) / f"rank{rank}.json"
+    path.write_text(json.dumps(data))
+
+
+def read_results(result_dir: Path) -> list[dict]:
+    """Read every ``rank*.json`` in ``result_dir``, ordered by rank."""
+    files = sorted(Path(result_dir).glob("rank*.json"), key=lambda p: int(p.stem[4:]))
+    return [json.loads(p.read_text()) for p in files]
