@@ -1,0 +1,209 @@
+"""YAML configs: ``_base_`` inheritance, dotted ``key=value`` overrides, saving.
+
+A config file may name one or more parents with ``_base_`` (paths relative to the
+file). Parents merge first, in order, then the file itself; a mapping that sets
+``_delete_: true`` replaces the inherited mapping instead of merging into it.
+
+Overrides use dotted paths, list indices included (``param_scheduler.1.T_max=5``).
+Overriding a key the config does not have is an error with suggestions (a typo would
+otherwise train silently with the default); prefix ``+`` to add a new key on purpose
+(``+model.dropout=0.1``). Every problem is collected into one :class:`ConfigError`.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / 'base.yaml').write_text('optim:\\n  lr: 0.1\\n  momentum: 0.9\\n')
+    >>> _ = (d / 'exp.yaml').write_text('_base_: base.yaml\\noptim:\\n  lr: 0.2\\n')
+    >>> cfg = load_config(d / 'exp.yaml', ['optim.momentum=0.5'])
+    >>> (cfg.optim.lr, cfg.optim.momentum)
+    (0.2, 0.5)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from accelwrap.errors import ConfigError, suggest
+
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+
+__all__ = ["ConfigError", "apply_overrides", "load_config", "merge_configs", "save_config"]
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...]) -> DictConfig:
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ConfigError(f"{BASE_KEY}: inheritance cycle {cycle}")
+    if not path.is_file():
+        where = f" (named by {chain[-1]})" if chain else ""
+        raise ConfigError(f"config file {str(path)!r} does not exist{where}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return OmegaConf.create(data)
+
+
+def merge_configs(base: DictConfig, child: DictConfig) -> DictConfig:
+    """Merge ``child`` onto ``base`` (new object), honouring ``_delete_: true``.
+
+    Args:
+        base: The inherited config.
+        child: The config that wins.
+
+    Returns:
+        A new merged ``DictConfig``; neither input is modified.
+    """
+    merged = OmegaConf.to_container(base)
+    _merge_into(merged, OmegaConf.to_container(child))
+    return OmegaConf.create(merged)
+
+
+def _merge_into(base: dict, child: Mapping) -> None:
+    for key, value in child.items():
+        if isinstance(value, dict):
+            replace = bool(value.pop(DELETE_KEY, False))
+            if not replace and isinstance(base.get(key), dict):
+                _merge_into(base[key], value)
+                continue
+        base[key] = value
+
+
+def _load_tree(path: Path, chain: tuple[Path, ...] = ()) -> DictConfig:
+    cfg = _read_yaml(path, chain)
+    bases = cfg.pop(BASE_KEY, None)
+    if bases is None:
+        return _strip_delete(cfg)
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, (list, ListConfig)) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a path or a list of paths, got {bases!r}")
+    merged = OmegaConf.create({})
+    for base in bases:
+        merged = merge_configs(merged, _load_tree((path.parent / base).resolve(), (*chain, path)))
+    return merge_configs(merged, cfg)
+
+
+def _strip_delete(cfg: DictConfig) -> DictConfig:
+    return merge_configs(OmegaConf.create({}), cfg)
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> DictConfig:
+    """Load a YAML config with its ``_base_`` parents and apply ``key=value`` overrides.
+
+    Args:
+        path: The config file.
+        overrides: Dotted ``key=value`` strings; ``+key=value`` adds a new key.
+
+    Returns:
+        The merged ``DictConfig``.
+
+    Raises:
+        ConfigError: Missing file, invalid YAML, an inheritance cycle, or bad overrides
+            (all override problems in one report).
+    """
+    cfg = _load_tree(Path(path).resolve())
+    return apply_overrides(cfg, overrides)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _has_path(cfg: DictConfig, dotted: str) -> tuple[bool, str, list[str]]:
+    """Whether ``dotted`` exists; else the first missing part and its siblings."""
+    node: Any = cfg
+    done: list[str] = []
+    for part in dotted.split("."):
+        if isinstance(node, (DictConfig, dict)) and part in node:
+            node = node[part]
+        elif isinstance(node, (ListConfig, list)) and part.lstrip("-").isdigit() \
+                and -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        else:
+            siblings = [str(k) for k in node] if isinstance(node, (DictConfig, dict)) else []
+            return False, ".".join([*done, part]), siblings
+        done.append(part)
+    return True, dotted, []
+
+
+def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
+    """Return a copy of ``cfg`` with dotted ``key=value`` overrides applied.
+
+    Args:
+        cfg: The config; not modified.
+        overrides: ``key=value`` strings (values parsed as YAML: ``0.1``, ``true``,
+            ``[1, 2]``); ``+key=value`` may add a key that does not exist yet.
+
+    Returns:
+        A new ``DictConfig``.
+
+    Raises:
+        ConfigError: Every malformed override and unknown key, with suggestions.
+    """
+    out = OmegaConf.create(OmegaConf.to_container(cfg))
+    problems = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        add = key.startswith("+")
+        key = key.lstrip("+").strip()
+        if not sep or not key:
+            problems.append(f"override {item!r}: expected key=value (e.g. optim_wrapper.optimizer.lr=0.1)")
+            continue
+        exists, missing, siblings = _has_path(out, key)
+        if not exists and not add:
+            hint = suggest(missing.rsplit(".", 1)[-1], siblings) if siblings else "its parent is not a mapping"
+            problems.append(f"override {item!r}: the config has no key {missing!r}; {hint} "
+                            f"(write +{key}=... to add a new key)")
+            continue
+        try:
+            OmegaConf.update(out, key, _parse_value(raw), merge=False, force_add=add)
+        except OmegaConfBaseException as err:
+            problems.append(f"override {item!r}: {err}".splitlines()[0])
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def save_config(cfg: DictConfig | Mapping, path: str | os.PathLike) -> Path:
+    """Write ``cfg`` as YAML atomically (a crash never leaves a half-written file).
+
+    Args:
+        cfg: The config to save (interpolations are resolved).
+        path: Destination file; parent folders are created.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+    text = OmegaConf.to_yaml(node, resolve=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
