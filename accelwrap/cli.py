@@ -1,0 +1,76 @@
+"""The ``accelwrap`` command: look at a config before training with it.
+
+``accelwrap check CONFIG`` lists every problem in a config; ``accelwrap groups CONFIG``
+prints the parameter groups the optimizer will get; ``accelwrap schedule CONFIG``
+steps the schedulers through the whole run and plots (or writes as CSV) every
+scheduled value. Each takes dotted ``key=value`` overrides after the config path,
+exactly like ``scripts/train.py``.
+
+Example:
+    >>> main(['check', 'configs/does_not_exist.yaml'])  # doctest: +SKIP
+    1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from accelwrap.errors import ConfigError
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="the experiment YAML (configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, e.g. optim_wrapper.optimizer.lr=0.1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with the ``check``, ``groups`` and ``schedule`` commands."""
+    parser = argparse.ArgumentParser(prog="accelwrap", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser("check", help="report every problem in a config (exit 1 if any)")
+    _add_config_args(check)
+    groups = commands.add_parser("groups", help="table of parameters and their optimizer settings")
+    _add_config_args(groups)
+    groups.add_argument("--merged", action="store_true",
+                        help="one row per parameter group instead of one per parameter")
+    schedule = commands.add_parser("schedule", help="preview every scheduled hyperparameter")
+    _add_config_args(schedule)
+    schedule.add_argument("--out", metavar="PNG", help="write a plot (needs matplotlib)")
+    schedule.add_argument("--csv", metavar="CSV", help="write iteration-by-iteration values")
+    schedule.add_argument("--epoch-length", type=int, metavar="N",
+                          help="iterations per epoch (default: from train_dataloader)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``accelwrap`` command.
+
+    Args:
+        argv: The arguments (without the program name); defaults to ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 on success, 1 when the config has problems.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            from accelwrap.tools.config_check import run_check
+            return run_check(args.config, args.overrides)
+        if args.command == "groups":
+            from accelwrap.tools.groups_table import run_groups
+            return run_groups(args.config, args.overrides, merged=args.merged)
+        from accelwrap.tools.schedule_preview import run_schedule
+        return run_schedule(args.config, args.overrides, out=args.out, csv=args.csv,
+                            epoch_length=args.epoch_length)
+    except (ConfigError, ValueError, TypeError, KeyError) as err:
+        print(f"accelwrap {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
