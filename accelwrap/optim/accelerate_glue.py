@@ -1,0 +1,141 @@
+"""The few facts an optimizer wrapper needs from an ``accelerate.Accelerator``.
+
+Everything here is decided once, when a wrapper is bound to an accelerator, so the
+training hot path only reads plain attributes. Accelerate is imported lazily: a wrapper
+used without an accelerator never imports it and never creates an ``AcceleratorState``.
+
+Example:
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    >>> unwrap_optimizer(opt) is opt
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+# Distributed types for which Accelerate's backward / clip / step add nothing over
+# torch: ``accelerator.backward`` is ``(scaler.scale(loss) or loss).backward()``, the
+# clip is ``unscale_`` + ``torch.nn.utils.clip_grad_*_`` and the prepared optimizer's
+# step is the inner optimizer's step (through the scaler when there is one).
+DIRECT_TYPES = frozenset({
+    "NO", "MULTI_CPU", "MULTI_GPU", "MULTI_NPU", "MULTI_XPU", "MULTI_MLU", "MULTI_SDAA",
+    "MULTI_MUSA", "MULTI_HPU",
+})
+
+GAS_FIX = ("Create the Accelerator with gradient_accumulation_steps=1 (for example with "
+            "accelwrap.optim.make_accelerator()) and set accumulative_counts={n} on the "
+            "optimizer wrapper instead: the wrapper owns accumulation, and Accelerate would "
+            "divide the loss a second time.")
+
+
+def unwrap_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Return the torch optimizer inside any ``AcceleratedOptimizer`` layers.
+
+    Args:
+        optimizer: A torch optimizer, possibly returned by ``accelerator.prepare``.
+
+    Returns:
+        The innermost optimizer (``optimizer`` itself when it is not wrapped).
+    """
+    while type(optimizer).__name__ == "AcceleratedOptimizer":
+        optimizer = optimizer.optimizer
+    return optimizer
+
+
+def is_prepared(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` came out of ``accelerator.prepare``."""
+    return getattr(optimizer, "_is_accelerate_prepared", False) or (
+        type(optimizer).__name__ == "AcceleratedOptimizer")
+
+
+def check_accumulation(accelerator: Any) -> None:
+    """Refuse an accelerator that would divide the loss by its own accumulation count.
+
+    Args:
+        accelerator: An ``accelerate.Accelerator``.
+
+    Raises:
+        ValueError: ``accelerator.gradient_accumulation_steps`` is not 1.
+    """
+    steps = accelerator.gradient_accumulation_steps
+    if steps != 1:
+        raise ValueError(
+            f"the Accelerator has gradient_accumulation_steps={steps}, but accelwrap's "
+            f"optimizer wrappers need gradient_accumulation_steps=1. " + GAS_FIX.format(n=steps))
+
+
+def distributed_type(accelerator: Any) -> str:
+    """The accelerator's distributed type as a plain string (``'NO'``, ``'MULTI_CPU'``, ...)."""
+    kind = accelerator.distributed_type
+    return str(getattr(kind, "value", kind))
+
+
+def is_direct(accelerator: Any) -> bool:
+    """Whether torch calls give exactly Accelerate's numbers for this accelerator.
+
+    True for single-process and DDP-style runs; False for FSDP, DeepSpeed, Megatron,
+    XLA, or when a LOMO optimizer is in use, which need Accelerate's own methods.
+
+    Args:
+        accelerator: An ``accelerate.Accelerator``.
+
+    Returns:
+        Whether the wrapper may call ``loss.backward()``, ``clip_grad_*_`` and the inner
+        optimizer's ``step`` itself.
+    """
+    return (distributed_type(accelerator) in DIRECT_TYPES
+            and not getattr(accelerator, "has_lomo_optimizer", False))
+
+
+def needs_no_sync(accelerator: Any) -> bool:
+    """Whether ``accelerator.no_sync`` can skip anything (more than one process)."""
+    return bool(accelerator.use_distributed)
+
+
+def install_cpu_scaler(accelerator: Any, scaler: torch.amp.GradScaler) -> None:
+    """Give a CPU fp16 Accelerator the loss scaler (and autocast) Accelerate leaves out.
+
+    ``Accelerator(mixed_precision='fp16')`` on CPU silently does nothing: no autocast
+    and no scaler. With a ``GradScaler('cpu')`` installed, ``accelerator.backward``
+    scales the loss, ``clip_grad_norm_`` unscales first and ``accelerator.autocast()``
+    runs fp16, exactly as on a GPU. Install it before ``accelerator.prepare(model)`` so
+    the prepared model's forward is autocast too.
+
+    Args:
+        accelerator: An Accelerator with ``mixed_precision='fp16'`` on a CPU device.
+        scaler: The ``torch.amp.GradScaler('cpu', ...)`` to use.
+    """
+    accelerator.scaler = scaler
+    accelerator.native_amp = True
+
+
+def needs_cpu_scaler(accelerator: Any) -> bool:
+    """Whether ``accelerator`` is fp16 on CPU without a loss scaler yet."""
+    return (accelerator.mixed_precision == "fp16" and accelerator.scaler is None
+            and accelerator.device.type == "cpu" and distributed_type(accelerator) in DIRECT_TYPES)
+
+
+@contextlib.contextmanager
+def only_optimizer(accelerator: Any, optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Make Accelerate's clip functions unscale ``optimizer`` only.
+
+    ``accelerator.clip_grad_norm_`` unscales the gradients of every prepared
+    optimizer; with two wrappers (a GAN) that would unscale the other optimizer's
+    gradients in the middle of its accumulation window.
+
+    Args:
+        accelerator: The accelerator.
+        optimizer: The prepared optimizer whose gradients are about to be clipped.
+    """
+    saved = accelerator._optimizers
+    accelerator._optimizers = [optimizer]
+    try:
+        yield
+    finally:
+        accelerator._optimizers = saved

@@ -1,0 +1,165 @@
+"""Making and using an Accelerator with accelwrap's wrappers.
+
+* :func:`make_accelerator` creates an ``accelerate.Accelerator`` with the settings the
+  wrappers need: ``step_scheduler_with_optimizer=False`` (schedulers are stepped once
+  per call, whatever the number of processes), ``gradient_accumulation_steps=1`` (the
+  wrapper accumulates), mixed precision matching an ``AmpOptimWrapper``, and a CPU loss
+  scaler for fp16 on CPU (which Accelerate silently skips).
+* :func:`prepare` is ``accelerator.prepare`` for models, optimizer wrappers (and
+  ``OptimWrapperDict`` members), dataloaders and schedulers in one call; the wrappers
+  come back bound to the accelerator and their prepared optimizer.
+
+Example:
+    >>> from torch import nn
+    >>> from accelwrap.optim import OptimWrapper
+    >>> accelerator = make_accelerator(cpu=True)
+    >>> model = nn.Linear(2, 1)
+    >>> wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    >>> model, wrapper = prepare(accelerator, model, wrapper)
+    >>> wrapper.accelerator is accelerator
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from accelwrap.optim import accelerate_glue as glue
+from accelwrap.optim.amp import MIXED_PRECISION, AmpOptimWrapper, resolve_dtype, scaler_kwargs
+from accelwrap.optim.wrapper import OptimWrapper
+from accelwrap.optim.wrapper_dict import OptimWrapperDict
+from accelwrap.registry import OPTIM_WRAPPERS, to_plain
+
+
+def _members(obj: Any) -> list[OptimWrapper]:
+    if isinstance(obj, OptimWrapperDict):
+        return list(obj.values())
+    return [obj] if isinstance(obj, OptimWrapper) else []
+
+
+def _is_scheduler(obj: Any) -> bool:
+    return isinstance(obj, torch.optim.lr_scheduler.LRScheduler)
+
+
+def prepare(accelerator: Any, *objects: Any) -> Any:
+    """Prepare models, optimizer wrappers, dataloaders and schedulers together.
+
+    Args:
+        accelerator: An ``accelerate.Accelerator`` (ideally from :func:`make_accelerator`).
+        *objects: ``nn.Module``, :class:`OptimWrapper` / :class:`OptimWrapperDict`,
+            ``DataLoader`` and ``LRScheduler`` objects, in any order.
+
+    Returns:
+        The objects in the same order (a single object when one is given): prepared
+        models and dataloaders; the same wrapper objects, now bound to
+        ``accelerator`` and to their prepared optimizers; the same scheduler objects
+        (registered with the accelerator, so ``save_state`` saves them, but not
+        wrapped in ``AcceleratedScheduler``, whose per-process stepping accelwrap avoids).
+
+    Raises:
+        ValueError: Schedulers with an accelerator whose
+            ``step_scheduler_with_optimizer`` is True, a wrapper the accelerator does not
+            suit (accumulation steps, mixed precision).
+    """
+    if any(_is_scheduler(obj) for obj in objects) and accelerator.step_scheduler_with_optimizer:
+        raise ValueError(
+            "accelwrap.optim.prepare: this Accelerator has step_scheduler_with_optimizer=True, so "
+            "Accelerate would step every scheduler num_processes times per call and the learning "
+            "rate would depend on the number of processes. Create it with "
+            "Accelerator(step_scheduler_with_optimizer=False) or accelwrap.optim.make_accelerator()")
+    wrappers = [w for obj in objects for w in _members(obj)]
+    for wrapper in wrappers:
+        wrapper.validate_accelerator(accelerator)
+    flat = [w.optimizer for w in wrappers]
+    flat += [obj for obj in objects if not _members(obj)]
+    prepared = accelerator.prepare(*flat) if flat else ()
+    prepared = list(prepared) if len(flat) != 1 else [prepared]
+    for wrapper, optimizer in zip(wrappers, prepared):
+        wrapper.bind(accelerator, optimizer)
+    rest = iter(prepared[len(wrappers):])
+    result = []
+    for obj in objects:
+        if _members(obj):
+            result.append(obj)
+        else:
+            out = next(rest)
+            result.append(obj if _is_scheduler(obj) else out)
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+def _wrapper_dtype(optim_wrapper: Any, device_type: str) -> tuple[torch.dtype | None, dict]:
+    """The AMP dtype and scaler arguments an optimizer wrapper (or its config) asks for."""
+    if optim_wrapper is None:
+        return None, ()
+    if isinstance(optim_wrapper, OptimWrapperDict):
+        found = {_wrapper_dtype(w, device_type) for w in optim_wrapper.values()} - {(None, ())}
+        return _only_one(found)
+    if isinstance(optim_wrapper, AmpOptimWrapper):
+        return (resolve_dtype(optim_wrapper._dtype_setting, device_type),
+                tuple(sorted(optim_wrapper._scaler_kwargs.items())))
+    if isinstance(optim_wrapper, OptimWrapper):
+        return None, ()
+    cfg = to_plain(optim_wrapper)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"make_accelerator: optim_wrapper must be an OptimWrapper or its config "
+                        f"dict, got {type(optim_wrapper).__name__}")
+    wrapper_type = OPTIM_WRAPPERS.get(cfg.get("type", "OptimWrapper"))
+    if not (isinstance(wrapper_type, type) and issubclass(wrapper_type, AmpOptimWrapper)):
+        return None, ()
+    return (resolve_dtype(cfg.get("dtype"), device_type),
+            tuple(sorted(scaler_kwargs(cfg.get("loss_scale", "dynamic")).items())))
+
+
+def _only_one(found: set) -> tuple[torch.dtype | None, tuple]:
+    if len(found) > 1:
+        raise ValueError(f"make_accelerator: the AMP members ask for different precisions or "
+                         f"loss scales {sorted(map(str, found))}; one Accelerator has one")
+    return next(iter(found), (None, ()))
+
+
+def make_accelerator(optim_wrapper: Any = None, **accelerator_kwargs: Any) -> Any:
+    """Create an ``accelerate.Accelerator`` with accelwrap's safe defaults.
+
+    Args:
+        optim_wrapper: Optional :class:`OptimWrapper`, :class:`OptimWrapperDict` or
+            wrapper config dict; an AMP one sets ``mixed_precision`` to its dtype.
+        **accelerator_kwargs: Any ``Accelerator`` argument (``cpu``,
+            ``mixed_precision``, ``project_dir``, ...). ``step_scheduler_with_optimizer``
+            defaults to False; ``gradient_accumulation_steps`` must be 1.
+
+    Returns:
+        The Accelerator. With fp16 on CPU it carries a ``GradScaler('cpu')`` (built from
+        the AMP wrapper's ``loss_scale``) and autocasts, as fp16 does on a GPU.
+
+    Raises:
+        ValueError: ``gradient_accumulation_steps`` other than 1, or a
+            ``mixed_precision`` that contradicts the AMP wrapper.
+
+    Example:
+        >>> acc = make_accelerator(cpu=True)  # or make_accelerator(amp_wrapper_cfg, cpu=True)
+        >>> acc.step_scheduler_with_optimizer, acc.gradient_accumulation_steps
+        (False, 1)
+    """
+    from accelerate import Accelerator
+
+    kwargs = dict(accelerator_kwargs)
+    kwargs.setdefault("step_scheduler_with_optimizer", False)
+    steps = kwargs.setdefault("gradient_accumulation_steps", 1)
+    if steps != 1:
+        raise ValueError(f"make_accelerator: gradient_accumulation_steps={steps} is not "
+                         f"supported. " + glue.GAS_FIX.format(n=steps))
+    on_cuda = torch.cuda.is_available() and not kwargs.get("cpu", False)
+    dtype, scaler_args = _wrapper_dtype(optim_wrapper, "cuda" if on_cuda else "cpu")
+    if dtype is not None:
+        wanted = MIXED_PRECISION[dtype]
+        given = kwargs.setdefault("mixed_precision", wanted)
+        if given != wanted:
+            raise ValueError(f"make_accelerator: mixed_precision={given!r} contradicts the AMP "
+                             f"wrapper's dtype {dtype}; pass mixed_precision={wanted!r} or omit it")
+    accelerator = Accelerator(**kwargs)
+    if glue.needs_cpu_scaler(accelerator):
+        glue.install_cpu_scaler(accelerator, torch.amp.GradScaler("cpu", **dict(scaler_args)))
+    return accelerator

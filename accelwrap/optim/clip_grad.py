@@ -1,0 +1,84 @@
+"""Reading the ``clip_grad`` setting of an optimizer wrapper.
+
+``dict(max_norm=1.0, norm_type=2)`` clips by norm, ``dict(clip_value=0.2)`` clips by
+value (inferred from the key), and MMEngine's explicit ``type='norm'|'value'`` is still
+accepted. The caller's dict is never modified.
+
+Example:
+    >>> parse_clip_grad(dict(clip_value=0.2))
+    ClipGrad(kind='value', kwargs={'clip_value': 0.2})
+    >>> parse_clip_grad(dict(max_norm=1, norm_type='inf')).kwargs
+    {'max_norm': 1, 'norm_type': inf}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from accelwrap.errors import suggest
+from accelwrap.registry import to_plain
+
+# Keys each kind accepts, and the one it requires (torch's own argument names).
+_KEYS = {
+    "norm": ("max_norm", "norm_type", "error_if_nonfinite", "foreach"),
+    "value": ("clip_value", "foreach"),
+}
+_REQUIRED = {"norm": "max_norm", "value": "clip_value"}
+
+
+@dataclass(frozen=True)
+class ClipGrad:
+    """A validated gradient-clipping setting.
+
+    Attributes:
+        kind: ``'norm'`` or ``'value'``.
+        kwargs: Keyword arguments for ``torch.nn.utils.clip_grad_norm_`` or
+            ``clip_grad_value_`` (``norm_type`` converted to a float).
+    """
+
+    kind: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
+    """Validate a ``clip_grad`` setting without modifying it.
+
+    Args:
+        clip_grad: ``None`` (no clipping) or a mapping as described in the module doc.
+
+    Returns:
+        A :class:`ClipGrad`, or ``None`` when ``clip_grad`` is ``None``.
+
+    Raises:
+        TypeError: ``clip_grad`` is not a mapping.
+        ValueError: An unknown ``type``, an unknown key (the valid keys are listed), a
+            missing ``max_norm``/``clip_value``, or keys of both kinds.
+    """
+    if clip_grad is None:
+        return None
+    if not isinstance(clip_grad, Mapping) and not hasattr(clip_grad, "keys"):
+        raise TypeError(f"clip_grad must be a dict such as dict(max_norm=1.0) or "
+                        f"dict(clip_value=0.5), got {type(clip_grad).__name__} ({clip_grad!r})")
+    args = dict(to_plain(clip_grad))
+    kind = args.pop("type", None)
+    if kind is None:
+        kind = "value" if "clip_value" in args else "norm"
+    if kind not in _KEYS:
+        raise ValueError(f"clip_grad: type={kind!r} is not a clipping type; expected "
+                         f"'norm' or 'value' ({suggest(str(kind), _KEYS)})")
+    valid = _KEYS[kind]
+    for key in args:
+        if key not in valid:
+            raise ValueError(
+                f"clip_grad: unknown key {key!r} for clipping by {kind} "
+                f"({suggest(key, valid)}); valid keys are {', '.join(valid)} "
+                f"(clip by norm: {', '.join(_KEYS['norm'])}; by value: "
+                f"{', '.join(_KEYS['value'])})")
+    required = _REQUIRED[kind]
+    if required not in args:
+        raise ValueError(f"clip_grad: clipping by {kind} needs {required!r}, got {dict(clip_grad)!r}")
+    if "norm_type" in args:
+        args["norm_type"] = float(args["norm_type"])
+    return ClipGrad(kind, args)

@@ -1,0 +1,375 @@
+"""``OptimWrapper``: MMEngine's optimizer wrapper, optionally backed by an Accelerator.
+
+The wrapper owns gradient accumulation (its counter, the loss divisor and the last
+incomplete window), clipping and the update. With an ``accelerate.Accelerator`` it
+skips gradient synchronisation through ``accelerator.no_sync`` during accumulation,
+clips through the accelerator (unscaling only its own optimizer) and steps the
+prepared optimizer. Where Accelerate adds nothing (single process or DDP, no FSDP /
+DeepSpeed / XLA) the same operations are called on torch directly; that choice is made
+once, when the wrapper is bound, and gives identical numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from accelwrap.optim import accelerate_glue as glue
+from accelwrap.optim.clip_grad import parse_clip_grad
+from accelwrap.registry import OPTIM_WRAPPERS
+
+logger = logging.getLogger(__name__)
+
+
+def check_accumulative_counts(value: Any) -> int:
+    """Return ``value`` if it is a positive int, else raise ``ValueError``/``TypeError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"accumulative_counts must be a positive int, got "
+                        f"{type(value).__name__} ({value!r})")
+    if value < 1:
+        raise ValueError(f"accumulative_counts must be a positive int (1 = no accumulation), "
+                         f"got {value}")
+    return value
+
+
+@OPTIM_WRAPPERS.register_module()
+class OptimWrapper:
+    """A common interface for updating parameters: accumulation, clipping, stepping.
+
+    Args:
+        optimizer: The torch optimizer (or one returned by ``accelerator.prepare``).
+        accumulative_counts: Update the parameters every this many calls of
+            :meth:`update_params`; the loss is divided accordingly.
+        clip_grad: ``None``, ``dict(max_norm=..., norm_type=...)`` (clip by norm) or
+            ``dict(clip_value=...)`` (clip by value); ``type='norm'|'value'`` is also
+            accepted. Never modified.
+        accelerator: Optional ``accelerate.Accelerator``. It must have
+            ``gradient_accumulation_steps=1`` (the wrapper accumulates). An optimizer
+            that was not prepared yet is prepared with it.
+
+    Attributes:
+        fast_path: Class attribute; when True (default) a bound wrapper calls torch
+            directly wherever Accelerate's method would do exactly the same.
+        step_was_skipped: Whether the last :meth:`step` was skipped by a loss scaler
+            (an inf/NaN gradient in fp16).
+        skipped_steps: How many steps the loss scaler has skipped so far.
+
+    Example:
+        >>> model = nn.Linear(2, 1)
+        >>> wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1),
+        ...                        accumulative_counts=2, clip_grad=dict(max_norm=1.0))
+        >>> for _ in range(4):
+        ...     with wrapper.optim_context(model):
+        ...         loss = model(torch.ones(3, 2)).sum()
+        ...     wrapper.update_params(loss)
+        >>> wrapper.inner_count, wrapper.grad_norm is not None
+        (4, True)
+    """
+
+    fast_path: bool = True
+
+    def __init__(self, optimizer: torch.optim.Optimizer, accumulative_counts: int = 1,
+                 clip_grad: dict | None = None, accelerator: Any = None) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"{type(self).__name__}: optimizer must be a torch.optim.Optimizer, "
+                            f"got {type(optimizer).__name__} ({optimizer!r})")
+        self._accumulative_counts = check_accumulative_counts(accumulative_counts)
+        self._clip = parse_clip_grad(clip_grad)
+        self.clip_grad_kwargs = dict(self._clip.kwargs) if self._clip else None
+        self.optimizer = optimizer
+        self._inner_count = 0
+        self._max_counts = -1
+        self._remainder_counts = -1
+        self._grad_norm: torch.Tensor | None = None
+        self.step_was_skipped = False
+        self.skipped_steps = 0
+        self._step_hook = None
+        self.base_param_settings: dict | None = None
+        if len(optimizer.param_groups) > 1:
+            self.base_param_settings = {"params": torch.tensor([0.0]), **optimizer.defaults}
+        self.bind(accelerator)
+
+    # ------------------------------------------------------------------ binding
+    def validate_accelerator(self, accelerator: Any) -> None:
+        """Raise if this wrapper cannot work with ``accelerator``; called before preparing.
+
+        Args:
+            accelerator: An ``accelerate.Accelerator``.
+
+        Raises:
+            ValueError: Its ``gradient_accumulation_steps`` is not 1.
+        """
+        glue.check_accumulation(accelerator)
+
+    def bind(self, accelerator: Any = None, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Attach the wrapper to ``accelerator`` (or to plain PyTorch when ``None``).
+
+        Args:
+            accelerator: An ``accelerate.Accelerator`` or ``None``.
+            optimizer: The optimizer ``accelerator.prepare`` returned for this wrapper;
+                when omitted, the current optimizer is prepared if it is not yet.
+
+        Raises:
+            ValueError: See :meth:`validate_accelerator`.
+        """
+        if accelerator is not None:
+            self.validate_accelerator(accelerator)
+            if optimizer is None and not glue.is_prepared(self.optimizer):
+                optimizer = accelerator.prepare(self.optimizer)
+        if optimizer is not None:
+            self.optimizer = optimizer
+        self.accelerator = accelerator
+        self._raw = glue.unwrap_optimizer(self.optimizer)
+        self._direct = accelerator is None or (self.fast_path and glue.is_direct(accelerator))
+        self._no_sync = accelerator.no_sync if (
+            accelerator is not None and glue.needs_no_sync(accelerator)) else None
+        self._set_scaler(self._pick_scaler(accelerator))
+
+    def _pick_scaler(self, accelerator: Any) -> torch.amp.GradScaler | None:
+        """The loss scaler to use: the accelerator's (fp16), none without one."""
+        return None if accelerator is None else accelerator.scaler
+
+    def _set_scaler(self, scaler: torch.amp.GradScaler | None) -> None:
+        if self._step_hook is not None:
+            self._step_hook.remove()
+            self._step_hook = None
+        self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        if self._scaler is not None:
+            self._step_hook = self._raw.register_step_post_hook(self._mark_stepped)
+
+    def _mark_stepped(self, *_: Any) -> None:
+        self._stepped = True
+
+    # ------------------------------------------------------------ the update
+    def update_params(self, loss: torch.Tensor, step_kwargs: dict | None = None,
+                      zero_kwargs: dict | None = None) -> None:
+        """Backward ``loss`` (divided for accumulation); step and zero when due.
+
+        Args:
+            loss: The loss of this iteration.
+            step_kwargs: Keyword arguments for the optimizer's ``step``.
+            zero_kwargs: Keyword arguments for the optimizer's ``zero_grad``.
+        """
+        self.backward(self.scale_loss(loss))
+        if self.should_update():
+            self.step(**(step_kwargs or {}))
+            self.zero_grad(**(zero_kwargs or {}))
+
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """Back-propagate ``loss`` (through the loss scaler / Accelerator); count it.
+
+        Args:
+            loss: The (already divided) loss.
+            **kwargs: Passed to ``Tensor.backward``.
+        """
+        if not self._direct:
+            self.accelerator.backward(loss, **kwargs)
+        elif self._scaler is not None:
+            self._scaler.scale(loss).backward(**kwargs)
+        else:
+            loss.backward(**kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs: Any) -> None:
+        """Clip the gradients if configured, then step the optimizer.
+
+        Args:
+            **kwargs: Passed to the optimizer's ``step``.
+        """
+        if self._clip is not None:
+            self._clip_grad()
+        if self._scaler is not None:
+            self._scaled_step(kwargs)
+        elif self._direct:
+            self._raw.step(**kwargs)
+        else:
+            self.optimizer.step(**kwargs)
+
+    def _scaled_step(self, kwargs: dict) -> None:
+        self._stepped = False
+        self._scaler.step(self._raw, **kwargs)
+        self._scaler.update(self._static_scale())
+        self.step_was_skipped = not self._stepped
+        self.skipped_steps += self.step_was_skipped
+
+    def _static_scale(self) -> float | None:
+        """A fixed loss scale to restore after every update (None: dynamic)."""
+        return None
+
+    def zero_grad(self, **kwargs: Any) -> None:
+        """Zero the optimizer's gradients.
+
+        Args:
+            **kwargs: Passed to the optimizer's ``zero_grad`` (e.g. ``set_to_none``).
+        """
+        (self._raw if self._direct else self.optimizer).zero_grad(**kwargs)
+
+    def _clip_grad(self) -> None:
+        params = [p for group in self._raw.param_groups for p in group["params"]
+                  if p.requires_grad and p.grad is not None]
+        if not params:
+            return
+        if self._direct:
+            if self._scaler is not None:
+                self._scaler.unscale_(self._raw)
+            clip = (torch.nn.utils.clip_grad_norm_ if self._clip.kind == "norm"
+                    else torch.nn.utils.clip_grad_value_)
+            result = clip(params, **self._clip.kwargs)
+        else:
+            with glue.only_optimizer(self.accelerator, self.optimizer):
+                result = self._accelerator_clip(params)
+        self._grad_norm = result if self._clip.kind == "norm" else None
+
+    def _accelerator_clip(self, params: list[torch.Tensor]) -> torch.Tensor | None:
+        kwargs = dict(self._clip.kwargs)
+        extra = sorted(set(kwargs) - {"max_norm", "norm_type", "clip_value"})
+        if extra:
+            raise ValueError(f"clip_grad keys {extra} are not supported by Accelerate's "
+                             f"clipping under {glue.distributed_type(self.accelerator)}; "
+                             "use max_norm/norm_type or clip_value only")
+        if self._clip.kind == "norm":
+            return self.accelerator.clip_grad_norm_(params, **kwargs)
+        return self.accelerator.clip_grad_value_(params, **kwargs)
+
+    @property
+    def grad_norm(self) -> float | None:
+        """Total gradient norm measured by the last norm clipping (None otherwise)."""
+        return None if self._grad_norm is None else float(self._grad_norm)
+
+    @contextlib.contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        """Skip gradient synchronisation while accumulating.
+
+        Args:
+            model: The (possibly DDP-wrapped / prepared) training model.
+        """
+        if self.should_sync():
+            yield
+        elif self._no_sync is not None:
+            with self._no_sync(model):
+                yield
+        elif self.accelerator is None and hasattr(model, "no_sync"):
+            with model.no_sync():
+                yield
+        else:
+            yield
+
+    # ----------------------------------------------------------- accumulation
+    def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
+        """Set the counter and the total count so the last short window is handled.
+
+        Args:
+            model: The training model (only checked for BatchNorm, with a warning).
+            init_counts: The counter to start from (e.g. the resumed iteration).
+            max_counts: The total number of iterations.
+        """
+        self._inner_count = init_counts
+        self._max_counts = max_counts
+        if init_counts % self._accumulative_counts != 0:
+            logger.warning("the resumed iteration %d is not a multiple of accumulative_counts=%d; "
+                           "the gradients of the partial window are lost",
+                           init_counts, self._accumulative_counts)
+        if self._accumulative_counts > 1 and any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            logger.warning("gradient accumulation with BatchNorm layers may slightly decrease "
+                           "performance: the statistics see micro-batches")
+        self._remainder_counts = max_counts % self._accumulative_counts
+
+    def should_update(self) -> bool:
+        """Whether the parameters are updated at the current count."""
+        return (self._inner_count % self._accumulative_counts == 0
+                or self._inner_count == self._max_counts)
+
+    def should_sync(self) -> bool:
+        """Whether the next backward must synchronise gradients (it ends a window)."""
+        count = self._inner_count + 1
+        return count % self._accumulative_counts == 0 or count == self._max_counts
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """Divide ``loss`` by the size of the current accumulation window.
+
+        Args:
+            loss: The loss of this iteration.
+
+        Returns:
+            ``loss / window`` (``loss`` itself when there is no accumulation).
+
+        Raises:
+            ValueError: The counter is past ``max_counts``.
+        """
+        if self._accumulative_counts == 1:
+            return loss
+        factor = self._accumulative_counts
+        if self._max_counts != -1 and self._inner_count >= self._max_counts - self._remainder_counts:
+            factor = self._remainder_counts
+            if factor <= 0:
+                raise ValueError(
+                    f"inner_count={self._inner_count} is past max_counts={self._max_counts}; "
+                    "check the init_counts/max_counts given to initialize_count_status")
+        return loss / factor
+
+    @property
+    def inner_count(self) -> int:
+        """How many times :meth:`backward` has run (the accumulation counter)."""
+        return self._inner_count
+
+    # ------------------------------------------------------ optimizer surface
+    @property
+    def param_groups(self) -> list[dict]:
+        """The optimizer's groups, plus a ``base_param_settings`` group when there are several."""
+        if self.base_param_settings is not None:
+            return self.optimizer.param_groups + [self.base_param_settings]
+        return self.optimizer.param_groups
+
+    @property
+    def defaults(self) -> dict:
+        """The optimizer's defaults."""
+        return self.optimizer.defaults
+
+    def get_lr(self) -> dict[str, list[float]]:
+        """``{'lr': [...]}`` per group, plus ``'base_lr'`` for multi-group optimizers."""
+        result = {}
+        if self.base_param_settings is not None:
+            result["base_lr"] = [self.base_param_settings["lr"]]
+        result["lr"] = [group["lr"] for group in self.optimizer.param_groups]
+        return result
+
+    def get_momentum(self) -> dict[str, list[float]]:
+        """``{'momentum': [...]}`` per group (``betas[0]`` for Adam-style, else 0)."""
+        values = []
+        for group in self.optimizer.param_groups:
+            if "momentum" in group:
+                values.append(group["momentum"])
+            elif "betas" in group:
+                values.append(group["betas"][0])
+            else:
+                values.append(0)
+        return {"momentum": values}
+
+    def state_dict(self) -> dict:
+        """The optimizer's state dict (plus ``base_param_settings`` for several groups)."""
+        state = self.optimizer.state_dict()
+        if self.base_param_settings is not None:
+            state["base_param_settings"] = self.base_param_settings
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a dict from :meth:`state_dict` (the argument is not modified).
+
+        Args:
+            state_dict: The saved state.
+        """
+        state = dict(state_dict)
+        base = state.pop("base_param_settings", None)
+        if base is not None:
+            self.base_param_settings = base
+        self.optimizer.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return (f"Type: {type(self).__name__}\n_accumulative_counts: {self._accumulative_counts}\n"
+                f"optimizer: \n{self.optimizer!r}\n")
