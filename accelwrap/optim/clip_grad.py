@@ -73,9 +73,8 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
         if key not in valid:
             raise ValueError(
                 f"clip_grad: unknown key {key!r} for clipping by {kind} "
-                f"({suggest(key, valid)}); valid keys are {', '.join(valid)} "
-                f"(clip by norm: {', '.join(_KEYS['norm'])}; by value: "
-                f"{', '.join(_KEYS['value'])})")
+                f"({suggest(key, valid)}); clipping by norm takes {', '.join(_KEYS['norm'])}; "
+                f"clipping by value takes {', '.join(_KEYS['value'])}")
     required = _REQUIRED[kind]
     if required not in args:
         raise ValueError(f"clip_grad: clipping by {kind} needs {required!r}, got {dict(clip_grad)!r}")
