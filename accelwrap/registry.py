@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -24,6 +25,26 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from accelwrap.errors import RegistryError, UnknownTypeError, suggest
 
 BuildFunc = Callable[[Mapping, "Registry", "Mapping | None"], Any]
+
+
+class _LazyEntry:
+    """A registry entry whose module is imported only when the entry is first used."""
+
+    __slots__ = ("module", "attr", "hint")
+
+    def __init__(self, module: str, attr: str, hint: str) -> None:
+        self.module, self.attr, self.hint = module, attr, hint
+
+    def __repr__(self) -> str:
+        return f"<lazy {self.module}.{self.attr}>"
+
+    def load(self, where: str) -> Any:
+        try:
+            return getattr(importlib.import_module(self.module), self.attr)
+        except (ImportError, AttributeError) as err:
+            message = (f"{where}: importing {self.module}.{self.attr} failed "
+                       f"({type(err).__name__}: {err})")
+            raise UnknownTypeError(f"{message}; {self.hint}" if self.hint else message) from err
 
 
 def to_plain(cfg: Any) -> Any:
@@ -86,7 +107,10 @@ def signature_problems(target: Callable, args: Mapping[str, Any]) -> list[str]:
     if accepted is not None:
         for key in args:
             if key not in accepted:
-                problems.append(f"unexpected argument {key!r}; {suggest(key, accepted)}")
+                hint = suggest(key, accepted)
+                if hint.startswith("did you mean"):  # otherwise suggest already lists them all
+                    hint += f" (accepted: {', '.join(map(repr, accepted))})"
+                problems.append(f"unexpected argument {key!r}; {hint}")
     for name, p in params.items():
         required = p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         if required and name not in args:
@@ -133,8 +157,8 @@ class Registry:
 
     @property
     def module_dict(self) -> dict[str, Any]:
-        """A copy of the name -> class map."""
-        return dict(self._modules)
+        """A copy of the name -> class map (lazy entries are imported first)."""
+        return {name: self.get(name) for name in self._modules}
 
     def keys(self) -> list[str]:
         """Registered names, sorted."""
@@ -173,7 +197,8 @@ class Registry:
         if not callable(module):
             raise TypeError(f"{self.name}: only classes and functions can be registered, "
                             f"got {module!r}")
-        names = [module.__name__] if name is None else [name] if isinstance(name, str) else name
+        names = ([module.__name__] if name is None
+                 else list(name) if isinstance(name, (list, tuple)) else [name])
         for key in names:
             if not isinstance(key, str):
                 raise TypeError(f"{self.name}: a registered name must be a string, got {key!r}")
@@ -182,6 +207,35 @@ class Registry:
                                     f"(as {self._modules[key]!r}); pass force=True to replace it")
             self._modules[key] = module
             self._missing_hints.pop(key, None)
+
+    def register_lazy(self, name: str, module: str, attr: str | None = None, hint: str = "",
+                      force: bool = False) -> None:
+        """Register ``module.attr`` under ``name`` without importing ``module`` yet.
+
+        The module is imported the first time the entry is looked up with :meth:`get`
+        (or built); until then ``name in registry`` is True and importing costs nothing.
+
+        Args:
+            name: The type name.
+            module: The dotted module path to import on first use.
+            attr: The attribute of ``module`` to register; defaults to ``name``.
+            hint: Appended to the error when the import fails (e.g. a ``pip install``).
+            force: Replace an existing entry of the same name instead of raising.
+
+        Raises:
+            RegistryError: The name is taken and ``force`` is False.
+
+        Example:
+            >>> REG = Registry('toy')
+            >>> REG.register_lazy('OrderedDict', 'collections')
+            >>> REG.get('OrderedDict').__name__
+            'OrderedDict'
+        """
+        if name in self._modules and not force:
+            raise RegistryError(f"{name!r} is already registered in {self.name} "
+                                f"(as {self._modules[name]!r}); pass force=True to replace it")
+        self._modules[name] = _LazyEntry(module, attr or name, hint)
+        self._missing_hints.pop(name, None)
 
     def add_missing_hint(self, name: str, hint: str) -> None:
         """Record why ``name`` is not available (e.g. which ``pip install`` brings it).
@@ -211,7 +265,10 @@ class Registry:
                 return name
             raise TypeError(f"{self.name}: 'type' must be a name or a class, got {name!r}")
         if name in self._modules:
-            return self._modules[name]
+            entry = self._modules[name]
+            if isinstance(entry, _LazyEntry):
+                entry = self._modules[name] = entry.load(f"{self.name} {name!r}")
+            return entry
         if name in self._missing_hints:
             raise UnknownTypeError(f"{name!r} is not available in {self.name}: "
                                    f"{self._missing_hints[name]}")
