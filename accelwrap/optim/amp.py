@@ -96,7 +96,9 @@ class AmpOptimWrapper(OptimWrapper):
     Args:
         optimizer: The torch optimizer.
         loss_scale: ``'dynamic'``, a float (fixed scale) or a dict of ``GradScaler``
-            arguments. Used for float16 only; bfloat16 needs no scaling.
+            arguments. Used for float16 only; bfloat16 needs no scaling. With an
+            accelerator the scaler is the accelerator's: build it with
+            ``make_accelerator(optim_wrapper=...)`` so it follows this setting.
         dtype: ``'float16'``, ``'bfloat16'``, a torch dtype, or ``None`` (float16 on
             CUDA, bfloat16 on CPU; with an accelerator, the accelerator's precision).
         use_fsdp: Use ``ShardedGradScaler`` (no accelerator, raw FSDP).
