@@ -22,3 +22,8 @@ def __getattr__(name: str):
         from accelwrap.optim.zero_optimizer import ZeroRedundancyOptimizer
         return ZeroRedundancyOptimizer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+from accelwrap.optim.scheduler import *  # noqa: E402,F401,F403 - every scheduler class
+from accelwrap.optim.scheduler import __all__ as _scheduler_all  # noqa: E402
+
+__all__ += _scheduler_all

@@ -1,0 +1,98 @@
+"""``build_param_schedulers``: scheduler configs -> a list, or a dict of lists per optimizer.
+
+What MMEngine's ``Runner.build_param_scheduler`` does, without a runner: configs are
+copied (never mutated), ``end`` defaults to the run length (``max_epochs`` for
+epoch-based, ``max_iters`` for iteration-based schedulers), and
+``convert_to_iter_based=True`` uses ``epoch_length``. For an ``OptimWrapperDict`` the
+result is a dict of lists keyed by member; the configs are either shared by every member
+or given per member (a dict without ``type``).
+
+Example:
+    >>> import torch
+    >>> from accelwrap.optim.scheduler import build_param_schedulers
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    >>> cfg = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=5),
+    ...        dict(type='CosineAnnealingLR', by_epoch=True, begin=1, convert_to_iter_based=True)]
+    >>> scheds = build_param_schedulers(cfg, opt, epoch_length=5, max_epochs=4)
+    >>> [(type(s).__name__, s.begin, s.end) for s in scheds]
+    [('LinearLR', 0, 5), ('CosineAnnealingLR', 5, 20)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from accelwrap.errors import suggest
+from accelwrap.optim.scheduler.base import ParamScheduler
+from accelwrap.registry import PARAM_SCHEDULERS, to_plain
+
+SchedulerList = list[ParamScheduler]
+
+
+def members_of(optim_wrapper: Any) -> dict[str, Any] | None:
+    """The members of an ``OptimWrapperDict`` (or a plain dict of wrappers); None otherwise."""
+    if isinstance(optim_wrapper, Mapping):
+        return dict(optim_wrapper)
+    groups = getattr(optim_wrapper, "param_groups", None)
+    if isinstance(groups, Mapping) and callable(getattr(optim_wrapper, "items", None)):
+        return dict(optim_wrapper.items())
+    return None
+
+
+def build_param_schedulers(cfgs: Any, optim_wrapper: Any, epoch_length: int | None = None,
+                           max_epochs: int | None = None, max_iters: int | None = None
+                           ) -> SchedulerList | dict[str, SchedulerList]:
+    """Build the schedulers of a run.
+
+    Args:
+        cfgs: A scheduler or config dict, a list of them, or (for an ``OptimWrapperDict``)
+            a dict keyed by member name whose values are such lists.
+        optim_wrapper: A torch optimizer, an ``OptimWrapper`` or an ``OptimWrapperDict``.
+        epoch_length: Iterations per epoch, for ``convert_to_iter_based=True``.
+        max_epochs: Default ``end`` of epoch-based schedulers.
+        max_iters: Default ``end`` of iteration-based schedulers.
+
+    Returns:
+        A list of schedulers, or for an ``OptimWrapperDict`` a dict of lists keyed by member.
+
+    Raises:
+        ValueError: A per-member dict names a member that does not exist.
+        TypeError: An entry is neither a scheduler nor a config dict.
+    """
+    options = {"epoch_length": epoch_length, "max_epochs": max_epochs, "max_iters": max_iters}
+    members = members_of(optim_wrapper)
+    if members is None:
+        return _build_list(cfgs, optim_wrapper, **options)
+    if isinstance(cfgs, DictConfig):
+        cfgs = to_plain(cfgs)
+    if isinstance(cfgs, Mapping) and "type" not in cfgs:
+        unknown = [name for name in cfgs if name not in members]
+        if unknown:
+            raise ValueError(f"param_scheduler: {unknown} are not members of the OptimWrapperDict "
+                             f"({sorted(members)}); {suggest(str(unknown[0]), members)}")
+        return {name: _build_list(cfgs.get(name, []), member, **options)
+                for name, member in members.items()}
+    return {name: _build_list(cfgs, member, **options) for name, member in members.items()}
+
+
+def _build_list(cfgs: Any, target: Any, epoch_length: int | None, max_epochs: int | None,
+                max_iters: int | None) -> SchedulerList:
+    items = list(cfgs) if isinstance(cfgs, (list, tuple, ListConfig)) else [cfgs]
+    schedulers = []
+    for index, item in enumerate(items):
+        if isinstance(item, ParamScheduler):
+            schedulers.append(item)
+            continue
+        if not isinstance(item, (Mapping, DictConfig)):
+            raise TypeError(f"param_scheduler[{index}]: expected a scheduler or a config dict, "
+                            f"got {type(item).__name__} ({item!r})")
+        cfg = to_plain(item)
+        default_end = max_epochs if cfg.get("by_epoch", True) else max_iters
+        if "end" not in cfg and default_end is not None:
+            cfg["end"] = default_end
+        schedulers.append(PARAM_SCHEDULERS.build(
+            cfg, default_args={"optimizer": target, "epoch_length": epoch_length}))
+    return schedulers

@@ -1,0 +1,118 @@
+"""``ChainableScheduler``: closed-form values that compose exactly like MMEngine's chained form.
+
+Every family (see :mod:`accelwrap.optim.scheduler.families`) describes its value at step
+``t`` as an affine map of an *anchor* — the value it took over::
+
+    value(t) = a(t) * anchor + b(t)
+
+(``a`` is a float shared by all groups, ``b`` one float per group). While nobody else
+touched the value since this scheduler last wrote it, the value is computed from the step
+index in closed form: no drift, and a resumed run with edited arguments lands on the
+edited curve. When another scheduler (or the user) changed it, the scheduler re-anchors
+— ``anchor = (seen - b(t-1)) / a(t-1)`` — which is algebraically MMEngine's recursive
+update (``seen * a(t) / a(t-1)`` for multiplicative families, ``eta_min + (seen - eta_min)
+* ratio`` for cosine and poly): overlapping schedulers multiply exactly as in MMEngine.
+A family may force a value at some steps (a cosine restart, OneCycle's absolute values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accelwrap.optim.scheduler.base import INF, ParamScheduler
+
+
+class ChainableScheduler(ParamScheduler):
+    """A scheduler whose math comes from a family class (``family`` class attribute).
+
+    Generated classes (``CosineAnnealingLR`` ...) call this with the family's own
+    arguments in ``options``; the values are the family's closed form composed as
+    described in the module docstring.
+
+    Args:
+        optimizer: A torch optimizer or an ``OptimWrapper``.
+        param_name: The param-group key to schedule.
+        options: The family's arguments (e.g. ``{'T_max': 10, 'eta_min': 0.0}``).
+        begin, end, last_step, by_epoch, verbose: See :class:`ParamScheduler`.
+
+    Raises:
+        ValueError: A family argument is out of range (the message names it).
+        TypeError: A family argument has the wrong type.
+    """
+
+    family: type = None  # set on generated classes
+    _state_keys = ParamScheduler._state_keys + ("_anchor", "_written")
+
+    def __init__(self, optimizer: Any, param_name: str, options: dict[str, Any], begin: int = 0,
+                 end: int = INF, last_step: int = -1, by_epoch: bool = True,
+                 verbose: bool = False) -> None:
+        self._options = dict(options)
+        self._anchor: list[float] | None = None
+        self._written: list[float] | None = None
+        self._cache: list[tuple[int, Any]] = []
+        super().__init__(optimizer, param_name, begin=begin, end=end, last_step=last_step,
+                         by_epoch=by_epoch, verbose=verbose)
+
+    def _initial_values(self) -> list[float] | None:
+        count = len(self.optimizer.param_groups)
+        return self._call_family(self.family.initial_values, count, **self._options)
+
+    def _prepare(self) -> None:
+        self.schedule = self._call_family(self.family, bases=list(self.base_values),
+                                          span=self.end - self.begin, **self._options)
+
+    def _call_family(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{type(self).__name__}: {exc}") from None
+
+    def _coefficients(self, t: int) -> tuple[float, list[float]] | None:
+        for step, coefficients in self._cache:
+            if step == t:
+                return coefficients
+        coefficients = self._call_family(self.schedule.coefficients, t)
+        self._cache = [*self._cache[-1:], (t, coefficients)]
+        return coefficients
+
+    def _get_value(self) -> list[float] | None:
+        t = self.last_step
+        name = self.param_name
+        groups = self.optimizer.param_groups
+        seen = [group[name] for group in groups]
+        current = self._coefficients(t)
+        if current is None:  # the family holds the value (e.g. after the last restart)
+            return None
+        a, b = current
+        forced = self.schedule.forced(t, seen)
+        if forced is not None:
+            self._anchor = [(v - bi) / a for v, bi in zip(forced, b)]
+            values = forced
+        else:
+            self._anchor = self._anchors(t, seen)
+            values = [a * anchor + bi for anchor, bi in zip(self._anchor, b)]
+        self._written = list(values)
+        return values
+
+    def _anchors(self, t: int, seen: list[float]) -> list[float]:
+        """The anchor of every group: kept where the value is ours, re-derived elsewhere."""
+        anchors, written = self._anchor, self._written
+        if t == 0:
+            return list(seen)
+        if written is not None and seen == written:
+            return anchors
+        previous = self._coefficients(t - 1)
+        result = []
+        for index, value in enumerate(seen):
+            if written is not None and value == written[index]:
+                result.append(anchors[index])
+            elif previous is not None and previous[0] != 0:
+                result.append((value - previous[1][index]) / previous[0])
+            else:
+                result.append(anchors[index] if anchors is not None else value)
+        return result
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the progress saved by :meth:`state_dict` (see :class:`ParamScheduler`)."""
+        super().load_state_dict(state_dict)
+        self._cache = []

@@ -1,0 +1,253 @@
+"""The math of every chainable schedule family, each written once.
+
+A family is built with the base value of every param group (``bases``), the length of the
+scheduler's window (``span = end - begin``) and its own arguments. It answers, for the
+step ``t`` counted from ``begin``:
+
+* :meth:`Family.coefficients` -- ``(a, b)`` with ``value = a * anchor + b[group]``, or
+  ``None`` to leave the value alone;
+* :meth:`Family.forced` -- values that replace the affine form at special steps (a cosine
+  restart), or ``None``.
+
+The LR, Momentum and Param scheduler classes are generated from these in
+:mod:`accelwrap.optim.scheduler.variants`; :mod:`accelwrap.optim.scheduler.chainable`
+turns the closed forms into MMEngine's chained numbers.
+
+Example:
+    >>> Linear([1.0], span=5, start_factor=0.5).coefficients(2)
+    (0.75, [0.0])
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any
+
+Coefficients = tuple[float, list[float]]
+
+
+def integer(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise naming ``name`` unless it is an integer >= minimum."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def sequence(name: str, value: Any) -> list:
+    """Return ``value`` as a list, or raise naming ``name`` unless it is a list or tuple."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list, got {value!r}")
+    return list(value)
+
+
+def number(name: str, value: Any, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> float:
+    """Return ``value`` if it is a number in the range, else raise a message naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value > high):
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+    return value
+
+
+def eta_mins(bases: list[float], eta_min: Any, eta_min_ratio: Any) -> list[float]:
+    """Per-group minimum: ``eta_min``, or ``base * eta_min_ratio`` (0 when neither is given)."""
+    if eta_min is not None and eta_min_ratio is not None:
+        raise ValueError(f"give either eta_min or eta_min_ratio, not both (got eta_min={eta_min!r}, "
+                         f"eta_min_ratio={eta_min_ratio!r})")
+    if eta_min_ratio is not None:
+        return [base * number("eta_min_ratio", eta_min_ratio) for base in bases]
+    return [number("eta_min", 0.0 if eta_min is None else eta_min)] * len(bases)
+
+
+def half_cosine(t: float, period: float) -> float:
+    """``(1 + cos(pi * t / period)) / 2``: 1 at ``t = 0``, 0 at ``t = period``."""
+    return (1 + math.cos(math.pi * t / period)) / 2
+
+
+class Family:
+    """Base class: a closed-form schedule of an anchor value.
+
+    Args:
+        bases: ``initial_<param>`` of every param group.
+        span: ``end - begin`` of the scheduler.
+    """
+
+    def __init__(self, bases: list[float], span: int) -> None:
+        self.bases = bases
+        self.span = span
+        self.zeros = [0.0] * len(bases)
+
+    @classmethod
+    def initial_values(cls, group_count: int, **options: Any) -> list[float] | None:
+        """Values the family forces into ``initial_<param>`` before any step (OneCycle)."""
+        return None
+
+    def coefficients(self, t: int) -> Coefficients | None:
+        """``(a, b)`` such that the value at step ``t`` is ``a * anchor + b[group]``."""
+        return self.factor(t), self.zeros
+
+    def factor(self, t: int) -> float:
+        """The multiplicative factor at step ``t`` (multiplicative families)."""
+        raise NotImplementedError
+
+    def forced(self, t: int, seen: list[float]) -> list[float] | None:
+        """Values that replace the affine form at step ``t``; None almost always."""
+        return None
+
+
+class Constant(Family):
+    """``factor`` until the last step of the window, then 1."""
+
+    def __init__(self, bases: list[float], span: int, factor: float = 1.0 / 3) -> None:
+        super().__init__(bases, span)
+        # factor=0 would divide by zero when the window ends (MMEngine multiplies by 1/factor).
+        self.scale = number("factor", factor, 0.0, 1.0, low_open=True)
+        self.total = span - 1
+
+    def factor(self, t: int) -> float:
+        return self.scale if t == 0 or t < self.total else 1.0
+
+
+class Exponential(Family):
+    """``gamma ** t``."""
+
+    def __init__(self, bases: list[float], span: int, gamma: float) -> None:
+        super().__init__(bases, span)
+        self.gamma = number("gamma", gamma, 0.0)
+
+    def factor(self, t: int) -> float:
+        return self.gamma ** t
+
+
+class Linear(Family):
+    """From ``start_factor`` to ``end_factor`` in a straight line over the window."""
+
+    def __init__(self, bases: list[float], span: int, start_factor: float = 1.0 / 3,
+                 end_factor: float = 1.0) -> None:
+        super().__init__(bases, span)
+        # start_factor=0 would divide by zero in MMEngine's chained update.
+        self.start = number("start_factor", start_factor, 0.0, 1.0, low_open=True)
+        self.stop = number("end_factor", end_factor, 0.0, 1.0)
+        self.total = span - 1
+
+    def factor(self, t: int) -> float:
+        if t == 0:
+            return self.start
+        return self.start + (self.stop - self.start) * t / self.total
+
+
+class Step(Family):
+    """``gamma ** (t // step_size)``."""
+
+    def __init__(self, bases: list[float], span: int, step_size: int, gamma: float = 0.1) -> None:
+        super().__init__(bases, span)
+        self.step_size = integer("step_size", step_size)
+        self.gamma = number("gamma", gamma, 0.0)
+
+    def factor(self, t: int) -> float:
+        return self.gamma ** (t // self.step_size)
+
+
+class MultiStep(Family):
+    """``gamma ** (number of milestones <= t)``."""
+
+    def __init__(self, bases: list[float], span: int, milestones: list[int],
+                 gamma: float = 0.1) -> None:
+        super().__init__(bases, span)
+        values = [integer("each milestone", m, 0) for m in sequence("milestones", milestones)]
+        for before, after in zip(values, values[1:]):
+            if after <= before:
+                raise ValueError(f"milestones must be strictly increasing, got {list(milestones)}")
+        self.milestones = values
+        self.gamma = number("gamma", gamma, 0.0)
+
+    def factor(self, t: int) -> float:
+        return self.gamma ** bisect.bisect_right(self.milestones, t)
+
+
+class Poly(Family):
+    """``eta_min + (anchor - eta_min) * (1 - t / T) ** power`` with ``T = span - 1``."""
+
+    def __init__(self, bases: list[float], span: int, eta_min: float = 0,
+                 power: float = 1.0) -> None:
+        super().__init__(bases, span)
+        self.eta_min = number("eta_min", eta_min)
+        self.power = number("power", power)
+        self.total = span - 1
+
+    def coefficients(self, t: int) -> Coefficients:
+        if t == 0:
+            return 1.0, self.zeros
+        a = ((self.total - t) / self.total) ** self.power
+        return a, [self.eta_min * (1 - a)] * len(self.bases)
+
+
+class CosineAnnealing(Family):
+    """Half a cosine from the anchor to ``eta_min`` over ``T_max`` steps (periodic after)."""
+
+    def __init__(self, bases: list[float], span: int, T_max: float | None = None,
+                 eta_min: float | None = None, eta_min_ratio: float | None = None) -> None:
+        super().__init__(bases, span)
+        if T_max is None:
+            T_max = span
+        self.period = number("T_max", T_max, 0.0, low_open=True)
+        self.eta_mins = eta_mins(bases, eta_min, eta_min_ratio)
+
+    def coefficients(self, t: int) -> Coefficients:
+        a = half_cosine(t, self.period)
+        return a, [m * (1 - a) for m in self.eta_mins]
+
+    def forced(self, t: int, seen: list[float]) -> list[float] | None:
+        # One step past a trough the closed form cannot be re-anchored (a == 0 there);
+        # MMEngine climbs back towards the *base* value, and so does this.
+        period = self.period
+        if t == 0 or (t - 1 - period) % (2 * period) != 0:
+            return None
+        rise = (1 - math.cos(math.pi / period)) / 2
+        return [v + (base - m) * rise for v, base, m in zip(seen, self.bases, self.eta_mins)]
+
+
+class CosineRestart(Family):
+    """Cosine annealing restarted at the start of every period from ``base * weight``."""
+
+    def __init__(self, bases: list[float], span: int, periods: list[int],
+                 restart_weights: Any = (1,), eta_min: float | None = None,
+                 eta_min_ratio: float | None = None) -> None:
+        super().__init__(bases, span)
+        self.periods = [integer("each period", p) for p in sequence("periods", periods)]
+        weights = sequence("restart_weights", restart_weights)
+        self.weights = [number("each restart weight", w, 0.0) for w in weights]
+        if not self.periods or len(self.periods) != len(self.weights):
+            raise ValueError(f"periods and restart_weights must be non-empty and of the same "
+                             f"length, got periods={list(periods)}, "
+                             f"restart_weights={list(restart_weights)}")
+        self.ends = [sum(self.periods[:i + 1]) for i in range(len(self.periods))]
+        self.eta_mins = eta_mins(bases, eta_min, eta_min_ratio)
+
+    def _locate(self, t: int) -> tuple[int, int] | None:
+        index = bisect.bisect_right(self.ends, t)
+        if index == len(self.ends):
+            return None
+        start = self.ends[index - 1] if index else 0
+        return index, t - start
+
+    def coefficients(self, t: int) -> Coefficients | None:
+        where = self._locate(t)
+        if where is None:
+            return None
+        a = half_cosine(where[1], self.periods[where[0]])
+        return a, [m * (1 - a) for m in self.eta_mins]
+
+    def forced(self, t: int, seen: list[float]) -> list[float] | None:
+        where = self._locate(t)
+        if where is None or where[1] != 0:
+            return None
+        return [base * self.weights[where[0]] for base in self.bases]

@@ -1,0 +1,92 @@
+"""The 1cycle policy: up from ``eta_max / div_factor`` to ``eta_max``, then down to the minimum.
+
+Values are absolute (not chained): ``a = 0`` and ``b`` is the value of every group.
+Unlike MMEngine, stepping past ``total_steps`` raises instead of extrapolating.
+
+Example:
+    >>> cycle = OneCycle([0.004], span=10, eta_max=0.1)
+    >>> round(cycle.coefficients(0)[1][0], 6), round(cycle.coefficients(3)[1][0], 6)
+    (0.004, 0.1)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from accelwrap.errors import suggest
+from accelwrap.optim.scheduler.families import Coefficients, Family, integer, number
+
+
+def anneal_cos(start: float, stop: float, pct: float) -> float:
+    """Cosine from ``start`` (pct 0) to ``stop`` (pct 1)."""
+    return stop + (start - stop) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+def anneal_linear(start: float, stop: float, pct: float) -> float:
+    """Straight line from ``start`` (pct 0) to ``stop`` (pct 1)."""
+    return (stop - start) * pct + start
+
+
+ANNEALERS = {"cos": anneal_cos, "linear": anneal_linear}
+
+
+def per_group(name: str, value: Any, count: int) -> list[float]:
+    """``value`` for each of ``count`` groups (a scalar is repeated, a list must match)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise ValueError(f"{name} has {len(value)} values but the optimizer has {count} "
+                             f"param groups: {list(value)}")
+        return [number(name, v) for v in value]
+    return [number(name, value)] * count
+
+
+class OneCycle(Family):
+    """Two or three phases between ``eta_max / div_factor``, ``eta_max`` and the minimum."""
+
+    def __init__(self, bases: list[float], span: int, eta_max: Any = 0,
+                 total_steps: int | None = None, pct_start: float = 0.3,
+                 anneal_strategy: str = "cos", div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, three_phase: bool = False) -> None:
+        super().__init__(bases, span)
+        self.total = span if total_steps is None else integer("total_steps", total_steps)
+        pct = number("pct_start", pct_start, 0.0, 1.0)
+        if anneal_strategy not in ANNEALERS:
+            raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}; "
+                             f"{suggest(str(anneal_strategy), ANNEALERS)}")
+        self.anneal = ANNEALERS[anneal_strategy]
+        peaks = per_group("eta_max", eta_max, len(bases))
+        starts = [peak / number("div_factor", div_factor, 0.0, low_open=True) for peak in peaks]
+        lows = [s / number("final_div_factor", final_div_factor, 0.0, low_open=True)
+                for s in starts]
+        rise_end = float(pct * self.total) - 1
+        if three_phase:
+            self.phases = [(rise_end, starts, peaks),
+                           (float(2 * pct * self.total) - 2, peaks, starts),
+                           (self.total - 1, starts, lows)]
+        else:
+            self.phases = [(rise_end, starts, peaks), (self.total - 1, peaks, lows)]
+        if rise_end == 0:
+            raise ValueError(f"pct_start * total_steps = {pct} * {self.total} = 1 leaves the rising "
+                             "phase no length; choose another pct_start")
+
+    @classmethod
+    def initial_values(cls, group_count: int, eta_max: Any = 0, div_factor: float = 25.0,
+                       **options: Any) -> list[float]:
+        """``eta_max / div_factor`` per group: OneCycle's ``initial_<param>`` (as in MMEngine)."""
+        divisor = number("div_factor", div_factor, 0.0, low_open=True)
+        return [peak / divisor for peak in per_group("eta_max", eta_max, group_count)]
+
+    def coefficients(self, t: int) -> Coefficients:
+        if t >= self.total:
+            raise ValueError(f"stepped past total_steps={self.total} (this is step {t + 1}); "
+                             "raise total_steps or end the scheduler earlier (end=begin+total_steps)")
+        start_step = 0.0
+        for end_step, starts, stops in self.phases[:-1]:
+            if t <= end_step:
+                break
+            start_step = end_step
+        else:
+            end_step, starts, stops = self.phases[-1]
+        pct = (t - start_step) / (end_step - start_step)
+        return 0.0, [self.anneal(s, e, pct) for s, e in zip(starts, stops)]

@@ -1,0 +1,180 @@
+"""``ReduceOnPlateau``: multiply the value by ``factor`` when a validation metric stops improving.
+
+Stepped like MMEngine's: ``step()`` after every training epoch only counts epochs (for
+``begin``/``end``); ``step(metrics)`` after validation compares ``metrics[monitor]`` with the
+best value so far. A monitor missing from the metrics is an error naming the metrics
+present (MMEngine's KeyError, also a ValueError here).
+
+Example:
+    >>> import torch
+    >>> from accelwrap.optim.scheduler import ReduceOnPlateauLR
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    >>> sched = ReduceOnPlateauLR(opt, monitor='loss', patience=0)
+    >>> sched.step({'loss': 1.0}); sched.step({'loss': 2.0})
+    >>> opt.param_groups[0]['lr']
+    0.1
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from accelwrap.errors import suggest
+from accelwrap.optim.scheduler.base import INF, ParamScheduler
+from accelwrap.optim.scheduler.families import integer, number
+
+
+class MetricNotFoundError(KeyError, ValueError):
+    """The monitored metric is not among the validation results (a KeyError, as in MMEngine)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}; "
+                         f"{suggest(str(value), choices)}")
+    return value
+
+
+class ReduceOnPlateauScheduler(ParamScheduler):
+    """Reduce the scheduled value when ``metrics[monitor]`` has not improved for a while.
+
+    Generated classes (``ReduceOnPlateauLR`` ...) pass the plateau arguments in ``options``:
+    ``monitor``, ``rule`` ('less'/'greater'), ``factor``, ``patience``, ``threshold``,
+    ``threshold_rule`` ('rel'/'abs'), ``cooldown``, ``min_value``, ``eps``.
+
+    Args:
+        optimizer: A torch optimizer or an ``OptimWrapper``.
+        param_name: The param-group key to schedule.
+        options: The plateau arguments.
+        begin, end, last_step, by_epoch, verbose: See :class:`ParamScheduler`;
+            ``by_epoch`` must be True.
+
+    Raises:
+        ValueError: An argument is out of range, or ``by_epoch`` is False.
+    """
+
+    need_val_args = True
+    epoch_count_args = None
+    _step_at_construction = False
+    _state_keys = ParamScheduler._state_keys + ("best", "num_bad_epochs", "cooldown_counter")
+
+    def __init__(self, optimizer: Any, param_name: str, options: dict[str, Any], begin: int = 0,
+                 end: int = INF, last_step: int = -1, by_epoch: bool = True,
+                 verbose: bool = False) -> None:
+        owner = type(self).__name__
+        if by_epoch is not True:
+            raise ValueError(f"{owner} only supports by_epoch=True (it is stepped after each "
+                             f"validation), got by_epoch={by_epoch!r}")
+        try:
+            self._configure(optimizer, **options)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{owner}: {exc}") from None
+        super().__init__(optimizer, param_name, begin=begin, end=end, last_step=last_step,
+                         by_epoch=by_epoch, verbose=verbose)
+
+    def _configure(self, optimizer: Any, monitor: str = "loss", rule: str = "less",
+                   factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                   threshold_rule: str = "rel", cooldown: int = 0, min_value: Any = 0.0,
+                   eps: float = 1e-8) -> None:
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a metric name, got {monitor!r}")
+        self.monitor = monitor
+        self.rule = _choice("rule", rule, ("less", "greater"))
+        self.threshold_rule = _choice("threshold_rule", threshold_rule, ("rel", "abs"))
+        factor = number("factor", factor, 0.0)
+        if factor >= 1.0:
+            raise ValueError(f"factor must be < 1.0 (it multiplies the value), got {factor!r}")
+        self.factor = factor
+        self.patience = integer("patience", patience, 0)
+        self.cooldown = integer("cooldown", cooldown, 0)
+        self.threshold = number("threshold", threshold, 0.0)
+        self.eps = number("eps", eps, 0.0)
+        self.min_values = self._min_values(optimizer, min_value)
+        self.best = math.inf if self.rule == "less" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+
+    @staticmethod
+    def _min_values(optimizer: Any, min_value: Any) -> list[float]:
+        groups = getattr(optimizer, "param_groups", None) or []
+        if not isinstance(min_value, (list, tuple)):
+            return [number("min_value", min_value)] * len(groups)
+        values = [number("min_value", v) for v in min_value]
+        inner = getattr(getattr(optimizer, "optimizer", None), "param_groups", None)
+        if inner is not None and len(values) == len(inner) == len(groups) - 1:
+            values.append(values[-1])  # the OptimWrapper's base_param_settings group
+        if len(values) != len(groups):
+            raise ValueError(f"min_value has {len(min_value)} values but the optimizer has "
+                             f"{len(inner or groups)} param groups: {list(min_value)}")
+        return values
+
+    def _prepare(self) -> None:
+        self._global_step = 0
+
+    def is_better(self, value: float) -> bool:
+        """Whether ``value`` improves on the best value by more than the threshold."""
+        best = self.best
+        if self.rule == "less":
+            limit = best * (1.0 - self.threshold) if self.threshold_rule == "rel" \
+                else best - self.threshold
+            return value < limit
+        limit = best * (1.0 + self.threshold) if self.threshold_rule == "rel" \
+            else best + self.threshold
+        return value > limit
+
+    def step(self, metrics: Mapping[str, Any] | None = None) -> None:
+        """Count an epoch (``metrics=None``) or judge validation results.
+
+        Args:
+            metrics: Validation results; ``metrics[monitor]`` is compared with the best.
+
+        Raises:
+            TypeError: ``metrics`` is not a mapping.
+            MetricNotFoundError: ``monitor`` is not in ``metrics`` (names those present).
+        """
+        self._step_count += 1
+        if metrics is None:
+            self._global_step += 1
+            return
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"{type(self).__name__}.step: metrics must be a dict of validation "
+                            f"results, got {type(metrics).__name__}")
+        groups = self.optimizer.param_groups
+        if self.begin <= self._global_step < self.end:
+            self.last_step += 1
+            self._judge(self._metric(metrics), groups)
+        self._last_value = [group[self.param_name] for group in groups]
+
+    def _metric(self, metrics: Mapping[str, Any]) -> float:
+        if self.monitor not in metrics:
+            raise MetricNotFoundError(
+                f"{type(self).__name__}: monitor {self.monitor!r} is not in the validation "
+                f"metrics {sorted(metrics)}; {suggest(self.monitor, [str(k) for k in metrics])}")
+        return float(metrics[self.monitor])
+
+    def _judge(self, value: float, groups: list[dict]) -> None:
+        if self.is_better(value):
+            self.best = value
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            values = self._get_value()
+            name = self.param_name
+            changed = [v if group[name] - v > self.eps else group[name]
+                       for group, v in zip(groups, values)]
+            self._write(groups, changed)
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+
+    def _get_value(self) -> list[float]:
+        return [max(float(group[self.param_name]) * self.factor, low)
+                for group, low in zip(self.optimizer.param_groups, self.min_values)]
