@@ -136,8 +136,8 @@ class DefaultOptimWrapperConstructor:
     def _pop_optimizer_cfg(self, cfg: dict[str, Any]) -> dict[str, Any]:
         if "optimizer" not in cfg:
             raise ValueError(
-                f"{type(self).__name__}: the optim_wrapper config {cfg!r} has no 'optimizer' "
-                f"key; {suggest('optimizer', list(cfg))}. For several optimizers give one "
+                f"{type(self).__name__}: the optim_wrapper config has no 'optimizer' key "
+                f"(keys given: {sorted(map(str, cfg))}). For several optimizers give one "
                 "wrapper config per model member, or a constructor= that builds them")
         optimizer_cfg = cfg.pop("optimizer")
         if not isinstance(optimizer_cfg, Mapping) or "type" not in optimizer_cfg:
@@ -248,9 +248,12 @@ class DefaultOptimWrapperConstructor:
             for param in group["params"] if isinstance(group, Mapping) else [group]:
                 placed[id(param)] = {**base, **overrides}
         fallback = f"{type(self).__name__}.add_params" if self.paramwise_cfg else "default"
-        rows = []
+        rows, first_name = [], {}
         for name, param, module in named_params_with_owner(unwrap_model(model)):
-            rule = records.get(name) or (fallback if id(param) in placed else "not optimized")
+            first = first_name.setdefault(id(param), name)
+            rule = records.get(name) or (
+                f"same parameter as {first!r}" if first != name and records
+                else fallback if id(param) in placed else "not optimized")
             settings = {} if rule.startswith("skipped") else placed.get(id(param), {})
             rows.append(ParamRow(name, tuple(param.shape), type(module).__name__, settings, rule))
         return rows
