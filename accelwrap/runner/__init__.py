@@ -1,3 +1,9 @@
-"""The training runner (filled by the runner issue)."""
+"""The training runner: ``Runner``, checkpoints, logging, example models and datasets."""
 
-__all__: list[str] = []
+from accelwrap.runner.checkpoint import CheckpointManager, find_latest, load_weights, merge_sharded
+from accelwrap.runner.data import DATASETS, build_dataloader
+from accelwrap.runner.models import MODELS
+from accelwrap.runner.runner import Runner
+
+__all__ = ["DATASETS", "MODELS", "CheckpointManager", "Runner", "build_dataloader", "find_latest",
+           "load_weights", "merge_sharded"]

@@ -1,0 +1,94 @@
+"""Checks of the runner's own config sections (model, dataloaders, train_cfg, hooks).
+
+They plug into :func:`accelwrap.tools.config_check.check_config`, so one
+``ConfigError`` lists every problem of a config: unknown top-level keys (with
+suggestions), unregistered types and bad arguments anywhere.
+
+Example:
+    >>> runner_config_problems({'modle': {}})[0]
+    "modle: unknown top-level key; did you mean 'model'?"
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from accelwrap.registry import signature_problems
+from accelwrap.runner.data import DATASETS, _loader_signature
+from accelwrap.runner.models import MODELS
+
+__all__ = ["runner_config_problems", "runner_keys"]
+
+
+def runner_keys() -> list[str]:
+    """The top-level keys a runner config may have (``Runner``'s arguments)."""
+    from accelwrap.runner.runner import Runner
+
+    return [name for name in inspect.signature(Runner).parameters if name != "cfg"]
+
+
+def _check_model(node: Any, path: str) -> list[str]:
+    from accelwrap.tools.config_check import check_component
+
+    return check_component(node, MODELS, path)[1]
+
+
+def _check_loader(node: Any, path: str) -> list[str]:
+    from accelwrap.tools.config_check import check_component
+
+    if node is None:
+        return []
+    if not isinstance(node, Mapping):
+        return [f"{path}: expected a dict with 'dataset' and 'batch_size', got {node!r}"]
+    if "dataset" not in node:
+        return [f"{path}: no 'dataset' key (e.g. dataset: {{type: DigitsDataset, split: train}})"]
+    rest = {k: v for k, v in node.items() if k != "dataset"}
+    problems = [f"{path}: {p}" for p in signature_problems(_loader_signature, rest)]
+    return problems + check_component(node["dataset"], DATASETS, f"{path}.dataset")[1]
+
+
+def _check_train_cfg(node: Any, path: str) -> list[str]:
+    from accelwrap.runner.build import parse_train_cfg
+
+    try:
+        parse_train_cfg(node)
+    except (TypeError, ValueError) as err:
+        return [str(err)]
+    return []
+
+
+def _check_hooks(node: Any, path: str) -> list[str]:
+    from accelwrap.errors import ConfigError
+    from accelwrap.runner.build import TrainSchedule
+    from accelwrap.runner.hooks import parse_default_hooks
+
+    try:
+        parse_default_hooks(node, TrainSchedule(max_epochs=1))
+    except ConfigError as err:
+        return [p for p in err.problems if "needs train_cfg.by_epoch" not in p]
+    return []
+
+
+def runner_sections() -> dict[str, Callable[[Any, str], list[str]]]:
+    """Section name -> checker, for every section the runner builds from config."""
+    from accelwrap.tools.config_check import default_sections
+
+    return {**default_sections(), "model": _check_model, "train_dataloader": _check_loader,
+            "val_dataloader": _check_loader, "train_cfg": _check_train_cfg,
+            "default_hooks": _check_hooks}
+
+
+def runner_config_problems(cfg: Mapping) -> list[str]:
+    """Every problem of a runner config, found without building anything.
+
+    Args:
+        cfg: The plain config dict.
+
+    Returns:
+        One sentence per problem.
+    """
+    from accelwrap.tools.config_check import check_config
+
+    return check_config(cfg, runner_sections(), known_keys=runner_keys())

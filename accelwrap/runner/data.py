@@ -1,0 +1,169 @@
+"""Datasets bundled for the example configs, and dataloaders built from config dicts.
+
+``DATASETS`` holds map-style datasets that need no download: scikit-learn's
+``load_digits`` (8x8 handwritten digits, 1,797 images) and a synthetic 2-D mixture of
+Gaussians on a ring for the GAN example. Every sample is a dict, so a model's
+``forward(**batch)`` receives named tensors.
+
+Example:
+    >>> loader = build_dataloader(dict(dataset=dict(type='DigitsDataset', split='val'),
+    ...                                batch_size=16, shuffle=False))
+    >>> batch = next(iter(loader))
+    >>> tuple(batch['inputs'].shape), batch['labels'].dtype
+    ((16, 64), torch.int64)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from accelwrap.registry import Registry, check_arguments, to_plain
+
+DATASETS = Registry("DATASETS")
+
+# Keys of a dataloader config besides ``dataset``, with their defaults.
+LOADER_DEFAULTS: dict[str, Any] = {
+    "batch_size": 32, "shuffle": True, "num_workers": 0, "drop_last": False,
+    "pin_memory": False, "persistent_workers": False,
+}
+
+__all__ = ["DATASETS", "DigitsDataset", "RingGaussians2D", "build_dataloader", "build_dataset"]
+
+
+class _TensorDataset(Dataset):
+    """Named tensors of equal length; item ``i`` is ``{name: tensor[i]}``."""
+
+    def __init__(self, **tensors: torch.Tensor) -> None:
+        lengths = {len(t) for t in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"all tensors need the same length, got {lengths}")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {name: t[index] for name, t in self.tensors.items()}
+
+
+@DATASETS.register_module()
+class DigitsDataset(_TensorDataset):
+    """scikit-learn's bundled 8x8 digits, scaled to [0, 1], split deterministically.
+
+    Args:
+        split: ``'train'``, ``'val'`` or ``'all'``.
+        val_fraction: Share of the images held out for ``'val'``.
+        split_seed: Seed of the fixed permutation that decides the split.
+
+    Example:
+        >>> len(DigitsDataset('train')) + len(DigitsDataset('val'))
+        1797
+    """
+
+    def __init__(self, split: str = "train", val_fraction: float = 0.2, split_seed: int = 0) -> None:
+        if split not in ("train", "val", "all"):
+            raise ValueError(f"DigitsDataset: split must be 'train', 'val' or 'all', got {split!r}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"DigitsDataset: val_fraction must be in (0, 1), got {val_fraction!r}")
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as err:  # pragma: no cover - listed in the 'data' extra
+            raise ImportError("DigitsDataset needs scikit-learn: pip install 'accelwrap[data]'") from err
+        digits = load_digits()
+        images = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+        labels = torch.tensor(digits.target, dtype=torch.int64)
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(split_seed))
+        n_val = int(round(len(labels) * val_fraction))
+        keep = {"val": order[:n_val], "train": order[n_val:], "all": torch.arange(len(labels))}[split]
+        super().__init__(inputs=images[keep], labels=labels[keep])
+
+
+def ring_modes(num_modes: int, radius: float) -> torch.Tensor:
+    """Centres of ``num_modes`` Gaussians evenly spaced on a circle, shape ``(num_modes, 2)``."""
+    angles = torch.arange(num_modes, dtype=torch.float64) * (2 * math.pi / num_modes)
+    return (radius * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
+
+
+@DATASETS.register_module()
+class RingGaussians2D(_TensorDataset):
+    """Synthetic 2-D points from ``num_modes`` Gaussians on a ring (the classic GAN toy).
+
+    Args:
+        num_samples: How many points.
+        num_modes: How many Gaussians.
+        radius: Radius of the ring.
+        std: Standard deviation of each Gaussian.
+        seed: Seed of the generator that draws the points (fixed, independent of
+            the global RNG).
+
+    Example:
+        >>> RingGaussians2D(num_samples=10)[0]['inputs'].shape
+        torch.Size([2])
+    """
+
+    def __init__(self, num_samples: int = 2048, num_modes: int = 8, radius: float = 2.0,
+                 std: float = 0.05, seed: int = 0) -> None:
+        if num_samples < 1 or num_modes < 1:
+            raise ValueError(f"RingGaussians2D: num_samples and num_modes must be >= 1, "
+                             f"got {num_samples!r} and {num_modes!r}")
+        gen = torch.Generator().manual_seed(seed)
+        which = torch.randint(num_modes, (num_samples,), generator=gen)
+        points = ring_modes(num_modes, radius)[which] + std * torch.randn(num_samples, 2, generator=gen)
+        super().__init__(inputs=points)
+
+
+def build_dataset(cfg: Mapping | Dataset) -> Dataset:
+    """Build a dataset from a ``DATASETS`` config, or return a dataset as is.
+
+    Args:
+        cfg: ``dict(type=..., **kwargs)`` or a ``Dataset``.
+
+    Returns:
+        The dataset.
+    """
+    if isinstance(cfg, Dataset):
+        return cfg
+    return DATASETS.build(cfg)
+
+
+def build_dataloader(cfg: Mapping | DataLoader, where: str = "train_dataloader") -> DataLoader:
+    """Build a plain PyTorch ``DataLoader`` from a config (not yet prepared by Accelerate).
+
+    Args:
+        cfg: A ``DataLoader`` (returned as is) or a mapping with ``dataset`` and any of
+            ``batch_size``, ``shuffle``, ``num_workers``, ``drop_last``,
+            ``pin_memory``, ``persistent_workers``; never modified.
+        where: The config key, used in error messages.
+
+    Returns:
+        The dataloader.
+
+    Raises:
+        TypeError: ``cfg`` is neither, or has keys a dataloader does not take.
+        ValueError: ``dataset`` is missing.
+    """
+    if isinstance(cfg, DataLoader):
+        return cfg
+    if not isinstance(cfg, Mapping) and not hasattr(cfg, "keys"):
+        raise TypeError(f"{where}: expected a DataLoader or a dict with 'dataset' and "
+                        f"'batch_size', got {type(cfg).__name__}")
+    args = to_plain(cfg)
+    if "dataset" not in args:
+        raise ValueError(f"{where}: the config has no 'dataset' key (got keys {sorted(args)})")
+    dataset = build_dataset(args.pop("dataset"))
+    check_arguments(_loader_signature, args, where)
+    kwargs = {**LOADER_DEFAULTS, **args}
+    if kwargs["num_workers"] == 0:
+        kwargs["persistent_workers"] = False
+    return DataLoader(dataset, **kwargs)
+
+
+def _loader_signature(batch_size: int = 32, shuffle: bool = True, num_workers: int = 0,
+                      drop_last: bool = False, pin_memory: bool = False,
+                      persistent_workers: bool = False) -> None:
+    """The dataloader keys a config may set (used only to check arguments)."""

@@ -1,0 +1,114 @@
+"""The checkpoint and logger settings (MMEngine's ``default_hooks`` section).
+
+Example:
+    >>> from accelwrap.runner.build import TrainSchedule
+    >>> ckpt, log = parse_default_hooks(dict(checkpoint=dict(interval=2)), TrainSchedule(max_epochs=4))
+    >>> ckpt.interval, ckpt.by_epoch, log.interval
+    (2, True, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from accelwrap.errors import ConfigError, suggest
+from accelwrap.registry import check_arguments, to_plain
+from accelwrap.runner.build import TrainSchedule
+from accelwrap.runner.logging import default_trackers
+
+__all__ = ["CheckpointSettings", "LoggerSettings", "parse_default_hooks"]
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """When to save and how many checkpoints to keep.
+
+    Attributes:
+        interval: Save every this many epochs (``by_epoch``) or iterations.
+        by_epoch: Count ``interval`` in epochs; defaults to ``train_cfg.by_epoch``.
+        max_keep_ckpts: Keep the newest N complete checkpoints (-1: keep all).
+        save_last: Also save at the end of training.
+    """
+
+    interval: int = 1
+    by_epoch: bool = True
+    max_keep_ckpts: int = -1
+    save_last: bool = True
+
+
+@dataclass(frozen=True)
+class LoggerSettings:
+    """How often to log and where.
+
+    Attributes:
+        interval: Log training scalars every this many iterations.
+        trackers: Accelerate tracker names (``'auto'``: TensorBoard when installed).
+        progress_bar: Show a progress bar on the main process.
+    """
+
+    interval: int = 1
+    trackers: list[str] = field(default_factory=list)
+    progress_bar: bool = True
+
+
+def _checkpoint_keys(type: str = "CheckpointHook", interval: int = 1, by_epoch: bool | None = None,
+                     max_keep_ckpts: int = -1, save_last: bool = True) -> None:
+    """The keys ``default_hooks.checkpoint`` accepts."""
+
+
+def _logger_keys(type: str = "LoggerHook", interval: int = 1, trackers: Any = "auto",
+                 progress_bar: bool = True) -> None:
+    """The keys ``default_hooks.logger`` accepts."""
+
+
+def _section(cfg: Mapping, key: str, signature: Any, hook_type: str) -> dict[str, Any]:
+    args = dict(to_plain(cfg.get(key)) or {})
+    check_arguments(signature, args, f"default_hooks.{key}")
+    given = args.pop("type", hook_type)
+    if given != hook_type:
+        raise ValueError(f"default_hooks.{key}.type: only {hook_type!r} is supported, got {given!r}")
+    return args
+
+
+def parse_default_hooks(cfg: Mapping | None, schedule: TrainSchedule) -> tuple[CheckpointSettings, LoggerSettings]:
+    """Check ``default_hooks`` and return the checkpoint and logger settings.
+
+    Args:
+        cfg: ``dict(checkpoint=dict(...), logger=dict(...))`` or None.
+        schedule: The train schedule (its ``by_epoch`` is the checkpoint default).
+
+    Returns:
+        ``(CheckpointSettings, LoggerSettings)``.
+
+    Raises:
+        ConfigError: Unknown sections, keys or bad values (all listed).
+    """
+    plain = dict(to_plain(cfg) or {})
+    problems = [f"default_hooks.{key}: unknown section; {suggest(key, ['checkpoint', 'logger'])}"
+                for key in plain if key not in ("checkpoint", "logger")]
+    try:
+        ckpt = _section(plain, "checkpoint", _checkpoint_keys, "CheckpointHook")
+        log = _section(plain, "logger", _logger_keys, "LoggerHook")
+    except (TypeError, ValueError) as err:
+        raise ConfigError([*problems, str(err)]) from err
+    if ckpt.get("by_epoch") is None:
+        ckpt["by_epoch"] = schedule.by_epoch
+    if ckpt["by_epoch"] and not schedule.by_epoch:
+        problems.append("default_hooks.checkpoint.by_epoch: True needs train_cfg.by_epoch=True; "
+                        "an iteration-based run saves by iteration (by_epoch: false)")
+    for section, key, value in (("checkpoint", "interval", ckpt.get("interval", 1)),
+                                ("logger", "interval", log.get("interval", 1))):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"default_hooks.{section}.{key}: expected a positive integer, got {value!r}")
+    trackers = log.get("trackers", "auto")
+    if trackers == "auto":
+        log["trackers"] = default_trackers()
+    elif trackers is None:
+        log["trackers"] = []
+    elif isinstance(trackers, str):
+        log["trackers"] = [trackers]
+    if problems:
+        raise ConfigError(problems)
+    return CheckpointSettings(**ckpt), LoggerSettings(**log)

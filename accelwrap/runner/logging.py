@@ -1,0 +1,229 @@
+"""Training logs: a progress bar, a JSON-lines scalar file and Accelerate trackers.
+
+Only the main process writes. Every logged record is one JSON object per line in
+``<work_dir>/scalars.jsonl``, e.g.::
+
+    {"mode": "train", "epoch": 0, "iter": 12, "loss": 0.41, "lr": 0.05, "momentum": 0.9}
+    {"mode": "val", "epoch": 1, "iter": 45, "accuracy": 0.96, "loss": 0.12}
+
+The same scalars go to the trackers given to the Accelerator (``log_with``),
+TensorBoard by default when it is installed.
+
+Example:
+    >>> import torch
+    >>> from accelwrap.optim import OptimWrapper
+    >>> w = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9))
+    >>> optim_scalars(w)
+    {'lr': 0.1, 'momentum': 0.9}
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["MetricLogger", "default_trackers", "flatten_values", "optim_scalars", "parse_losses"]
+
+
+def parse_losses(outputs: torch.Tensor | Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sum every entry whose key contains ``'loss'``; keep all entries for logging.
+
+    Args:
+        outputs: A loss tensor or a dict of tensors (a list of tensors is averaged
+            element-wise first, as in MMEngine).
+
+    Returns:
+        ``(total_loss, log_vars)``; ``log_vars`` holds each entry (detached, reduced to
+        a scalar) and ``'loss'``, the total.
+
+    Raises:
+        TypeError: ``outputs`` is neither, or no key contains ``'loss'``.
+    """
+    if isinstance(outputs, torch.Tensor):
+        return outputs, {"loss": outputs.detach()}
+    if not isinstance(outputs, Mapping):
+        raise TypeError(f"the model's forward must return a loss tensor or a dict of losses, "
+                        f"got {type(outputs).__name__}")
+    log_vars = {}
+    for key, value in outputs.items():
+        if isinstance(value, torch.Tensor):
+            log_vars[key] = value.mean()
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+            log_vars[key] = sum(v.mean() for v in value)
+        else:
+            raise TypeError(f"the model's output {key!r} must be a tensor or a list of tensors, "
+                            f"got {type(value).__name__}")
+    losses = [v for k, v in log_vars.items() if "loss" in k]
+    if not losses:
+        raise TypeError(f"the model's output dict has no key containing 'loss' (keys: {sorted(outputs)})")
+    total = sum(losses)
+    log_vars = {k: v.detach() for k, v in log_vars.items()}
+    log_vars["loss"] = total.detach()
+    return total, log_vars
+
+
+def flatten_values(values: Mapping[str, list[float]]) -> dict[str, float]:
+    """``{'lr': [a]}`` -> ``{'lr': a}``; ``{'lr': [a, b]}`` -> ``{'lr.0': a, 'lr.1': b}``."""
+    flat = {}
+    for key, items in values.items():
+        if len(items) == 1:
+            flat[key] = float(items[0])
+        else:
+            flat.update({f"{key}.{i}": float(v) for i, v in enumerate(items)})
+    return flat
+
+
+def optim_scalars(optim_wrapper: Any) -> dict[str, float]:
+    """Learning rates, momenta, grad norm, loss scale and skipped steps of a wrapper (or dict).
+
+    ``OptimWrapperDict`` members are prefixed with their name (``generator.lr``).
+
+    Args:
+        optim_wrapper: An ``OptimWrapper`` or ``OptimWrapperDict``.
+
+    Returns:
+        Flat ``{name: float}``.
+    """
+    members = getattr(optim_wrapper, "optim_wrappers", None)
+    if members is not None:
+        out = {}
+        for name, member in members.items():
+            out.update({f"{name}.{k}": v for k, v in optim_scalars(member).items()})
+        return out
+    out = flatten_values(optim_wrapper.get_lr())
+    out.update(flatten_values(optim_wrapper.get_momentum()))
+    if optim_wrapper.grad_norm is not None:
+        out["grad_norm"] = optim_wrapper.grad_norm
+    scaler = getattr(optim_wrapper, "loss_scaler", None)
+    if scaler is not None and scaler.is_enabled():
+        out["loss_scale"] = float(scaler.get_scale())
+        out["skipped_steps"] = float(optim_wrapper.skipped_steps)
+    return out
+
+
+def default_trackers() -> list[str]:
+    """``['tensorboard']`` when TensorBoard is importable, else ``[]``."""
+    found = any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+    return ["tensorboard"] if found else []
+
+
+def _truncate_after(path: Path, iteration: int) -> None:
+    """Rewrite ``path`` (atomically) without the records of iterations after ``iteration``."""
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the kill
+            continue
+        if record.get("iter", 0) <= iteration:
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _to_float(value: Any) -> float:
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+class MetricLogger:
+    """Writes scalars to ``scalars.jsonl`` and the trackers, and drives the progress bar.
+
+    Args:
+        accelerator: The run's Accelerator (trackers already initialized).
+        work_dir: Where ``scalars.jsonl`` is written (appended to on resume).
+        interval: Log training scalars every this many iterations.
+        progress_bar: Show a progress bar on the main process.
+        total: Total iterations, for the bar.
+        initial: Iteration to start the bar from (after a resume).
+        resumed: Drop records past ``initial`` left by the interrupted run, which the
+            resumed run is about to write again.
+
+    Example:
+        >>> # logger = MetricLogger(accelerator, 'work_dirs/x', interval=1, total=100)
+        >>> # logger.log_train(epoch=0, iteration=1, scalars={'loss': 0.3})
+    """
+
+    def __init__(self, accelerator: Any, work_dir: str | os.PathLike, interval: int = 1,
+                 progress_bar: bool = True, total: int = 0, initial: int = 0,
+                 resumed: bool = False) -> None:
+        if interval < 1:
+            raise ValueError(f"default_hooks.logger.interval must be >= 1, got {interval!r}")
+        self.accelerator = accelerator
+        self.interval = interval
+        self.main = accelerator.is_main_process
+        self.path = Path(work_dir) / "scalars.jsonl"
+        if self.main and resumed and self.path.is_file():
+            _truncate_after(self.path, initial)
+        self._file = open(self.path, "a", encoding="utf-8") if self.main else None
+        self._bar = None
+        if self.main and progress_bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, dynamic_ncols=True, mininterval=0.5,
+                             file=sys.stderr, desc="train")
+
+    def should_log(self, iteration: int) -> bool:
+        """Whether iteration ``iteration`` (1-based) logs its training scalars."""
+        return iteration % self.interval == 0
+
+    def _write(self, record: dict[str, Any], step: int) -> None:
+        if not self.main:
+            return
+        self._file.write(json.dumps(record) + "\n")
+        scalars = {f"{record['mode']}/{k}": v for k, v in record.items()
+                   if k not in ("mode", "epoch", "iter") and isinstance(v, float) and math.isfinite(v)}
+        if self.accelerator.trackers:
+            self.accelerator.log(scalars, step=step)
+
+    def log_train(self, epoch: int, iteration: int, scalars: Mapping[str, Any]) -> None:
+        """Record one training iteration's scalars and update the progress bar."""
+        record = {"mode": "train", "epoch": epoch, "iter": iteration}
+        record.update({k: _to_float(v) for k, v in scalars.items()})
+        self._write(record, iteration)
+        if self._bar is not None:
+            lr = next((v for k, v in record.items() if k.endswith("lr")), None)
+            postfix = {"epoch": epoch, "loss": f"{record.get('loss', float('nan')):.4g}"}
+            if lr is not None:
+                postfix["lr"] = f"{lr:.3g}"
+            self._bar.set_postfix(postfix, refresh=False)
+
+    def advance(self, steps: int = 1) -> None:
+        """Move the progress bar by ``steps`` iterations."""
+        if self._bar is not None:
+            self._bar.update(steps)
+
+    def log_val(self, epoch: int, iteration: int, metrics: Mapping[str, float]) -> None:
+        """Record validation metrics and print them on the main process."""
+        record = {"mode": "val", "epoch": epoch, "iter": iteration}
+        record.update({k: _to_float(v) for k, v in metrics.items()})
+        self._write(record, iteration)
+        if self.main:
+            text = "  ".join(f"{k}={_to_float(v):.4f}" for k, v in metrics.items())
+            message = f"val epoch {epoch} iter {iteration}: {text}"
+            if self._bar is not None:
+                self._bar.write(message)
+            else:
+                print(message, flush=True)
+
+    def flush(self) -> None:
+        """Push buffered lines to disk."""
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close the file and the bar."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,243 @@
+"""The training loop: iterations, epoch ends, validation, checkpoints, logging.
+
+Order of one iteration: update -> iteration-based schedulers -> log -> (iteration
+validation) -> (checkpoint) -> test kill point. Order at an epoch end: epoch-based
+schedulers -> validation -> ``ReduceOnPlateau*`` with the metrics -> checkpoint. A
+checkpoint is written only once every parameter's gradient is cleared (never inside
+an accumulation window, whose partial gradients are not part of the saved state);
+a save that falls inside a window waits for the window to close.
+
+Example:
+    >>> # TrainLoop(runner).run()  -- driven by Runner.train()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from accelwrap.runner.checkpoint import kill_point
+from accelwrap.runner.logging import MetricLogger, optim_scalars, parse_losses
+
+STATE_FORMAT = 1
+
+__all__ = ["TrainLoop", "call_model", "validate"]
+
+
+def call_model(model: Any, batch: Any) -> Any:
+    """``model(**batch)`` for a dict, ``model(*batch)`` for a tuple/list, else ``model(batch)``."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (list, tuple)):
+        return model(*batch)
+    return model(batch)
+
+
+def _schedulers(param_schedulers: list | dict) -> list:
+    if isinstance(param_schedulers, dict):
+        return [s for group in param_schedulers.values() for s in group]
+    return list(param_schedulers)
+
+
+def _grads_clear(model: torch.nn.Module) -> bool:
+    return all(p.grad is None or not bool(p.grad.any()) for p in model.parameters())
+
+
+class TrainLoop:
+    """Runs the training of one :class:`~accelwrap.runner.Runner` from its current position.
+
+    Attributes:
+        epoch: Epochs completed.
+        iter: Iterations completed (global).
+        batch_in_epoch: Batches of the current epoch already consumed.
+    """
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.epoch = 0
+        self.iter = 0
+        self.batch_in_epoch = 0
+        self._pending: str | None = None  # 'iter' or 'epoch': a save is due
+        self._last_saved = -1
+        self._logger: MetricLogger | None = None
+        self._schedulers = _schedulers(runner.param_schedulers)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """The JSON-serializable runner state stored with each checkpoint."""
+        wrappers = {}
+        for name, wrapper in _named_members(self.runner.optim_wrapper):
+            base = wrapper.base_param_settings
+            wrappers[name] = {
+                "inner_count": wrapper.inner_count,
+                "skipped_steps": getattr(wrapper, "skipped_steps", 0),
+                "base_param_settings": None if base is None else
+                {k: v for k, v in base.items() if k != "params" and _jsonable(v)},
+            }
+        return {"format": STATE_FORMAT, "epoch": self.epoch, "iter": self.iter,
+                "batch_in_epoch": self.batch_in_epoch, "epoch_length": self.runner.epoch_length,
+                "max_iters": self.runner.max_iters,
+                "world_size": self.runner.accelerator.num_processes,
+                "model": self.runner.fingerprint, "wrappers": wrappers}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a saved state (after ``accelerator.load_state``)."""
+        self.epoch, self.iter = int(state["epoch"]), int(state["iter"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        if state.get("epoch_length") != self.runner.epoch_length:
+            # Another world size or batch size: the position inside the epoch means
+            # something else now; restart the epoch from its first batch.
+            self.batch_in_epoch = 0
+        self._last_saved = self.iter
+        for name, wrapper in _named_members(self.runner.optim_wrapper):
+            saved = state.get("wrappers", {}).get(name, {})
+            if saved.get("base_param_settings") and wrapper.base_param_settings is not None:
+                wrapper.base_param_settings.update(saved["base_param_settings"])
+            if "skipped_steps" in saved and hasattr(wrapper, "skipped_steps"):
+                wrapper.skipped_steps = saved["skipped_steps"]
+
+    # ------------------------------------------------------------------- run
+    def run(self, restore_rng_after_first_batch: bool = False) -> None:
+        """Train until ``max_iters``; save the last checkpoint if asked to."""
+        runner = self.runner
+        log_cfg = runner.logger_cfg
+        self._logger = MetricLogger(runner.accelerator, runner.work_dir, log_cfg.interval,
+                                    log_cfg.progress_bar, runner.max_iters, self.iter,
+                                    resumed=runner.resume_from is not None)
+        restore = restore_rng_after_first_batch
+        while self.iter < runner.max_iters:
+            restore = self._run_epoch(restore)
+            if self.batch_in_epoch >= runner.epoch_length:
+                self._end_epoch()
+        if runner.checkpoint_cfg.save_last and self._last_saved != self.iter:
+            self._pending = "epoch" if runner.checkpoint_cfg.by_epoch else "iter"
+            self._save(force=True)
+
+    def _run_epoch(self, restore_rng: bool) -> bool:
+        runner = self.runner
+        loader = runner.train_dataloader
+        loader.set_epoch(self.epoch)
+        if self.batch_in_epoch:
+            loader = runner.accelerator.skip_first_batches(loader, self.batch_in_epoch)
+            loader.set_epoch(self.epoch)
+        for batch in loader:
+            if restore_rng:
+                # Creating the epoch's iterator drew from the global RNG, which the
+                # uninterrupted run did before the checkpoint: undo that draw.
+                runner.restore_resume_rng()
+                restore_rng = False
+            self._run_iter(batch)
+            if self.iter >= runner.max_iters:
+                break
+        if restore_rng:
+            runner.restore_resume_rng()
+        return False
+
+    def _run_iter(self, batch: Any) -> None:
+        runner = self.runner
+        log_vars = self._train_step(batch)
+        self.iter += 1
+        self.batch_in_epoch += 1
+        for scheduler in self._schedulers:
+            if not scheduler.by_epoch:
+                scheduler.step()
+        if self._logger.should_log(self.iter):
+            self._logger.log_train(self.epoch, self.iter, {**log_vars, **optim_scalars(runner.optim_wrapper)})
+        self._logger.advance()
+        if not runner.schedule.by_epoch and runner.schedule.val_due(self.iter, runner.max_iters):
+            self._validate()
+        ckpt = runner.checkpoint_cfg
+        if not ckpt.by_epoch and self.iter % ckpt.interval == 0:
+            self._pending = "iter"
+        self._save()
+        kill_point("iter", self.iter)
+
+    def _train_step(self, batch: Any) -> dict[str, Any]:
+        runner = self.runner
+        if runner.custom_step:
+            return dict(runner.model.train_step(batch, runner.optim_wrapper) or {})
+        with runner.optim_wrapper.optim_context(runner.train_model):
+            outputs = call_model(runner.train_model, batch)
+        loss, log_vars = parse_losses(outputs)
+        runner.optim_wrapper.update_params(loss)
+        return log_vars
+
+    def _end_epoch(self) -> None:
+        runner = self.runner
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        if not runner.schedule.by_epoch:
+            return
+        for scheduler in self._schedulers:
+            if scheduler.by_epoch:
+                scheduler.step()
+        if runner.schedule.val_due(self.epoch, runner.schedule.max_epochs):
+            self._validate()
+        ckpt = runner.checkpoint_cfg
+        if ckpt.by_epoch and self.epoch % ckpt.interval == 0:
+            self._pending = "epoch"
+        self._save()
+
+    def _validate(self) -> None:
+        runner = self.runner
+        if runner.val_dataloader is None:
+            return
+        metrics = validate(runner)
+        self._logger.log_val(self.epoch, self.iter, metrics)
+        for scheduler in self._schedulers:
+            if scheduler.by_epoch and getattr(scheduler, "need_val_args", False):
+                scheduler.step(metrics)
+
+    def _save(self, force: bool = False) -> None:
+        if self._pending is None:
+            return
+        models = [self.runner.model] if self.runner.custom_step else [self.runner.train_model]
+        if not force and not all(_grads_clear(m) for m in models):
+            return
+        self._logger.flush()
+        at_epoch_end = self._pending == "epoch" and self.batch_in_epoch == 0
+        name = f"epoch_{self.epoch}" if at_epoch_end else f"iter_{self.iter}"
+        self.runner.checkpoints.save(name, self.state())
+        self._last_saved = self.iter
+        self._pending = None
+
+    def close(self) -> None:
+        """Close the log file and the progress bar."""
+        if self._logger is not None:
+            self._logger.close()
+
+
+def validate(runner: Any) -> dict[str, float]:
+    """Run ``val_step`` (or the loss) over the validation set; metrics averaged over all ranks."""
+    acc = runner.accelerator
+    model = runner.model
+    step = getattr(model, "val_step", None)
+    totals: dict[str, list[float]] = {}
+    runner.train_model.eval()
+    with torch.no_grad():
+        for batch in runner.val_dataloader:
+            if callable(step):
+                outputs = step(batch)
+            else:
+                outputs = {"loss": parse_losses(call_model(runner.train_model, batch))[0]}
+            for name, value in outputs.items():
+                value = torch.as_tensor(value).detach().float()
+                gathered = acc.gather(value.reshape(1)) if value.ndim == 0 else acc.gather_for_metrics(value)
+                total = totals.setdefault(name, [0.0, 0])
+                total[0] += float(gathered.sum())
+                total[1] += gathered.numel()
+    runner.train_model.train()
+    return {name: total / max(count, 1) for name, (total, count) in totals.items()}
+
+
+def _named_members(optim_wrapper: Any) -> list[tuple[str, Any]]:
+    members = getattr(optim_wrapper, "optim_wrappers", None)
+    return list(members.items()) if members is not None else [("", optim_wrapper)]
+
+
+def _jsonable(value: Any) -> bool:
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return True
+    return isinstance(value, (list, tuple)) and all(_jsonable(v) for v in value)

@@ -1,0 +1,158 @@
+"""Small example models, registered by name in ``MODELS`` so configs can build them.
+
+They follow the runner's model contract (see :mod:`accelwrap.runner.runner`):
+
+* ``forward(**batch)`` returns a loss tensor or a dict whose keys containing
+  ``'loss'`` are summed into the loss that is optimized;
+* optionally ``train_step(batch, optim_wrapper)`` takes over the whole update
+  (the GAN, with an ``OptimWrapperDict``);
+* optionally ``val_step(batch)`` returns per-sample metric tensors.
+
+Example:
+    >>> import torch
+    >>> model = MODELS.build(dict(type='MLPClassifier', hidden_dims=[8]))
+    >>> out = model(inputs=torch.rand(4, 64), labels=torch.tensor([0, 1, 2, 3]))
+    >>> sorted(out)
+    ['loss']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from accelwrap.registry import Registry
+from accelwrap.runner.data import ring_modes
+
+MODELS = Registry("MODELS")
+
+__all__ = ["MODELS", "MLPClassifier", "ToyGAN", "mlp"]
+
+
+def mlp(in_features: int, hidden_dims: Sequence[int], out_features: int,
+        dropout: float = 0.0, norm: bool = False) -> nn.Sequential:
+    """A ReLU multi-layer perceptron ``in -> hidden... -> out``.
+
+    Args:
+        in_features: Input width.
+        hidden_dims: Widths of the hidden layers.
+        out_features: Output width.
+        dropout: Dropout probability after each hidden activation.
+        norm: Put a ``LayerNorm`` before each hidden activation.
+
+    Returns:
+        The network.
+    """
+    layers: list[nn.Module] = []
+    width = in_features
+    for hidden in hidden_dims:
+        layers.append(nn.Linear(width, hidden))
+        if norm:
+            layers.append(nn.LayerNorm(hidden))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = hidden
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+@MODELS.register_module()
+class MLPClassifier(nn.Module):
+    """A multi-layer perceptron classifier trained with cross-entropy.
+
+    Args:
+        in_features: Input width (64 for the 8x8 digits).
+        hidden_dims: Hidden layer widths.
+        num_classes: Number of classes.
+        dropout: Dropout probability (exercises the RNG that resume must restore).
+        norm: Use ``LayerNorm`` in the hidden layers (gives ``paramwise_cfg``
+            ``norm_decay_mult`` something to act on).
+
+    Example:
+        >>> import torch
+        >>> model = MLPClassifier(hidden_dims=[8])
+        >>> sorted(model.val_step({'inputs': torch.rand(2, 64), 'labels': torch.tensor([1, 2])}))
+        ['accuracy', 'loss']
+    """
+
+    def __init__(self, in_features: int = 64, hidden_dims: Sequence[int] = (128,),
+                 num_classes: int = 10, dropout: float = 0.0, norm: bool = False) -> None:
+        super().__init__()
+        self.net = mlp(in_features, list(hidden_dims), num_classes, dropout, norm)
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return ``{'loss': cross-entropy}``."""
+        return {"loss": F.cross_entropy(self.net(inputs), labels)}
+
+    @torch.no_grad()
+    def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-sample ``accuracy`` (0/1) and ``loss`` on a validation batch."""
+        logits = self.net(batch["inputs"])
+        return {"accuracy": (logits.argmax(1) == batch["labels"]).float(),
+                "loss": F.cross_entropy(logits, batch["labels"], reduction="none")}
+
+
+@MODELS.register_module()
+class ToyGAN(nn.Module):
+    """A small GAN for 2-D points: its ``train_step`` updates D, then G.
+
+    Use it with an ``OptimWrapperDict`` whose keys are ``generator`` and
+    ``discriminator``. ``val_step`` draws as many fake points as the batch has and
+    reports, per point, the distance to the nearest ring mode (``mode_dist``) and
+    whether it lies within ``4 * std`` of one (``near_mode``).
+
+    Args:
+        latent_dim: Size of the noise vector.
+        hidden_dim: Width of both networks' hidden layers.
+        num_modes: Modes of the target ring (for the validation metric).
+        radius: Ring radius (for the validation metric).
+        std: Spread of each mode (for the validation metric).
+    """
+
+    def __init__(self, latent_dim: int = 8, hidden_dim: int = 64, num_modes: int = 8,
+                 radius: float = 2.0, std: float = 0.05) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.std = std
+        self.generator = mlp(latent_dim, [hidden_dim, hidden_dim], 2)
+        self.discriminator = mlp(2, [hidden_dim, hidden_dim], 1)
+        self.register_buffer("modes", ring_modes(num_modes, radius), persistent=False)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Generate ``len(inputs)`` points (the runner uses ``train_step`` instead)."""
+        return self.sample(len(inputs), inputs.device)
+
+    def sample(self, count: int, device: torch.device) -> torch.Tensor:
+        """Draw ``count`` generated points."""
+        return self.generator(torch.randn(count, self.latent_dim, device=device))
+
+    def train_step(self, batch: dict[str, torch.Tensor], optim_wrapper) -> dict[str, torch.Tensor]:
+        """One discriminator update then one generator update (non-saturating loss)."""
+        real = batch["inputs"]
+        count = len(real)
+        d_wrapper, g_wrapper = optim_wrapper["discriminator"], optim_wrapper["generator"]
+        with torch.no_grad():
+            fake = self.sample(count, real.device)
+        with d_wrapper.optim_context(self.discriminator):
+            logits = self.discriminator(torch.cat([real, fake])).squeeze(1)
+            target = torch.cat([torch.ones(count), torch.zeros(count)]).to(logits)
+            loss_d = F.binary_cross_entropy_with_logits(logits, target)
+        d_wrapper.update_params(loss_d)
+        with g_wrapper.optim_context(self.generator):
+            logits = self.discriminator(self.sample(count, real.device)).squeeze(1)
+            loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        g_wrapper.update_params(loss_g)
+        # The generator step also left gradients on the discriminator: drop them.
+        d_wrapper.zero_grad()
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+    @torch.no_grad()
+    def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per generated point: distance to the nearest mode and whether it is near one."""
+        fake = self.sample(len(batch["inputs"]), batch["inputs"].device)
+        dist = torch.cdist(fake, self.modes.to(fake)).min(dim=1).values
+        return {"mode_dist": dist, "near_mode": (dist < 4 * self.std).float()}

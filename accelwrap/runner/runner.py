@@ -1,0 +1,239 @@
+"""``Runner``: MMEngine's training runner on Accelerate, with exact resume.
+
+**Model contract.** A plain ``nn.Module`` works with no extra code: each batch is
+passed to ``forward`` (``model(**batch)`` for a dict, ``model(*batch)`` for a
+tuple/list, ``model(batch)`` otherwise), and ``forward`` returns a loss tensor or a
+dict whose keys containing ``'loss'`` are summed (each is logged separately). A model
+may define ``train_step(batch, optim_wrapper)`` to run the update itself (a GAN with an
+``OptimWrapperDict``; its direct sub-modules are then prepared one by one, so each is
+DDP-wrapped), returning a dict of scalars to log; and ``val_step(batch)`` returning
+``{name: tensor}`` -- per-sample values of shape ``(batch,)`` averaged over the
+validation set, or 0-d values averaged over batches. Without ``val_step`` the
+validation metric is the mean loss.
+
+**Stepping** is MMEngine's: iteration-based schedulers after every iteration,
+epoch-based ones after every epoch, ``ReduceOnPlateau*`` after validation with its
+metrics; ``initialize_count_status`` makes the last accumulation window update.
+
+Example:
+    >>> # runner = Runner.from_cfg(load_config('configs/digits_sgd_multistep.yaml'))
+    >>> # runner.train()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from accelwrap.errors import ConfigError
+from accelwrap.registry import to_plain
+from accelwrap.runner import build
+from accelwrap.runner.checkpoint import CheckpointManager, restore_rng, rng_snapshot
+from accelwrap.runner.data import build_dataloader
+from accelwrap.runner.hooks import CheckpointSettings, LoggerSettings, parse_default_hooks
+from accelwrap.runner.loops import TrainLoop
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("model", "work_dir", "train_dataloader", "optim_wrapper", "train_cfg")
+
+__all__ = ["REQUIRED_KEYS", "Runner"]
+
+
+class Runner:
+    """Builds everything a training run needs and runs it.
+
+    Args:
+        model: An ``nn.Module`` or a ``MODELS`` config (see the model contract above).
+        work_dir: Folder for checkpoints, ``scalars.jsonl`` and the saved config.
+        train_dataloader: A ``DataLoader`` or ``dict(dataset=..., batch_size=...,
+            shuffle=..., num_workers=...)``.
+        optim_wrapper: An ``OptimWrapper``/``OptimWrapperDict`` or its config, e.g.
+            ``dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9))``.
+        train_cfg: ``dict(by_epoch=True, max_epochs=N)`` or ``dict(by_epoch=False,
+            max_iters=N)``, plus ``val_interval`` / ``val_begin``.
+        val_dataloader: Optional validation ``DataLoader`` or config.
+        param_scheduler: A scheduler, a config dict, a list of them, or a dict of lists
+            (one per ``OptimWrapperDict`` member). A missing ``end`` is the run length.
+        default_hooks: ``dict(checkpoint=dict(interval=1, by_epoch=None,
+            max_keep_ckpts=3, save_last=True), logger=dict(interval=1,
+            trackers='auto', progress_bar=True))``.
+        randomness: ``dict(seed=0, diff_rank_seed=False)``.
+        resume: False, True/``'auto'`` (latest complete checkpoint in the work dir, if
+            any) or a checkpoint path.
+        load_from: Weights to start from (a checkpoint folder or a weights file);
+            ignored when a checkpoint is resumed.
+        accelerator: An ``Accelerator`` or a dict of its arguments.
+        experiment_name: Name used for trackers (defaults to the work dir's name).
+        cfg: The full config, saved as ``<work_dir>/config.yaml``.
+
+    Example:
+        >>> # Runner(model=dict(type='MLPClassifier'), work_dir='work_dirs/x',
+        >>> #        train_dataloader=dict(dataset=dict(type='DigitsDataset'), batch_size=32),
+        >>> #        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        >>> #        train_cfg=dict(by_epoch=True, max_epochs=2)).train()
+    """
+
+    def __init__(self, model: nn.Module | Mapping, work_dir: str, train_dataloader: Any,
+                 optim_wrapper: Any, train_cfg: Mapping, val_dataloader: Any = None,
+                 param_scheduler: Any = None, default_hooks: Mapping | None = None,
+                 randomness: Mapping | None = None, resume: bool | str = False,
+                 load_from: str | None = None, accelerator: Any = None,
+                 experiment_name: str | None = None, cfg: Mapping | None = None) -> None:
+        from accelerate.utils import set_seed
+
+        self.work_dir = Path(work_dir)
+        self.cfg = cfg
+        self.experiment_name = experiment_name or self.work_dir.name
+        self.schedule = build.parse_train_cfg(train_cfg)
+        self.checkpoint_cfg, self.logger_cfg = parse_default_hooks(default_hooks, self.schedule)
+        seed, diff_rank_seed = _parse_randomness(randomness)
+        self.accelerator = build.build_accelerator(accelerator or {}, optim_wrapper, str(self.work_dir),
+                                                   self.logger_cfg.trackers)
+        self.checkpoints = CheckpointManager(self.accelerator, self.work_dir / "checkpoints",
+                                             self.checkpoint_cfg.max_keep_ckpts)
+        self.resume_from = self.checkpoints.resolve(resume)
+        set_seed(seed, device_specific=diff_rank_seed)
+        self.seed = seed
+        self.model = build.build_model(model)
+        self.fingerprint = {k: list(v.shape) for k, v in self.model.state_dict().items()}
+        if load_from and self.resume_from is None:
+            from accelwrap.runner.checkpoint import load_weights
+            load_weights(self.model, load_from)
+        self.train_dataloader = build_dataloader(train_dataloader, "train_dataloader")
+        self.val_dataloader = (build_dataloader(val_dataloader, "val_dataloader")
+                               if val_dataloader is not None else None)
+        self._prepare(optim_wrapper, param_scheduler)
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def from_cfg(cls, cfg: Mapping) -> Runner:
+        """Build a runner from a full config (checked first: every problem in one error).
+
+        Args:
+            cfg: A ``DictConfig`` or dict with the constructor's arguments as keys.
+
+        Returns:
+            The runner.
+
+        Raises:
+            ConfigError: Unknown or missing top-level keys, unregistered types, bad
+                arguments -- all listed together.
+        """
+        plain = to_plain(cfg)
+        from accelwrap.runner.config_check import runner_config_problems
+
+        problems = [f"{key}: required section is missing" for key in REQUIRED_KEYS if key not in plain]
+        problems += runner_config_problems(plain)
+        if problems:
+            raise ConfigError(problems)
+        return cls(**plain, cfg=cfg)
+
+    def _prepare(self, optim_wrapper_cfg: Any, scheduler_cfg: Any) -> None:
+        from accelwrap.optim import OptimWrapper, build_optim_wrapper, prepare
+
+        acc = self.accelerator
+        self.train_dataloader = prepare(acc, self.train_dataloader)
+        if self.val_dataloader is not None:
+            self.val_dataloader = prepare(acc, self.val_dataloader)
+        self.epoch_length = len(self.train_dataloader)
+        if self.epoch_length == 0:
+            raise ValueError("train_dataloader yields no batches (dataset smaller than one batch "
+                             "with drop_last=True?)")
+        self.max_iters = self.schedule.total_iters(self.epoch_length)
+        wrapper = (optim_wrapper_cfg if isinstance(optim_wrapper_cfg, OptimWrapper)
+                   else build_optim_wrapper(self.model, optim_wrapper_cfg))
+        schedulers = build.build_schedulers(scheduler_cfg, wrapper, self.schedule, self.epoch_length)
+        flat = [s for group in (schedulers.values() if isinstance(schedulers, dict) else [schedulers])
+                for s in group]
+        self.custom_step = callable(getattr(self.model, "train_step", None))
+        if self.custom_step:
+            names = [n for n, m in self.model.named_children() if any(True for _ in m.parameters())]
+            prepared = prepare(acc, *[getattr(self.model, n) for n in names], wrapper, *flat)
+            for name, module in zip(names, prepared[:len(names)]):
+                setattr(self.model, name, module)
+            self.train_model = self.model
+        else:
+            self.train_model, _, *_ = prepare(acc, self.model, wrapper, *flat)
+        self.optim_wrapper = wrapper
+        self.param_schedulers = schedulers
+
+    # ---------------------------------------------------------------- training
+    def train(self) -> nn.Module:
+        """Resume (or load weights), then train to the end; returns the model.
+
+        Returns:
+            The trained model (unwrapped).
+        """
+        loop = TrainLoop(self)
+        if self.resume_from is not None:
+            state = self.checkpoints.load(self.resume_from, self.fingerprint)
+            loop.restore(state)
+            self._resume_rng = rng_snapshot()
+            logger.info("resumed from %s at iteration %d", self.resume_from, loop.iter)
+        self._write_run_files()
+        for wrapper in _members(self.optim_wrapper):
+            wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
+        try:
+            loop.run(restore_rng_after_first_batch=self.resume_from is not None and loop.batch_in_epoch > 0)
+        finally:
+            loop.close()
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()
+        return self.accelerator.unwrap_model(self.train_model) if not self.custom_step else self.model
+
+    def _write_run_files(self) -> None:
+        acc = self.accelerator
+        if acc.is_main_process:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            self.checkpoints.clean_partial()
+            if self.cfg is not None:
+                from accelwrap.config import save_config
+                save_config(self.cfg, self.work_dir / "config.yaml")
+        if self.logger_cfg.trackers:
+            config = _flat_config(self.cfg) if self.cfg is not None else {}
+            acc.init_trackers(self.experiment_name, config=config)
+        acc.wait_for_everyone()
+
+    def restore_resume_rng(self) -> None:
+        """Put back the RNG state loaded from the checkpoint (after a dataloader drew from it)."""
+        restore_rng(self._resume_rng)
+
+
+def _members(optim_wrapper: Any) -> list:
+    members = getattr(optim_wrapper, "optim_wrappers", None)
+    return list(members.values()) if members is not None else [optim_wrapper]
+
+
+def _parse_randomness(randomness: Mapping | None) -> tuple[int, bool]:
+    args = dict(to_plain(randomness) or {})
+    unknown = sorted(set(args) - {"seed", "diff_rank_seed"})
+    if unknown:
+        raise TypeError(f"randomness: unknown keys {unknown}; expected 'seed' and 'diff_rank_seed'")
+    seed = args.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"randomness.seed: expected an integer, got {seed!r}")
+    return seed, bool(args.get("diff_rank_seed", False))
+
+
+def _flat_config(cfg: Mapping) -> dict[str, Any]:
+    """Flatten a config into ``{'a.b': scalar}`` for trackers' hyper-parameter tables."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif isinstance(node, (list, tuple)):
+            for index, value in enumerate(node):
+                walk(value, f"{prefix}{index}.")
+        elif isinstance(node, (int, float, str, bool)):
+            out[prefix[:-1]] = node
+
+    walk(to_plain(cfg), "")
+    return out
