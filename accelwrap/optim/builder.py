@@ -144,7 +144,7 @@ def _build_members(model: nn.Module, cfg: dict[str, Any], accelerator: Any) -> A
                              f"{name!r}; {suggest(name, [*members, *SINGLE_KEYS])}")
         if "optimizer" not in member_cfg and "constructor" not in member_cfg:
             raise ValueError(f"build_optim_wrapper: the config of member {name!r} has no "
-                             f"'optimizer'; {suggest('optimizer', list(member_cfg))}")
+                             f"'optimizer' (keys given: {sorted(map(str, member_cfg))})")
         wrappers[name] = build_optim_wrapper(members[name], member_cfg, accelerator=accelerator)
     return OptimWrapperDict(**wrappers)
 
