@@ -20,19 +20,20 @@ from typing import Any
 from omegaconf import DictConfig
 
 from accelwrap.errors import ConfigError, RegistryError, suggest
+from accelwrap.optim.builder import SINGLE_KEYS
+from accelwrap.optim.constructor import DefaultOptimWrapperConstructor
 from accelwrap.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS,
                                 PARAM_SCHEDULERS, Registry, signature_problems, to_plain,
                                 type_name)
 from accelwrap.tools.value_types import value_problems
 
-__all__ = ["check_component", "check_config", "run_check"]
+__all__ = ["argument_problems", "check_component", "check_config", "run_check"]
 
 # Arguments the builder passes at run time, never written in a config.
 _RUNTIME = object()
 # Keys the scheduler builder consumes before calling the class.
 _SCHEDULER_BUILD_KEYS = ("convert_to_iter_based", "epoch_length")
-# Keys build_optim_wrapper / the constructor consume before building the wrapper class.
-_CONSTRUCTOR_KEYS = ("constructor", "optimizer", "paramwise_cfg")
+DEFAULT_CONSTRUCTOR = "DefaultOptimWrapperConstructor"
 
 
 def _join(path: str, key: str | int) -> str:
@@ -66,67 +67,47 @@ def check_component(node: Any, registry: Registry, path: str,
         return None, [f"{_join(path, 'type')}: {err}"]
     skipped = {"type", *skip}
     args = {k: v for k, v in node.items() if k not in skipped}
-    where = f"{path} ({type_name(target)})"
-    bound = {**args, **{name: _RUNTIME for name in runtime}}
-    problems = [f"{where}: {p}" for p in signature_problems(target, bound)]
-    problems += [f"{_join(path, name)}: {msg} [{type_name(target)}]"
-                 for name, msg in value_problems(target, args)]
-    return target, problems
+    return target, argument_problems(target, args, path, runtime)
 
 
-def check_optimizer_config(node: Any, path: str) -> list[str]:
-    """Check an ``OptimWrapper`` config: wrapper, constructor, optimizer, paramwise_cfg.
+def argument_problems(target: Callable, args: Mapping[str, Any], path: str,
+                      runtime: Iterable[str] = ()) -> list[str]:
+    """Unknown, missing and wrongly typed arguments of ``target(**args)``, each with its path.
 
     Args:
-        node: ``dict(type=..., optimizer=dict(...), paramwise_cfg=..., constructor=...)``.
-        path: Its dotted path.
+        target: The class or function the arguments are for.
+        args: The arguments as written in the config.
+        path: Dotted path of ``args`` in the config.
+        runtime: Arguments the builder supplies itself.
 
     Returns:
-        Every problem found.
+        One sentence per problem.
+
+    Example:
+        >>> import torch
+        >>> argument_problems(torch.optim.SGD, {'lr': 'fast'}, 'optimizer', runtime=['params'])
+        ["optimizer.lr: expected float | Tensor, got 'fast' (str) [SGD]"]
     """
-    if not isinstance(node, Mapping):
-        return [f"{path}: expected a mapping with an 'optimizer' key, got {node!r}"]
-    problems: list[str] = []
-    constructor = node.get("constructor", "DefaultOptimWrapperConstructor")
-    try:
-        constructor_cls = OPTIM_WRAPPER_CONSTRUCTORS.get(constructor)
-    except (RegistryError, TypeError) as err:
-        constructor_cls = None
-        problems.append(f"{_join(path, 'constructor')}: {err}")
-    _, wrapper = check_component(node, OPTIM_WRAPPERS, path, runtime=("optimizer",),
-                                 skip=_CONSTRUCTOR_KEYS, default_type="OptimWrapper")
-    problems += wrapper
-    if "optimizer" not in node:
-        problems.append(f"{path}: no 'optimizer' key (e.g. optimizer: {{type: SGD, lr: 0.01}})")
-    else:
-        _, optim = check_component(node["optimizer"], OPTIMIZERS, _join(path, "optimizer"),
-                                   runtime=("params",))
-        problems += optim
-    if constructor_cls is not None:
-        problems += _constructor_problems(constructor_cls, node, path)
+    name = type_name(target)
+    bound = {**args, **{key: _RUNTIME for key in runtime}}
+    problems = [f"{path} ({name}): {p}" for p in signature_problems(target, bound)]
+    problems += [f"{_join(path, key)}: {msg} [{name}]" for key, msg in value_problems(target, args)]
     return problems
 
 
-def _constructor_problems(constructor_cls: Callable, node: Mapping, path: str) -> list[str]:
-    """Let the constructor validate ``paramwise_cfg`` (cheap: no model, no optimizer)."""
-    if "paramwise_cfg" not in node:
-        return []
-    wrapper_cfg = {k: v for k, v in node.items() if k not in ("constructor", "paramwise_cfg")}
+def _resolve_constructor(node: Mapping, path: str, problems: list[str]) -> Any:
     try:
-        constructor_cls(wrapper_cfg, node["paramwise_cfg"])
-    except (ValueError, TypeError, KeyError) as err:
-        return [f"{_join(path, 'paramwise_cfg')}: {err}"]
-    return []
-
-
-def _each_member(node: Mapping, path: str, check: Callable[[Any, str], list[str]]) -> list[str]:
-    """Run ``check`` on every ``OptimWrapperDict`` member of a section (not ``constructor``)."""
-    return [problem for name, member in node.items() if name != "constructor"
-            for problem in check(member, _join(path, name))]
+        return OPTIM_WRAPPER_CONSTRUCTORS.get(node.get("constructor", DEFAULT_CONSTRUCTOR))
+    except (RegistryError, TypeError) as err:
+        problems.append(f"{_join(path, 'constructor')}: {err}")
+        return None
 
 
 def check_optim_wrapper(node: Any, path: str = "optim_wrapper") -> list[str]:
-    """Check ``optim_wrapper``: one wrapper config, or one per ``OptimWrapperDict`` member.
+    """Check ``optim_wrapper`` in any of ``build_optim_wrapper``'s three forms.
+
+    One wrapper (``optimizer`` given), members handed to a custom ``constructor``, or
+    one wrapper config per model member (an ``OptimWrapperDict``).
 
     Args:
         node: The ``optim_wrapper`` section.
@@ -135,10 +116,47 @@ def check_optim_wrapper(node: Any, path: str = "optim_wrapper") -> list[str]:
     Returns:
         Every problem found.
     """
-    if isinstance(node, Mapping) and "optimizer" not in node and node \
-            and all(isinstance(v, Mapping) for k, v in node.items() if k != "constructor"):
-        return _each_member(node, path, check_optimizer_config)
-    return check_optimizer_config(node, path)
+    if not isinstance(node, Mapping) or not node:
+        return [f"{path}: expected a dict such as {{optimizer: {{type: SGD, lr: 0.01}}}}, "
+                f"got {node!r}"]
+    if not any(key in node for key in SINGLE_KEYS):
+        return [p for name, member in node.items()
+                for p in check_optim_wrapper(member, _join(path, name))]
+    problems: list[str] = []
+    constructor_cls = _resolve_constructor(node, path, problems)
+    if "optimizer" in node:
+        return problems + _check_single(node, path, constructor_cls)
+    if "constructor" not in node:
+        return problems + [f"{path}: no 'optimizer' key (e.g. optimizer: {{type: SGD, lr: 0.01}})"]
+    members = {k: v for k, v in node.items() if k not in SINGLE_KEYS}
+    return problems + [p for name, member in members.items()
+                       if isinstance(member, Mapping) and "optimizer" in member
+                       for p in check_optim_wrapper(member, _join(path, name))]
+
+
+def _check_single(node: Mapping, path: str, constructor_cls: Any) -> list[str]:
+    """One wrapper: its type and arguments, the optimizer, and ``paramwise_cfg``."""
+    _, problems = check_component(node, OPTIM_WRAPPERS, path, runtime=("optimizer",),
+                                  skip=SINGLE_KEYS, default_type="OptimWrapper")
+    optimizer, found = check_component(node["optimizer"], OPTIMIZERS, _join(path, "optimizer"),
+                                       runtime=("params",))
+    problems += found
+    if optimizer is not None and "paramwise_cfg" in node and isinstance(constructor_cls, type) \
+            and issubclass(constructor_cls, DefaultOptimWrapperConstructor):
+        problems += _paramwise_problems(constructor_cls, node, path)
+    return problems
+
+
+def _paramwise_problems(constructor_cls: type, node: Mapping, path: str) -> list[str]:
+    """Let the constructor validate ``paramwise_cfg`` (cheap: no model, no optimizer built)."""
+    wrapper_cfg = {k: v for k, v in node.items() if k not in ("constructor", "paramwise_cfg")}
+    try:
+        constructor_cls(wrapper_cfg, node["paramwise_cfg"])
+    except ConfigError as err:
+        return [f"{_join(path, 'paramwise_cfg')}: {p}" for p in err.problems]
+    except (ValueError, TypeError, KeyError) as err:
+        return [f"{_join(path, 'paramwise_cfg')}: {err}"]
+    return []
 
 
 def check_schedulers(node: Any, path: str = "param_scheduler") -> list[str]:
@@ -154,7 +172,8 @@ def check_schedulers(node: Any, path: str = "param_scheduler") -> list[str]:
     if node is None:
         return []
     if isinstance(node, Mapping) and "type" not in node:
-        return _each_member(node, path, check_schedulers)
+        return [p for name, member in node.items()
+                for p in check_schedulers(member, _join(path, name))]
     items = node if isinstance(node, list) else [node]
     problems = []
     for index, item in enumerate(items):
@@ -171,20 +190,24 @@ def check_schedulers(node: Any, path: str = "param_scheduler") -> list[str]:
 
 def check_config(cfg: Mapping | DictConfig,
                  sections: Mapping[str, Callable[[Any, str], list[str]]] | None = None,
-                 known_keys: Iterable[str] | None = None) -> list[str]:
-    """Return every problem in a training config, without building anything costly.
+                 known_keys: Iterable[str] = ()) -> list[str]:
+    """Return every problem in a config, without building anything costly.
 
     Args:
         cfg: The loaded config (overrides applied); not modified.
         sections: Top-level key -> checker; defaults to :func:`default_sections`.
-        known_keys: Every valid top-level key; defaults to the runner's.
+        known_keys: Further valid top-level keys that have no checker.
 
     Returns:
         One sentence per problem (empty when the config is fine).
+
+    Example:
+        >>> check_config({'optim_wrapper': {'optimizer': {'type': 'SGD'}}, 'seed': 1})
+        ["seed: unknown top-level key; valid names are 'optim_wrapper', 'param_scheduler'"]
     """
     plain = to_plain(cfg)
     sections = default_sections() if sections is None else sections
-    known = set(known_top_level_keys() if known_keys is None else known_keys) | set(sections)
+    known = set(known_keys) | set(sections)
     problems = []
     for key, value in plain.items():
         if key not in known:
@@ -195,13 +218,8 @@ def check_config(cfg: Mapping | DictConfig,
 
 
 def default_sections() -> dict[str, Callable[[Any, str], list[str]]]:
-    """Top-level key -> checker for the sections whose contents are registry-built."""
+    """Top-level key -> checker for the optimizer sections (the runner adds its own)."""
     return {"optim_wrapper": check_optim_wrapper, "param_scheduler": check_schedulers}
-
-
-def known_top_level_keys() -> set[str]:
-    """The top-level keys the runner understands."""
-    return set(default_sections())
 
 
 def run_check(path: str, overrides: Iterable[str] = ()) -> int:
@@ -215,9 +233,14 @@ def run_check(path: str, overrides: Iterable[str] = ()) -> int:
         0 when the config is fine, 1 when anything is wrong (problems go to stderr).
     """
     from accelwrap.config import load_config
+    from accelwrap.runner.config_check import runner_config_problems
+    from accelwrap.runner.runner import REQUIRED_KEYS
 
     try:
-        problems = check_config(load_config(path, overrides))
+        cfg = to_plain(load_config(path, overrides))
+        problems = [f"{key}: required section is missing" for key in REQUIRED_KEYS
+                    if key not in cfg and key != "work_dir"]
+        problems += runner_config_problems(cfg)
     except ConfigError as err:
         problems = err.problems
     if problems:
