@@ -106,8 +106,8 @@ class DefaultOptimWrapperConstructor:
         >>> ctor = DefaultOptimWrapperConstructor(
         ...     dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4)),
         ...     paramwise_cfg=dict(norm_decay_mult=0.0, merge_groups=True))
-        >>> [(g['weight_decay'], len(g['params'])) for g in ctor.param_groups(model)]
-        [(0.0001, 2), (0.0, 2)]
+        >>> [(g.get('weight_decay'), len(g['params'])) for g in ctor.param_groups(model)]
+        [(None, 2), (0.0, 2)]
         >>> ctor.describe(model)[2].rule
         'norm_decay_mult'
     """

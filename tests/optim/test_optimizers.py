@@ -1,0 +1,146 @@
+"""The optimizer catalogue: torch's optimizers, optional third-party ones, missing-package hints."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accelwrap.errors import UnknownTypeError
+from accelwrap.optim import build_optim_wrapper
+from accelwrap.optim.optimizers import THIRD_PARTY
+from accelwrap.registry import OPTIMIZERS
+
+
+def torch_optimizer_classes() -> dict[str, type]:
+    """Every optimizer class torch.optim exports, by its torch name."""
+    return {name: cls for name, cls in vars(torch.optim).items()
+            if inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)
+            and cls is not torch.optim.Optimizer}
+
+
+def registered_name(torch_name: str) -> str:
+    return "TorchAdafactor" if torch_name == "Adafactor" else torch_name
+
+
+@pytest.mark.parametrize("torch_name", sorted(torch_optimizer_classes()))
+def test_every_torch_optimizer_builds_and_steps(torch_name):
+    cls = torch_optimizer_classes()[torch_name]
+    assert OPTIMIZERS.get(registered_name(torch_name)) is cls
+    weight = torch.nn.Parameter(torch.randn(5, 3, generator=torch.Generator().manual_seed(0)))
+    optimizer = OPTIMIZERS.build({"type": registered_name(torch_name), "lr": 0.01},
+                                 default_args={"params": [weight]})
+    assert isinstance(optimizer, cls)
+    before = weight.detach().clone()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        rows = F.embedding(torch.tensor([0, 2]), weight, sparse=torch_name == "SparseAdam")
+        loss = rows.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    assert not torch.equal(weight.detach(), before)
+
+
+def test_torch_adafactor_does_not_take_transformers_name():
+    if "Adafactor" in OPTIMIZERS:  # only when transformers is installed
+        assert OPTIMIZERS.get("Adafactor").__module__.startswith("transformers")
+    assert OPTIMIZERS.get("TorchAdafactor") is torch.optim.Adafactor
+
+
+def test_names_match_mmengines_catalogue():
+    mm_builder = pytest.importorskip("mmengine.optim.optimizer.builder")
+    from mmengine.registry import OPTIMIZERS as MM_OPTIMIZERS
+
+    names = [registered_name(n) for n in mm_builder.TORCH_OPTIMIZERS if n != "Optimizer"]
+    names += mm_builder.DADAPTATION_OPTIMIZERS + mm_builder.LION_OPTIMIZERS
+    assert names and all(OPTIMIZERS.get(n) is MM_OPTIMIZERS.get(n) for n in names)
+
+
+@pytest.mark.parametrize("cfg", [
+    {"type": "Lion", "lr": 1e-3, "weight_decay": 1e-2},
+    {"type": "DAdaptAdam", "lr": 1.0},
+    {"type": "DAdaptSGD", "lr": 1.0, "momentum": 0.9},
+    {"type": "DAdaptAdaGrad", "lr": 1.0},
+])
+def test_installed_third_party_optimizers_build_and_step_like_direct_use(cfg):
+    module = {"Lion": "lion_pytorch"}.get(cfg["type"], "dadaptation")
+    package = pytest.importorskip(module)
+    cls = getattr(package, cfg["type"])
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    reference = torch.nn.Linear(4, 2)
+    reference.load_state_dict(model.state_dict())
+    wrapper = build_optim_wrapper(model, {"optimizer": cfg})
+    assert type(wrapper.optimizer) is cls
+    direct = cls(reference.parameters(), **{k: v for k, v in cfg.items() if k != "type"})
+    x = torch.randn(8, 4)
+    for _ in range(3):
+        wrapper.update_params(model(x).square().mean())
+        direct.zero_grad()
+        reference(x).square().mean().backward()
+        direct.step()
+    for got, want in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.equal(model.weight, torch.nn.Linear(4, 2).weight)
+
+
+MISSING_CASES = [("AdamW8bit", "bitsandbytes", "pip install bitsandbytes"),
+                 ("PagedLion8bit", "bitsandbytes", "pip install bitsandbytes"),
+                 ("SophiaG", "Sophia", "pip install Sophia-Optimizer"),
+                 ("Adafactor", "transformers", "pip install transformers")]
+
+
+@pytest.mark.parametrize(("name", "module", "pip"), MISSING_CASES)
+def test_missing_package_says_which_pip_install_brings_it(name, module, pip):
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here, so {name!r} is available")
+    if name == "SophiaG" and importlib.util.find_spec("sophia_opt") is not None:
+        pytest.skip("sophia-opt is installed here")
+    with pytest.raises(UnknownTypeError) as info:
+        build_optim_wrapper(torch.nn.Linear(2, 1), {"optimizer": {"type": name, "lr": 0.1}})
+    message = str(info.value)
+    assert f"'{name}' is not available in OPTIMIZERS" in message and f"`{pip}`" in message
+    assert name not in OPTIMIZERS
+
+
+def test_catalogue_lists_every_requested_third_party_name():
+    wanted = {"DAdaptAdaGrad", "DAdaptAdam", "DAdaptSGD", "Lion", "SophiaG", "AdamW8bit",
+              "Adam8bit", "Adagrad8bit", "PagedAdam8bit", "PagedAdamW8bit", "LAMB8bit",
+              "LARS8bit", "RMSprop8bit", "Lion8bit", "PagedLion8bit", "SGD8bit", "Adafactor"}
+    assert wanted <= set(THIRD_PARTY)
+    for name in wanted:  # each is either registered or explains how to get it
+        if name not in OPTIMIZERS:
+            with pytest.raises(UnknownTypeError, match="pip install"):
+                OPTIMIZERS.get(name)
+
+
+def test_import_is_lazy_about_optional_and_slow_packages():
+    code = ("import sys, accelwrap; "
+            "print(sorted(m for m in ('lion_pytorch', 'dadaptation', 'transformers', "
+            "'bitsandbytes', 'torch.distributed.optim') if m in sys.modules)); "
+            "from accelwrap.registry import OPTIMIZERS; OPTIMIZERS.get('Lion'); "
+            "print('lion_pytorch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.split("\n")
+    assert lines[0] == "[]"
+    if importlib.util.find_spec("lion_pytorch") is not None:
+        assert lines[1] == "True"
+
+
+def test_zero_redundancy_optimizer_resolves_its_local_type_first():
+    from accelwrap.optim import ZeroRedundancyOptimizer
+
+    assert OPTIMIZERS.get("ZeroRedundancyOptimizer") is ZeroRedundancyOptimizer
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(UnknownTypeError, match="'SDG' is not registered in OPTIMIZERS; did you mean 'SGD'"):
+        ZeroRedundancyOptimizer(params, optimizer_type="SDG", lr=0.1)
+    with pytest.raises(TypeError, match="optimizer_type must name a local torch.optim.Optimizer"):
+        ZeroRedundancyOptimizer(params, optimizer_type="ZeroRedundancyOptimizer", lr=0.1)
