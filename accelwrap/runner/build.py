@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from accelwrap.registry import PARAM_SCHEDULERS, check_arguments, to_plain
+from accelwrap.registry import check_arguments, to_plain
 from accelwrap.runner.models import MODELS
 
 __all__ = ["TrainSchedule", "build_accelerator", "build_model", "build_schedulers",
@@ -153,68 +153,24 @@ def build_accelerator(settings: Mapping | Any, optim_wrapper: Any, project_dir: 
     return accelerator
 
 
-def _scheduler_list(cfg: Any, where: str) -> list:
-    if cfg is None:
-        return []
-    return list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
-
-
-def _build_for(wrapper: Any, cfgs: list, total: dict[bool, int], epoch_length: int,
-               where: str) -> list:
-    built = []
-    for index, item in enumerate(cfgs):
-        if not isinstance(item, Mapping):
-            built.append(item)
-            continue
-        args = dict(item)
-        default_end = total[bool(args.get("by_epoch", True))]
-        if "end" not in args and default_end is not None:
-            args["end"] = default_end
-        try:
-            built.append(PARAM_SCHEDULERS.build(args, default_args={
-                "optimizer": wrapper, "epoch_length": epoch_length}))
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{where}.{index}: {err}") from err
-    return built
-
-
 def build_schedulers(cfg: Any, optim_wrapper: Any, schedule: TrainSchedule,
                      epoch_length: int) -> list | dict[str, list]:
-    """Build parameter schedulers as MMEngine's runner does.
-
-    A missing ``end`` defaults to the run length (epochs for epoch-based
-    schedulers, iterations otherwise); ``convert_to_iter_based`` gets
-    ``epoch_length``. With an ``OptimWrapperDict``, ``cfg`` may be a dict of lists
-    keyed by member name, or one list built for every member.
+    """Build parameter schedulers as MMEngine's runner does (``end`` defaults to the run length).
 
     Args:
-        cfg: A scheduler, a config dict, a list of either, or a dict of lists.
+        cfg: A scheduler, a config dict, a list of either, a dict of lists (one per
+            ``OptimWrapperDict`` member), or None.
         optim_wrapper: The ``OptimWrapper`` or ``OptimWrapperDict``.
         schedule: The train schedule.
-        epoch_length: Iterations per epoch (per process).
+        epoch_length: Iterations per epoch (per process), for ``convert_to_iter_based``.
 
     Returns:
         A list of schedulers, or a dict of lists for an ``OptimWrapperDict``.
-
-    Raises:
-        ValueError: A dict of lists whose keys are not the wrapper's members.
     """
-    plain = to_plain(cfg) if cfg is not None and not isinstance(cfg, torch.optim.lr_scheduler.LRScheduler) else cfg
-    max_epochs = schedule.max_epochs if schedule.by_epoch else None
-    total = {True: max_epochs, False: schedule.total_iters(epoch_length)}
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    if members is None:
-        if isinstance(plain, Mapping) and "type" not in plain:
-            raise ValueError("param_scheduler: a dict of scheduler lists needs an OptimWrapperDict, "
-                             f"but the optimizer wrapper is a single {type(optim_wrapper).__name__}")
-        return _build_for(optim_wrapper, _scheduler_list(plain, "param_scheduler"), total,
-                          epoch_length, "param_scheduler")
-    if isinstance(plain, Mapping) and "type" not in plain:
-        unknown = sorted(set(plain) - set(members))
-        if unknown:
-            raise ValueError(f"param_scheduler: keys {unknown} are not members of the "
-                             f"OptimWrapperDict (members: {sorted(members)})")
-        return {name: _build_for(members[name], _scheduler_list(plain.get(name), name), total,
-                                 epoch_length, f"param_scheduler.{name}") for name in members}
-    return {name: _build_for(member, _scheduler_list(plain, "param_scheduler"), total,
-                             epoch_length, "param_scheduler") for name, member in members.items()}
+    from accelwrap.optim.scheduler import build_param_schedulers
+
+    if cfg is None:
+        cfg = []
+    return build_param_schedulers(cfg, optim_wrapper, epoch_length=epoch_length,
+                                  max_epochs=schedule.max_epochs if schedule.by_epoch else None,
+                                  max_iters=schedule.total_iters(epoch_length))

@@ -140,11 +140,12 @@ class TrainLoop:
         log_vars = self._train_step(batch)
         self.iter += 1
         self.batch_in_epoch += 1
+        if self._logger.should_log(self.iter):
+            # The learning rate this iteration used, as MMEngine logs it.
+            self._logger.log_train(self.epoch, self.iter, {**log_vars, **optim_scalars(runner.optim_wrapper)})
         for scheduler in self._schedulers:
             if not scheduler.by_epoch:
                 scheduler.step()
-        if self._logger.should_log(self.iter):
-            self._logger.log_train(self.epoch, self.iter, {**log_vars, **optim_scalars(runner.optim_wrapper)})
         self._logger.advance()
         if not runner.schedule.by_epoch and runner.schedule.val_due(self.iter, runner.max_iters):
             self._validate()
