@@ -14,6 +14,7 @@ The LR, Momentum and Param scheduler classes are generated from these in
 turns the closed forms into MMEngine's chained numbers.
 
 Example:
+    >>> from accelwrap.optim.scheduler.families import Linear
     >>> Linear([1.0], span=5, start_factor=0.5).coefficients(2)
     (0.75, [0.0])
 """

@@ -4,8 +4,9 @@ Values are absolute (not chained): ``a = 0`` and ``b`` is the value of every gro
 Unlike MMEngine, stepping past ``total_steps`` raises instead of extrapolating.
 
 Example:
+    >>> from accelwrap.optim.scheduler.onecycle import OneCycle
     >>> cycle = OneCycle([0.004], span=10, eta_max=0.1)
-    >>> round(cycle.coefficients(0)[1][0], 6), round(cycle.coefficients(3)[1][0], 6)
+    >>> round(cycle.coefficients(0)[1][0], 6), round(cycle.coefficients(2)[1][0], 6)
     (0.004, 0.1)
 """
 
