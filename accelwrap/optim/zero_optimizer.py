@@ -55,16 +55,23 @@ class ZeroRedundancyOptimizer(_TorchZeRO):
         super().__init__(list(params), optimizer_class, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
-        """Gather the sharded state on rank 0 and return it there (``{}`` on other ranks).
+        """Gather the sharded state and return the full optimizer state on every rank.
 
-        Must be called on every rank, like ``consolidate_state_dict``.
+        Must be called on every rank (it communicates). MMEngine returns ``{}`` on all
+        ranks but 0; here every rank gets the full state, because Accelerate round-trips
+        ``state_dict``/``load_state_dict`` on every rank (in ``prepare`` and
+        ``load_state``) and torch's ``load_state_dict`` needs the full state to pick its
+        shard from.
 
         Returns:
-            The full optimizer state on the group's rank 0, an empty dict elsewhere.
+            The consolidated optimizer state.
         """
-        self.consolidate_state_dict(to=0)
-        return super().state_dict() if self.rank == 0 else {}
-
+        full: dict[str, Any] = {}
+        for target in range(self.world_size):
+            self.consolidate_state_dict(to=target)
+            if target == self.rank:
+                full = super().state_dict()
+        return full
 
 OPTIMIZERS.register_module(module=ZeroRedundancyOptimizer, force=True)
 
