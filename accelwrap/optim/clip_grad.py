@@ -13,9 +13,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
+from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
 from accelwrap.errors import suggest
 from accelwrap.registry import to_plain
@@ -40,6 +43,11 @@ class ClipGrad:
 
     kind: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def function(self) -> Callable[..., torch.Tensor | None]:
+        """``torch.nn.utils.clip_grad_norm_`` or ``clip_grad_value_``."""
+        return clip_grad_norm_ if self.kind == "norm" else clip_grad_value_
 
 
 def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,6 +23,7 @@ from accelwrap.optim.clip_grad import parse_clip_grad
 from accelwrap.registry import OPTIM_WRAPPERS
 
 logger = logging.getLogger(__name__)
+_NULL_CONTEXT = contextlib.nullcontext()  # reusable; returned on the hot path
 
 
 def check_accumulative_counts(value: Any) -> int:
@@ -217,9 +217,7 @@ class OptimWrapper:
         if self._direct:
             if self._scaler is not None:
                 self._scaler.unscale_(self._raw)
-            clip = (torch.nn.utils.clip_grad_norm_ if self._clip.kind == "norm"
-                    else torch.nn.utils.clip_grad_value_)
-            result = clip(params, **self._clip.kwargs)
+            result = self._clip.function(params, **self._clip.kwargs)
         else:
             with glue.only_optimizer(self.accelerator, self.optimizer):
                 result = self._accelerator_clip(params)
@@ -241,23 +239,23 @@ class OptimWrapper:
         """Total gradient norm measured by the last norm clipping (None otherwise)."""
         return None if self._grad_norm is None else float(self._grad_norm)
 
-    @contextlib.contextmanager
-    def optim_context(self, model: nn.Module) -> Iterator[None]:
-        """Skip gradient synchronisation while accumulating.
+    def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """Skip gradient synchronisation while accumulating (use as ``with``).
 
         Args:
             model: The (possibly DDP-wrapped / prepared) training model.
+
+        Returns:
+            ``accelerator.no_sync(model)`` (or ``model.no_sync()`` without an
+            accelerator) when this backward does not end a window, else a null context.
         """
         if self.should_sync():
-            yield
-        elif self._no_sync is not None:
-            with self._no_sync(model):
-                yield
-        elif self.accelerator is None and hasattr(model, "no_sync"):
-            with model.no_sync():
-                yield
-        else:
-            yield
+            return _NULL_CONTEXT
+        if self._no_sync is not None:
+            return self._no_sync(model)
+        if self.accelerator is None and hasattr(model, "no_sync"):
+            return model.no_sync()
+        return _NULL_CONTEXT
 
     # ----------------------------------------------------------- accumulation
     def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:

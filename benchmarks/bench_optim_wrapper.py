@@ -1,0 +1,166 @@
+"""Per-iteration cost of accelwrap's OptimWrapper next to a raw loop, Accelerate and MMEngine.
+
+One training iteration (forward, MSE loss, backward, and the update when the
+accumulation window ends) on an MLP, CPU, one thread, one process. Four loops run
+interleaved, block by block, so machine noise hits them alike:
+
+* ``raw``: plain PyTorch (the floor).
+* ``accelerate``: a hand-written Accelerate loop: prepared model and optimizer,
+  ``accelerator.no_sync`` while accumulating, ``accelerator.backward``,
+  ``accelerator.clip_grad_norm_``, the prepared optimizer's ``step``/``zero_grad``.
+* ``accelwrap``: ``OptimWrapper(..., accelerator=accelerator)``, ``optim_context`` +
+  ``update_params``.
+* ``mmengine``: MMEngine's ``OptimWrapper`` with the same loop (when installed).
+
+Usage::
+
+    python benchmarks/bench_optim_wrapper.py            # full table
+    python benchmarks/bench_optim_wrapper.py --rounds 5 --iters 20 --hidden 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BATCH, IN, OUT = 32, 32, 10
+
+
+def make_model(hidden: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(IN, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, OUT))
+
+
+def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def raw_loop(hidden: int, counts: int, clip: bool, accelerator) -> Callable[[int, tuple], None]:
+    model = make_model(hidden)
+    optimizer = make_optimizer(model)
+    params = list(model.parameters())
+
+    def step(i: int, batch: tuple) -> None:
+        loss = F.mse_loss(model(batch[0]), batch[1])
+        (loss / counts if counts > 1 else loss).backward()
+        if (i + 1) % counts == 0:
+            if clip:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+    return step
+
+
+def accelerate_loop(hidden: int, counts: int, clip: bool, accelerator) -> Callable[[int, tuple], None]:
+    model = accelerator.prepare(make_model(hidden))
+    optimizer = accelerator.prepare(make_optimizer(model))
+    params = list(model.parameters())
+
+    def step(i: int, batch: tuple) -> None:
+        sync = (i + 1) % counts == 0
+        with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+            loss = F.mse_loss(model(batch[0]), batch[1])
+            accelerator.backward(loss / counts if counts > 1 else loss)
+        if sync:
+            if clip:
+                accelerator.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+    return step
+
+
+def wrapper_loop(make_wrapper: Callable) -> Callable:
+    def build(hidden: int, counts: int, clip: bool, accelerator) -> Callable[[int, tuple], None]:
+        model = make_model(hidden)
+        wrapper = make_wrapper(make_optimizer(model), counts, dict(max_norm=1.0) if clip else None,
+                               accelerator)
+
+        def step(i: int, batch: tuple) -> None:
+            with wrapper.optim_context(model):
+                loss = F.mse_loss(model(batch[0]), batch[1])
+            wrapper.update_params(loss)
+        return step
+    return build
+
+
+def accelwrap_wrapper(optimizer, counts, clip_grad, accelerator):
+    from accelwrap.optim import OptimWrapper
+    return OptimWrapper(accelerator.prepare(optimizer), accumulative_counts=counts,
+                        clip_grad=clip_grad, accelerator=accelerator)
+
+
+def mmengine_wrapper(optimizer, counts, clip_grad, accelerator):
+    from mmengine.optim import OptimWrapper as MMOptimWrapper
+    return MMOptimWrapper(optimizer, accumulative_counts=counts, clip_grad=clip_grad)
+
+
+def loops() -> dict[str, Callable]:
+    found = {"raw": raw_loop, "accelerate": accelerate_loop,
+             "accelwrap": wrapper_loop(accelwrap_wrapper)}
+    try:
+        import mmengine.optim  # noqa: F401
+        found["mmengine"] = wrapper_loop(mmengine_wrapper)
+    except ImportError:
+        pass
+    return found
+
+
+def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int,
+            accelerator) -> dict[str, float]:
+    """Median microseconds per iteration for every loop, timed in interleaved blocks."""
+    gen = torch.Generator().manual_seed(0)
+    data = [(torch.randn(BATCH, IN, generator=gen), torch.randn(BATCH, OUT, generator=gen))
+            for _ in range(iters)]
+    steps = {name: build(hidden, counts, clip, accelerator) for name, build in loops().items()}
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    shuffle = random.Random(0).shuffle
+    for round_ in range(rounds + 1):
+        shuffle(order)
+        for name in order:
+            step = steps[name]
+            start = time.perf_counter()
+            for i, batch in enumerate(data):
+                step(i, batch)
+            if round_:  # round 0 is warm-up
+                samples[name].append((time.perf_counter() - start) / iters * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--rounds", type=int, default=200, help="timed blocks per loop")
+    parser.add_argument("--iters", type=int, default=8,
+                        help="iterations per block (a multiple of every --counts)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from accelwrap.optim import make_accelerator
+    accelerator = make_accelerator(cpu=True)
+    names = list(loops())
+    print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, median us/iteration "
+          f"({args.rounds} blocks x {args.iters} iterations, loops interleaved in shuffled order), "
+          "ratio to raw in brackets\n")
+    print("| hidden | accum | clip | " + " | ".join(names) + " |")
+    print("|---" * (3 + len(names)) + "|")
+    for hidden in args.hidden:
+        for counts in args.counts:
+            for clip in (False, True):
+                med = measure(hidden, counts, clip, args.rounds, args.iters, accelerator)
+                cells = [f"{med[n]:.0f} ({med[n] / med['raw']:.2f}x)" for n in names]
+                print(f"| {hidden} | {counts} | {'on' if clip else 'off'} | " + " | ".join(cells) + " |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
