@@ -63,6 +63,7 @@ ALL_MULTS = {"bias_lr_mult": 2.0, "bias_decay_mult": 0.5, "norm_decay_mult": 0.0
 PARAMWISE = {
     "none": None,
     "empty": {},
+    "bypass_only": {"bypass_duplicate": True},
     "bias_lr_mult": {"bias_lr_mult": 2.0},
     "bias_decay_mult": {"bias_decay_mult": 0.5},
     "norm_decay_mult": {"norm_decay_mult": 0.0},
