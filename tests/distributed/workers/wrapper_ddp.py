@@ -1,4 +1,7 @@
-"""Worker: two wrappers (accumulative_counts 4 and 2) prepared together on a 2-process DDP run.
+"""Worker: wrappers (accumulative_counts 4 and 2) prepared together on a 2-process DDP run.
+
+``c`` repeats ``b`` with the torch shortcuts switched off (every call goes through
+Accelerate), so both paths are checked against the same reference.
 
 Counts DDP reductions with a communication hook, trains on this rank's shard, and
 computes a plain-PyTorch data-parallel reference (the full batch in one process) that
@@ -17,6 +20,10 @@ from tests.distributed.launch import write_result
 
 STEPS, BATCH, MAX_NORM = 10, 4, 0.3
 COUNTS = {"a": 4, "b": 2}
+
+
+class SlowOptimWrapper(OptimWrapper):
+    fast_path = False
 
 
 def make_model(seed: int) -> nn.Module:
@@ -70,15 +77,17 @@ def reference(data) -> dict[str, list[list[float]]]:
 def main() -> None:
     accelerator = make_accelerator()
     rank, world = accelerator.process_index, accelerator.num_processes
-    models = {name: make_model(seed) for seed, name in enumerate(COUNTS)}
+    models = {"a": make_model(0), "b": make_model(1), "c": make_model(1)}
     wrappers = OptimWrapperDict(
         a=OptimWrapper(make_optimizer(models["a"]), accumulative_counts=COUNTS["a"]),
         b=OptimWrapper(make_optimizer(models["b"]), accumulative_counts=COUNTS["b"],
-                       clip_grad=dict(max_norm=MAX_NORM)))
+                       clip_grad=dict(max_norm=MAX_NORM)),
+        c=SlowOptimWrapper(make_optimizer(models["c"]), accumulative_counts=COUNTS["b"],
+                           clip_grad=dict(max_norm=MAX_NORM)))
     scheduler = make_scheduler(wrappers["a"].optimizer)
-    model_a, model_b, wrappers, scheduler = prepare(accelerator, models["a"], models["b"],
-                                                    wrappers, scheduler)
-    models = {"a": model_a, "b": model_b}
+    *prepared, wrappers, scheduler = prepare(accelerator, *models.values(), wrappers, scheduler)
+    models = dict(zip(models, prepared))
+    assert wrappers["b"]._direct and not wrappers["c"]._direct
     reductions = {name: 0 for name in models}
     for name, model in models.items():
         model.register_comm_hook(None, counting_hook(reductions, name))
