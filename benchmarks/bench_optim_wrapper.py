@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import statistics
 import time
@@ -115,8 +116,8 @@ def loops() -> dict[str, Callable]:
 
 
 def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int,
-            accelerator) -> dict[str, float]:
-    """Median microseconds per iteration for every loop, timed in interleaved blocks."""
+            accelerator) -> dict[str, list[float]]:
+    """Microseconds per iteration of every timed block, for every loop (interleaved blocks)."""
     gen = torch.Generator().manual_seed(0)
     data = [(torch.randn(BATCH, IN, generator=gen), torch.randn(BATCH, OUT, generator=gen))
             for _ in range(iters)]
@@ -133,7 +134,18 @@ def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int,
                 step(i, batch)
             if round_:  # round 0 is warm-up
                 samples[name].append((time.perf_counter() - start) / iters * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def table(rows: list[tuple[tuple, dict[str, list[float]]]], stat: Callable) -> str:
+    """A markdown table of ``stat`` over the blocks, with the ratio to ``raw``."""
+    names = list(rows[0][1])
+    lines = ["| hidden | accum | clip | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    for (hidden, counts, clip), samples in rows:
+        value = {name: stat(blocks) for name, blocks in samples.items()}
+        cells = [f"{value[n]:.0f} ({value[n] / value['raw']:.2f}x)" for n in names]
+        lines.append(f"| {hidden} | {counts} | {'on' if clip else 'off'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -147,19 +159,16 @@ def main() -> None:
     torch.set_num_threads(1)
     from accelwrap.optim import make_accelerator
     accelerator = make_accelerator(cpu=True)
-    names = list(loops())
-    print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, median us/iteration "
-          f"({args.rounds} blocks x {args.iters} iterations, loops interleaved in shuffled order), "
-          "ratio to raw in brackets\n")
-    print("| hidden | accum | clip | " + " | ".join(names) + " |")
-    print("|---" * (3 + len(names)) + "|")
-    for hidden in args.hidden:
-        for counts in args.counts:
-            for clip in (False, True):
-                med = measure(hidden, counts, clip, args.rounds, args.iters, accelerator)
-                cells = [f"{med[n]:.0f} ({med[n] / med['raw']:.2f}x)" for n in names]
-                print(f"| {hidden} | {counts} | {'on' if clip else 'off'} | " + " | ".join(cells) + " |",
-                      flush=True)
+    load = os.getloadavg()[0]
+    rows = [((hidden, counts, clip), measure(hidden, counts, clip, args.rounds, args.iters, accelerator))
+            for hidden in args.hidden for counts in args.counts for clip in (False, True)]
+    print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, {args.rounds} blocks x {args.iters} "
+          f"iterations per loop, loops interleaved in shuffled order; load average "
+          f"{load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print("Median us/iteration (ratio to raw):\n")
+    print(table(rows, statistics.median))
+    print("\nBest block, us/iteration (ratio to raw; least disturbed by other processes):\n")
+    print(table(rows, min))
 
 
 if __name__ == "__main__":
