@@ -9,6 +9,23 @@
   ``OptimWrapperDict`` members), dataloaders and schedulers in one call; the wrappers
   come back bound to the accelerator and their prepared optimizer.
 
+The two ways to use a wrapper inside your own multi-GPU script (``accelerate launch``
+or ``torchrun``)::
+
+    accelerator = make_accelerator()                       # or Accelerator(...) with
+                                                           # step_scheduler_with_optimizer=False
+    # (a) wrap what accelerator.prepare returned
+    model, optimizer = accelerator.prepare(model, optimizer)
+    optim_wrapper = OptimWrapper(optimizer, accumulative_counts=4, accelerator=accelerator)
+    # (b) or prepare everything in one call
+    model, optim_wrapper, loader, scheduler = prepare(accelerator, model, optim_wrapper,
+                                                      loader, scheduler)
+    for x, y in loader:
+        with optim_wrapper.optim_context(model):   # no all-reduce inside a window
+            loss = loss_fn(model(x), y)
+        optim_wrapper.update_params(loss)
+        scheduler.step()
+
 Example:
     >>> from torch import nn
     >>> from accelwrap.optim import OptimWrapper
