@@ -28,9 +28,10 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="dotted overrides, e.g. optim_wrapper.optimizer.lr=0.1")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with the ``check``, ``groups`` and ``schedule`` commands."""
-    parser = argparse.ArgumentParser(prog="accelwrap", description=__doc__.split("\n\n")[0])
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``accelwrap`` parser and one parser per command (``check``, ``groups``, ``schedule``)."""
+    parser = argparse.ArgumentParser(prog="accelwrap",
+                                     description="Look at a config before training with it.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser("check", help="report every problem in a config (exit 1 if any)")
     _add_config_args(check)
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--csv", metavar="CSV", help="write iteration-by-iteration values")
     schedule.add_argument("--epoch-length", type=int, metavar="N",
                           help="iterations per epoch (default: from train_dataloader)")
-    return parser
+    return parser, {"check": check, "groups": groups, "schedule": schedule}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0 on success, 1 when the config has problems.
     """
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = build_parser()
+    if not argv or argv[0] not in commands:
+        parser.parse_args(argv)  # prints help or the usage error, and exits
+    # overrides may come before or after options such as --out
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
     try:
         if args.command == "check":
             from accelwrap.tools.config_check import run_check

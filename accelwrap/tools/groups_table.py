@@ -1,0 +1,191 @@
+"""``accelwrap groups``: which learning rate and weight decay every parameter will get, and why.
+
+The rows come from the optimizer wrapper constructor's own ``describe(model)`` -- the
+same rules ``build_optim_wrapper`` applies -- over the config's model built on the
+``meta`` device. For an ``OptimWrapperDict`` config (one wrapper config per model
+member) each member's rows are prefixed with the member name. A ``custom_keys`` entry
+that matches no parameter is an error, as it is when training.
+
+Example:
+    >>> rows = param_rows({'model': {'type': 'MLPClassifier', 'hidden_dims': [8], 'norm': True},
+    ...                    'optim_wrapper': {'optimizer': {'type': 'SGD', 'lr': 0.1, 'weight_decay': 1e-4},
+    ...                                      'paramwise_cfg': {'norm_decay_mult': 0.0}}})
+    >>> [(r.name, r.settings['weight_decay'], r.rule) for r in rows[''][2:3]]
+    [('net.1.weight', 0.0, 'norm_decay_mult')]
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from torch import nn
+
+from accelwrap.optim.builder import SINGLE_KEYS
+from accelwrap.optim.constructor import ParamRow
+from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
+from accelwrap.tools.common import build_model_cheaply, load_plain, require
+
+__all__ = ["format_table", "param_rows", "run_groups"]
+
+_FIRST_KEYS = ("lr", "weight_decay")
+
+
+def _constructor_rows(model: nn.Module, cfg: Mapping[str, Any]) -> list[ParamRow]:
+    """Rows of one wrapper config (forms 1 and 2 of ``build_optim_wrapper``)."""
+    wrapper_cfg = {k: v for k, v in cfg.items() if k not in ("constructor", "paramwise_cfg")}
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build({
+        "type": cfg.get("constructor", "DefaultOptimWrapperConstructor"),
+        "optim_wrapper_cfg": wrapper_cfg, "paramwise_cfg": cfg.get("paramwise_cfg")})
+    describe = getattr(constructor, "describe", None)
+    if not callable(describe):
+        raise TypeError(f"optim_wrapper.constructor: {type(constructor).__name__} has no "
+                        "describe(model) method, so its parameter groups cannot be listed; "
+                        "subclass DefaultOptimWrapperConstructor or add describe()")
+    defaults = _signature_defaults(cfg.get("optimizer"))
+    return [replace(row, settings={**defaults, **row.settings}) if row.settings else row
+            for row in describe(model)]
+
+
+def _signature_defaults(optimizer_cfg: Any) -> dict[str, Any]:
+    """The optimizer's own ``lr`` / ``weight_decay`` defaults, shown where the config sets none."""
+    if not isinstance(optimizer_cfg, Mapping) or "type" not in optimizer_cfg:
+        return {}
+    try:
+        params = inspect.signature(OPTIMIZERS.get(optimizer_cfg["type"])).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {k: params[k].default for k in _FIRST_KEYS
+            if k in params and isinstance(params[k].default, (int, float))}
+
+
+def param_rows(cfg: Mapping[str, Any], model: nn.Module | None = None) -> dict[str, list[ParamRow]]:
+    """One row per parameter: name, shape, module type, settings, deciding rule.
+
+    Args:
+        cfg: A config with ``model`` (unless ``model`` is given) and ``optim_wrapper``.
+        model: A built model to use instead of building ``cfg['model']``.
+
+    Returns:
+        Rows in model order keyed by ``OptimWrapperDict`` member (``''`` for a single
+        wrapper); members' row names are prefixed with the member name.
+
+    Raises:
+        ValueError: A ``custom_keys`` entry matches nothing, a member is not a
+            submodule, or another rule the constructor enforces is broken.
+    """
+    model = build_model_cheaply(cfg["model"]) if model is None else model
+    optim_cfg = cfg["optim_wrapper"]
+    if any(key in optim_cfg for key in SINGLE_KEYS):
+        return {"": _constructor_rows(model, optim_cfg)}
+    children = dict(model.named_children())
+    rows = {}
+    for name, member_cfg in optim_cfg.items():
+        if name not in children:
+            raise ValueError(f"optim_wrapper.{name}: the model has no submodule {name!r} "
+                             f"(it has {sorted(children)})")
+        rows[name] = [replace(row, name=f"{name}.{row.name}")
+                      for row in _constructor_rows(children[name], member_cfg)]
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _setting_columns(rows: list[ParamRow]) -> tuple[list[str], list[str]]:
+    """Columns for ``lr``/``weight_decay``, plus the other keys whose value varies."""
+    keys = sorted({k for row in rows for k in row.settings})
+    first = [k for k in _FIRST_KEYS if k in keys]
+    varying = [k for k in keys if k not in first and
+               len({repr(row.settings.get(k)) for row in rows if row.settings}) > 1]
+    return first, varying
+
+
+def _render(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+             for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def format_table(rows_by_member: Mapping[str, list[ParamRow]], merged: bool = False) -> str:
+    """The table ``accelwrap groups`` prints, with a totals section.
+
+    Args:
+        rows_by_member: From :func:`param_rows`.
+        merged: One line per distinct (settings, rule) instead of one per parameter.
+
+    Returns:
+        The text, lines separated by newlines.
+    """
+    rows = [row for member in rows_by_member.values() for row in member]
+    first, varying = _setting_columns(rows)
+    header = ["parameter", "shape", "module", *first, *varying, "rule"]
+    if merged:
+        header[:3] = ["parameters", "tensors", "numel"]
+        body = [[_names(group), str(len(group)), f"{_numel(group):,}",
+                 *(_fmt(group[0].settings.get(k, "-")) for k in (*first, *varying)),
+                 group[0].rule]
+                for member in rows_by_member.values() for group in _by_settings(member, True)]
+    else:
+        body = [[row.name, "x".join(map(str, row.shape)) or "scalar", row.module_type,
+                 *(_fmt(row.settings.get(k, "-")) for k in (*first, *varying)), row.rule]
+                for row in rows]
+    totals = [line for name, member in rows_by_member.items() for line in _totals(member, name)]
+    return "\n".join([*_render(header, body), "", *totals])
+
+
+def _by_settings(rows: Iterable[ParamRow], with_rule: bool) -> list[list[ParamRow]]:
+    groups: dict[str, list[ParamRow]] = {}
+    for row in rows:
+        key = repr(sorted(row.settings.items())) + (row.rule if with_rule else "")
+        groups.setdefault(key, []).append(row)
+    return list(groups.values())
+
+
+def _numel(rows: Iterable[ParamRow]) -> int:
+    return sum(math.prod(row.shape) for row in rows)
+
+
+def _names(rows: list[ParamRow], shown: int = 3) -> str:
+    names = ", ".join(row.name for row in rows[:shown])
+    return names + (f", ... (+{len(rows) - shown})" if len(rows) > shown else "")
+
+
+def _totals(rows: list[ParamRow], member: str) -> list[str]:
+    """One line per distinct setting (what the optimizer sees), then frozen and all."""
+    trainable = [row for row in rows if row.settings]
+    frozen = [row for row in rows if not row.settings]
+    lines = [f"totals{f' of {member}' if member else ''}:"]
+    for index, group in enumerate(_by_settings(trainable, with_rule=False)):
+        settings = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(group[0].settings.items()))
+        lines.append(f"  setting {index}: {len(group)} tensors, {_numel(group):,} parameters "
+                     f"({settings})")
+    lines.append(f"  not optimized: {len(frozen)} tensors, {_numel(frozen):,} parameters")
+    lines.append(f"  all: {len(rows)} tensors, {_numel(rows):,} parameters "
+                 f"({_numel(trainable):,} optimized)")
+    return lines
+
+
+def run_groups(path: str, overrides: Iterable[str] = (), merged: bool = False) -> int:
+    """The ``accelwrap groups`` command: print the table, return the exit status.
+
+    Args:
+        path: The config file.
+        overrides: Dotted ``key=value`` overrides.
+        merged: One line per distinct setting instead of one per parameter.
+
+    Returns:
+        0 (errors raise and are reported by the command line).
+    """
+    cfg = load_plain(path, overrides)
+    require(cfg, "model", "optim_wrapper", command="groups")
+    print(format_table(param_rows(cfg), merged=merged))
+    return 0
