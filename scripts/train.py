@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = build_config(args)
-        Runner.from_cfg(cfg).train()
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        runner.accelerator.end_training()
     except (ConfigError, RegistryError, FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
         if isinstance(err, RuntimeError) and "checkpoint" not in str(err) and "WORLD_SIZE" not in str(err):
             raise

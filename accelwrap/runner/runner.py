@@ -184,7 +184,8 @@ class Runner:
         finally:
             loop.close()
         self.accelerator.wait_for_everyone()
-        self.accelerator.end_training()
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
         return self.accelerator.unwrap_model(self.train_model) if not self.custom_step else self.model
 
     def _write_run_files(self) -> None:
