@@ -255,6 +255,10 @@ class ParamScheduler(LRScheduler):
 
     def _write(self, groups: list[dict], values: list[float]) -> None:
         name = self.param_name
+        if not (self.use_betas or self.verbose):
+            for group, value in zip(groups, values):
+                group[name] = value
+            return
         for index, (group, value) in enumerate(zip(groups, values)):
             group[name] = value
             if self.use_betas:
