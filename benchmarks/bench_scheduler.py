@@ -42,15 +42,20 @@ def cfgs() -> list[dict]:
                  by_epoch=False, end=TOTAL, eta_min=0.0)]
 
 
+def step_all(schedulers: list) -> Callable[[], None]:
+    """One runner step: every scheduler once."""
+    methods = [s.step for s in schedulers]
+
+    def step() -> None:
+        for method in methods:
+            method()
+    return step
+
+
 def accelwrap_step() -> Callable[[], None]:
     from accelwrap.optim.scheduler import build_param_schedulers
 
-    schedulers = build_param_schedulers(cfgs(), make_optimizer())
-
-    def step() -> None:
-        for s in schedulers:
-            s.step()
-    return step
+    return step_all(build_param_schedulers(cfgs(), make_optimizer()))
 
 
 def mmengine_step() -> Callable[[], None]:
@@ -58,12 +63,8 @@ def mmengine_step() -> Callable[[], None]:
     from mmengine.registry import PARAM_SCHEDULERS
 
     optimizer = make_optimizer()
-    schedulers = [PARAM_SCHEDULERS.build(c, default_args=dict(optimizer=optimizer)) for c in cfgs()]
-
-    def step() -> None:
-        for s in schedulers:
-            s.step()
-    return step
+    return step_all([PARAM_SCHEDULERS.build(c, default_args=dict(optimizer=optimizer))
+                     for c in cfgs()])
 
 
 def torch_step() -> Callable[[], None]:

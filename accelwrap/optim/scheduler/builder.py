@@ -5,7 +5,8 @@ copied (never mutated), ``end`` defaults to the run length (``max_epochs`` for
 epoch-based, ``max_iters`` for iteration-based schedulers), and
 ``convert_to_iter_based=True`` uses ``epoch_length``. For an ``OptimWrapperDict`` the
 result is a dict of lists keyed by member; the configs are either shared by every member
-or given per member (a dict without ``type``).
+or given per member (a dict without ``type``). ``step_param_schedulers`` steps them the way
+MMEngine's ``ParamSchedulerHook`` does.
 
 Example:
     >>> import torch
@@ -30,6 +31,7 @@ from accelwrap.optim.scheduler.base import ParamScheduler
 from accelwrap.registry import PARAM_SCHEDULERS, to_plain
 
 SchedulerList = list[ParamScheduler]
+WHEN = ("iter", "epoch", "val")
 
 
 def members_of(optim_wrapper: Any) -> dict[str, Any] | None:
@@ -96,3 +98,41 @@ def _build_list(cfgs: Any, target: Any, epoch_length: int | None, max_epochs: in
         schedulers.append(PARAM_SCHEDULERS.build(
             cfg, default_args={"optimizer": target, "epoch_length": epoch_length}))
     return schedulers
+
+
+def step_param_schedulers(schedulers: SchedulerList | Mapping[str, SchedulerList], when: str,
+                          metrics: Mapping[str, Any] | None = None) -> None:
+    """Step the schedulers that belong to this moment of the loop, as MMEngine's hook does.
+
+    Args:
+        schedulers: A list of schedulers, or a dict of lists (``OptimWrapperDict``).
+        when: ``'iter'`` after a training iteration (iteration-based schedulers),
+            ``'epoch'`` after a training epoch (epoch-based ones, plateau ones only count),
+            ``'val'`` after validation (``need_val_args`` ones, with ``metrics``).
+        metrics: The validation results, for ``when='val'``.
+
+    Raises:
+        ValueError: ``when`` is not one of 'iter', 'epoch', 'val'.
+
+    Example:
+        >>> import torch
+        >>> from accelwrap.optim.scheduler import StepLR, step_param_schedulers
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> scheds = [StepLR(opt, step_size=1, gamma=0.5, by_epoch=False)]
+        >>> step_param_schedulers(scheds, 'epoch'); opt.param_groups[0]['lr']
+        1.0
+        >>> step_param_schedulers(scheds, 'iter'); opt.param_groups[0]['lr']
+        0.5
+    """
+    if when not in WHEN:
+        raise ValueError(f"step_param_schedulers: when must be one of {list(WHEN)}, got {when!r}; "
+                         f"{suggest(str(when), WHEN)}")
+    lists = schedulers.values() if isinstance(schedulers, Mapping) else [schedulers]
+    for group in lists:
+        for scheduler in group:
+            if when == "iter" and not scheduler.by_epoch:
+                scheduler.step()
+            elif when == "epoch" and scheduler.by_epoch:
+                scheduler.step()
+            elif when == "val" and scheduler.by_epoch and getattr(scheduler, "need_val_args", False):
+                scheduler.step(metrics)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from accelwrap.optim import OptimWrapper, make_accelerator, prepare
-from accelwrap.optim.scheduler import build_param_schedulers
+from accelwrap.optim.scheduler import build_param_schedulers, step_param_schedulers
 from tests.distributed.launch import write_result
 
 EPOCHS, EPOCH_LENGTH, SAVE_AFTER = 4, 5, 2
@@ -68,15 +68,9 @@ def train(accelerator, model, wrapper, schedulers, start: int, save_dir: str | N
             loss = model(torch.randn(3, 4)).pow(2).mean()
             wrapper.update_params(loss)
             rows.append([[g["lr"], g["betas"][0], g["weight_decay"]] for g in wrapper.param_groups])
-            for s in schedulers:
-                if not s.by_epoch:
-                    s.step()
-        for s in schedulers:
-            if s.by_epoch:
-                s.step()
-        for s in schedulers:
-            if s.need_val_args:
-                s.step({"loss": METRICS[epoch]})
+            step_param_schedulers(schedulers, "iter")
+        step_param_schedulers(schedulers, "epoch")
+        step_param_schedulers(schedulers, "val", {"loss": METRICS[epoch]})
         if save_dir is not None and epoch + 1 == SAVE_AFTER:
             accelerator.save_state(save_dir)
     return rows

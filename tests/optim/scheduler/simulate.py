@@ -20,7 +20,7 @@ from mmengine.optim import OptimWrapper as MMOptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS as MM_SCHEDULERS
 
 from accelwrap.optim import OptimWrapper
-from accelwrap.optim.scheduler import build_param_schedulers
+from accelwrap.optim.scheduler import build_param_schedulers, step_param_schedulers
 
 EPOCHS, EPOCH_LENGTH = 6, 5
 RTOL, ATOL = 1e-9, 1e-15
@@ -68,15 +68,9 @@ def run(schedulers: Iterable, target, epochs: int = EPOCHS, epoch_length: int = 
         for epoch in range(start, epochs):
             for _ in range(epoch_length):
                 rows.append(record(target))
-                for s in schedulers:
-                    if not s.by_epoch:
-                        s.step()
-            for s in schedulers:
-                if s.by_epoch:
-                    s.step()
-            for s in schedulers:
-                if s.by_epoch and getattr(s, "need_val_args", False):
-                    s.step({"loss": metrics[epoch]})
+                step_param_schedulers(schedulers, "iter")
+            step_param_schedulers(schedulers, "epoch")
+            step_param_schedulers(schedulers, "val", {"loss": metrics[epoch]})
     rows.append(record(target))
     return rows
 

@@ -143,3 +143,11 @@ def test_arguments_and_types(opt):
         CosineRestartLR(opt, periods=[2, 3])
     with pytest.raises(TypeError, match="milestones must be a list, got 3"):
         MultiStepLR(opt, milestones=3)
+
+
+def test_step_param_schedulers_when(opt):
+    from accelwrap.optim.scheduler import step_param_schedulers
+
+    with pytest.raises(ValueError, match=r"when must be one of \['iter', 'epoch', 'val'\], got "
+                                         "'iters'; did you mean 'iter'"):
+        step_param_schedulers([StepLR(opt, step_size=1)], "iters")

@@ -127,3 +127,11 @@ COMPOSITIONS = {
 def test_compositions_match_mmengine(name, kind, groups, wrapped):
     mm_rows, aw_rows = both(COMPOSITIONS[name], kind, groups, wrapped)
     assert_rows_close(mm_rows, aw_rows)
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["optimizer", "wrapper"])
+def test_plateau_per_group_min_value_matches_mmengine(wrapped):
+    cfg = dict(type="ReduceOnPlateauLR", patience=0, factor=0.3, min_value=[0.02, 0.01])
+    mm_rows, aw_rows = both([cfg], "sgd", 2, wrapped)
+    assert_rows_close(mm_rows, aw_rows)
+    assert aw_rows[-1][1][0] == 0.01  # the floor was reached
