@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 BATCH, IN, OUT = 32, 32, 10
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
 
 
 def make_model(hidden: int) -> nn.Module:
@@ -115,8 +116,8 @@ def loops() -> dict[str, Callable]:
     return found
 
 
-def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int,
-            accelerator) -> dict[str, list[float]]:
+def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accelerator,
+            clock: Callable[[], float]) -> dict[str, list[float]]:
     """Microseconds per iteration of every timed block, for every loop (interleaved blocks)."""
     gen = torch.Generator().manual_seed(0)
     data = [(torch.randn(BATCH, IN, generator=gen), torch.randn(BATCH, OUT, generator=gen))
@@ -129,11 +130,11 @@ def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int,
         shuffle(order)
         for name in order:
             step = steps[name]
-            start = time.perf_counter()
+            start = clock()
             for i, batch in enumerate(data):
                 step(i, batch)
             if round_:  # round 0 is warm-up
-                samples[name].append((time.perf_counter() - start) / iters * 1e6)
+                samples[name].append((clock() - start) / iters * 1e6)
     return samples
 
 
@@ -155,15 +156,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="timed blocks per loop")
     parser.add_argument("--iters", type=int, default=8,
                         help="iterations per block (a multiple of every --counts)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+                        help="cpu: this thread's CPU time (robust on a shared machine, and with "
+                             "one torch thread it is all the work); wall: elapsed time")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from accelwrap.optim import make_accelerator
     accelerator = make_accelerator(cpu=True)
     load = os.getloadavg()[0]
-    rows = [((hidden, counts, clip), measure(hidden, counts, clip, args.rounds, args.iters, accelerator))
+    clock = CLOCKS[args.clock]
+    rows = [((hidden, counts, clip),
+             measure(hidden, counts, clip, args.rounds, args.iters, accelerator, clock))
             for hidden in args.hidden for counts in args.counts for clip in (False, True)]
-    print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, {args.rounds} blocks x {args.iters} "
-          f"iterations per loop, loops interleaved in shuffled order; load average "
+    print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, {args.clock} clock, {args.rounds} "
+          f"blocks x {args.iters} iterations per loop, loops interleaved in shuffled order; load average "
           f"{load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print("Median us/iteration (ratio to raw):\n")
     print(table(rows, statistics.median))

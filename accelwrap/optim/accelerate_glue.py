@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,15 +44,22 @@ def unwrap_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     Returns:
         The innermost optimizer (``optimizer`` itself when it is not wrapped).
     """
-    while type(optimizer).__name__ == "AcceleratedOptimizer":
+    wrapped = _accelerated_optimizer_type()
+    while wrapped is not None and isinstance(optimizer, wrapped):
         optimizer = optimizer.optimizer
     return optimizer
 
 
 def is_prepared(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` came out of ``accelerator.prepare``."""
-    return getattr(optimizer, "_is_accelerate_prepared", False) or (
-        type(optimizer).__name__ == "AcceleratedOptimizer")
+    wrapped = _accelerated_optimizer_type()
+    return wrapped is not None and isinstance(optimizer, wrapped)
+
+
+def _accelerated_optimizer_type() -> type | None:
+    """``accelerate.optimizer.AcceleratedOptimizer`` if Accelerate is imported (else none exists)."""
+    module = sys.modules.get("accelerate.optimizer")
+    return None if module is None else module.AcceleratedOptimizer
 
 
 def check_accumulation(accelerator: Any) -> None:
