@@ -175,6 +175,7 @@ class ParamScheduler(LRScheduler):
         # with torch's own rules. Only the attributes Accelerate reads are set here.
         owner = type(self).__name__
         groups = param_groups_of(optimizer, owner)
+        self._check_window(begin, end, last_step, by_epoch, owner)
         self.optimizer = optimizer
         self.use_betas = False
         if self.schedules_momentum:
@@ -182,7 +183,6 @@ class ParamScheduler(LRScheduler):
             if self.use_betas:
                 for group in groups:
                     group["momentum"] = group["betas"][0]
-        self._check_window(begin, end, last_step, by_epoch, owner)
         self._check_param_name(param_name, groups, owner)
         self.param_name = param_name
         self.begin, self.end = begin, end
