@@ -26,7 +26,7 @@ from accelwrap.registry import to_plain
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_model_cheaply", "load_plain", "require"]
+__all__ = ["build_model_cheaply", "load_plain", "render_table", "require"]
 
 
 def load_plain(path: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
@@ -70,3 +70,26 @@ def build_model_cheaply(model_cfg: Mapping[str, Any] | nn.Module) -> nn.Module:
     except Exception as err:  # noqa: BLE001 - a constructor that computes with real tensors
         logger.info("building the model on the meta device failed (%s); building it normally", err)
         return build_model(model_cfg)
+
+
+def render_table(header: list[str], body: list[list[str]], underline: bool = True) -> list[str]:
+    """Left-aligned text columns, two spaces apart.
+
+    Args:
+        header: Column titles.
+        body: Rows of cells (strings), as many as ``header``.
+        underline: Put a line of dashes under the header.
+
+    Returns:
+        The lines, without trailing spaces.
+
+    Example:
+        >>> render_table(['name', 'lr'], [['fc.weight', '0.1']])
+        ['name       lr', '---------  ---', 'fc.weight  0.1']
+    """
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+             for row in [header, *body]]
+    if underline:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines

@@ -27,7 +27,7 @@ from torch import nn
 from accelwrap.optim.builder import SINGLE_KEYS
 from accelwrap.optim.constructor import ParamRow
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
-from accelwrap.tools.common import build_model_cheaply, load_plain, require
+from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 
 __all__ = ["format_table", "param_rows", "run_groups"]
 
@@ -107,14 +107,6 @@ def _setting_columns(rows: list[ParamRow]) -> tuple[list[str], list[str]]:
     return first, varying
 
 
-def _render(header: list[str], body: list[list[str]]) -> list[str]:
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-             for line in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
 def format_table(rows_by_member: Mapping[str, list[ParamRow]], merged: bool = False) -> str:
     """The table ``accelwrap groups`` prints, with a totals section.
 
@@ -139,7 +131,7 @@ def format_table(rows_by_member: Mapping[str, list[ParamRow]], merged: bool = Fa
                  *(_fmt(row.settings.get(k, "-")) for k in (*first, *varying)), row.rule]
                 for row in rows]
     totals = [line for name, member in rows_by_member.items() for line in _totals(member, name)]
-    return "\n".join([*_render(header, body), "", *totals])
+    return "\n".join([*render_table(header, body), "", *totals])
 
 
 def _by_settings(rows: Iterable[ParamRow], with_rule: bool) -> list[list[ParamRow]]:

@@ -1,0 +1,295 @@
+"""``accelwrap schedule``: every scheduled hyperparameter of a run, before training it.
+
+The optimizer wrapper and the schedulers are built by the runner's own functions
+(``parse_train_cfg``, ``build_optim_wrapper``, ``build_schedulers``) over the config's
+model on the ``meta`` device, then stepped through the whole run in the runner's order:
+iteration-based schedulers after every iteration, epoch-based ones after every epoch
+(only when training is epoch-based). Nothing trains. ``ReduceOnPlateau*`` schedulers
+react to validation metrics, so the preview holds their values.
+
+The value recorded for iteration ``i`` is the one in effect while iteration ``i`` runs
+(MMEngine logs the learning rate at the same point, before the iteration). Columns
+are named like the runner's ``scalars.jsonl`` keys (``lr``, ``lr.1``, ``base_lr``,
+``generator.momentum``, ...), so the two can be compared directly.
+
+Example:
+    >>> cfg = {'model': {'type': 'MLPClassifier'}, 'train_cfg': {'max_epochs': 2},
+    ...        'optim_wrapper': {'optimizer': {'type': 'SGD', 'lr': 1.0}},
+    ...        'param_scheduler': [{'type': 'MultiStepLR', 'milestones': [1], 'gamma': 0.5}]}
+    >>> trace = simulate(cfg, epoch_length=3)
+    >>> trace.columns['lr']
+    [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
+
+__all__ = ["Trace", "Window", "run_schedule", "simulate", "summary", "write_csv"]
+
+# get_lr()/get_momentum() keys; other scheduled param names are read from the groups.
+_WRAPPER_KEYS = ("lr", "base_lr", "momentum")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where one scheduler acts, in iterations (``end`` exclusive, clamped to the run).
+
+    Attributes:
+        member: ``OptimWrapperDict`` member name (``''`` for a single wrapper).
+        name: The scheduler's class name.
+        param_name: The param-group key it changes (``lr``, ``momentum``, ...).
+        begin: First iteration it acts on.
+        end: First iteration it no longer acts on.
+        marks: Iterations where a milestone / step of the scheduler takes effect.
+        held: True when the preview cannot know its values (plateau schedulers).
+    """
+
+    member: str
+    name: str
+    param_name: str
+    begin: int
+    end: int
+    marks: tuple[int, ...] = ()
+    held: bool = False
+
+
+@dataclass
+class Trace:
+    """Scheduled values of a whole run.
+
+    Attributes:
+        epoch_length: Iterations per epoch.
+        max_iters: Iterations of the run.
+        members: ``OptimWrapperDict`` member names (``['']`` for a single wrapper).
+        columns: ``scalars.jsonl``-style key -> one value per iteration.
+        windows: Every scheduler's window.
+    """
+
+    epoch_length: int
+    max_iters: int
+    members: list[str] = field(default_factory=lambda: [""])
+    columns: dict[str, list[float]] = field(default_factory=dict)
+    windows: list[Window] = field(default_factory=list)
+
+
+def _members(optim_wrapper: Any) -> dict[str, Any]:
+    members = getattr(optim_wrapper, "optim_wrappers", None)
+    return dict(members) if members is not None else {"": optim_wrapper}
+
+
+def _scheduler_lists(schedulers: list | dict, members: Mapping[str, Any]) -> dict[str, list]:
+    if isinstance(schedulers, dict):
+        return {name: list(schedulers.get(name, [])) for name in members}
+    return {next(iter(members)): list(schedulers)}
+
+
+def _scaled(value: int, by_epoch: bool, epoch_length: int, limit: int) -> int:
+    return min(value * epoch_length if by_epoch else value, limit)
+
+
+def _marks(scheduler: Any) -> list[int]:
+    """Milestones / step boundaries in scheduler units, relative to ``begin``."""
+    schedule = getattr(scheduler, "schedule", None)
+    milestones = getattr(schedule, "milestones", None)
+    if milestones:
+        return list(milestones)
+    step = getattr(schedule, "step_size", None)
+    span = min(scheduler.end, 10**6) - scheduler.begin
+    return list(range(step, span, step)) if step else []
+
+
+def _window(member: str, scheduler: Any, epoch_length: int, max_iters: int) -> Window:
+    by_epoch = bool(scheduler.by_epoch)
+    begin = _scaled(scheduler.begin, by_epoch, epoch_length, max_iters)
+    end = _scaled(scheduler.end, by_epoch, epoch_length, max_iters)
+    marks = tuple(m for m in (_scaled(scheduler.begin + k, by_epoch, epoch_length, max_iters)
+                              for k in _marks(scheduler)) if begin < m < end)
+    return Window(member, type(scheduler).__name__, scheduler.param_name, begin, end, marks,
+                  held=bool(getattr(scheduler, "need_val_args", False)))
+
+
+def _snapshot(members: Mapping[str, Any], extra: Mapping[str, set[str]]) -> dict[str, float]:
+    """The runner's logged keys (lr, momentum, base_lr) plus other scheduled group keys."""
+    from accelwrap.runner.logging import flatten_values
+
+    values: dict[str, float] = {}
+    for name, wrapper in members.items():
+        prefix = f"{name}." if name else ""
+        found = {**wrapper.get_lr(), **wrapper.get_momentum()}
+        found.update({key: [group[key] for group in wrapper.param_groups]
+                      for key in sorted(extra.get(name, ()))})
+        values.update({prefix + k: v for k, v in flatten_values(found).items()})
+    return values
+
+
+def _step_after_iteration(schedulers: Iterable[Any]) -> None:
+    """What the runner does after each training iteration."""
+    for scheduler in schedulers:
+        if not scheduler.by_epoch:
+            scheduler.step()
+
+
+def _step_after_epoch(schedulers: Iterable[Any]) -> None:
+    """What the runner does after each epoch of epoch-based training.
+
+    Plateau schedulers count the epoch here too; the runner then steps them again with
+    the validation metrics, which a preview does not have, so their values are held.
+    """
+    for scheduler in schedulers:
+        if scheduler.by_epoch:
+            scheduler.step()
+
+
+def _build(cfg: Mapping[str, Any], epoch_length: int | None,
+           model: nn.Module | None) -> tuple[Any, Any, Any, int]:
+    """The schedule, wrapper, schedulers and epoch length, built as the runner builds them."""
+    from accelwrap.optim import build_optim_wrapper
+    from accelwrap.runner.build import build_schedulers, parse_train_cfg
+
+    schedule = parse_train_cfg(cfg["train_cfg"])
+    if epoch_length is None:
+        from accelwrap.runner.data import build_dataloader
+
+        require(cfg, "train_dataloader", command="schedule (or pass --epoch-length)")
+        epoch_length = len(build_dataloader(cfg["train_dataloader"], "train_dataloader"))
+    if not isinstance(epoch_length, int) or epoch_length < 1:
+        raise ValueError(f"epoch length: expected a positive number of iterations, got {epoch_length!r}")
+    model = build_model_cheaply(cfg["model"]) if model is None else model
+    wrapper = build_optim_wrapper(model, cfg["optim_wrapper"])
+    schedulers = build_schedulers(cfg.get("param_scheduler"), wrapper, schedule, epoch_length)
+    return schedule, wrapper, schedulers, epoch_length
+
+
+def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
+             model: nn.Module | None = None) -> Trace:
+    """Step the config's schedulers through the whole run and record every scheduled value.
+
+    Args:
+        cfg: A runner config (``model``, ``optim_wrapper``, ``param_scheduler``,
+            ``train_cfg`` and, unless ``epoch_length`` is given, ``train_dataloader``).
+        epoch_length: Iterations per epoch; default: the length of the train dataloader.
+        model: A built model to use instead of ``cfg['model']``.
+
+    Returns:
+        The trace.
+    """
+    schedule, wrapper, schedulers, epoch_length = _build(cfg, epoch_length, model)
+    members = _members(wrapper)
+    lists = _scheduler_lists(schedulers, members)
+    extra = {name: {s.param_name for s in group} - set(_WRAPPER_KEYS) for name, group in lists.items()}
+    flat = [s for group in lists.values() for s in group]
+    max_iters = schedule.total_iters(epoch_length)
+    trace = Trace(epoch_length, max_iters, list(members))
+    trace.windows = [_window(name, s, epoch_length, max_iters)
+                     for name, group in lists.items() for s in group]
+    for index in range(max_iters):
+        for key, value in _snapshot(members, extra).items():
+            trace.columns.setdefault(key, []).append(value)
+        _step_after_iteration(flat)
+        if schedule.by_epoch and (index + 1) % epoch_length == 0:
+            _step_after_epoch(flat)
+    return trace
+
+
+def write_csv(trace: Trace, path: str) -> None:
+    """Write one row per iteration: ``iter``, ``epoch``, then every column.
+
+    Args:
+        trace: From :func:`simulate`.
+        path: The CSV file to write.
+    """
+    keys = list(trace.columns)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["iter", "epoch", *keys])
+        for index in range(trace.max_iters):
+            writer.writerow([index, index // trace.epoch_length,
+                             *(repr(trace.columns[k][index]) for k in keys)])
+
+
+def _events(trace: Trace) -> list[tuple[int, str]]:
+    events = {0: "start"}
+    for w in trace.windows:
+        who = f"{w.member + ' ' if w.member else ''}{w.name}"
+        if 0 < w.begin < trace.max_iters:
+            events.setdefault(w.begin, f"{who} begins")
+        for mark in w.marks:
+            events.setdefault(mark, f"{who} milestone")
+        if w.end < trace.max_iters:
+            events.setdefault(w.end, f"{who} ends" + (" (warm-up done)" if w.begin == 0 else ""))
+    events.setdefault(trace.max_iters - 1, "last iteration")
+    return sorted(events.items())
+
+
+def _distinct_columns(trace: Trace) -> list[str]:
+    """Columns whose series differ from every earlier one (``lr.3`` equal to ``lr.0`` is dropped)."""
+    kept: list[str] = []
+    for key, values in trace.columns.items():
+        if not any(trace.columns[k] == values and k.split(".")[0] == key.split(".")[0] for k in kept):
+            kept.append(key)
+    return kept
+
+
+def summary(trace: Trace) -> str:
+    """A short text report: the run's length, the schedulers, values at key iterations.
+
+    Args:
+        trace: From :func:`simulate`.
+
+    Returns:
+        The text.
+    """
+    epochs = trace.max_iters / trace.epoch_length
+    lines = [f"{trace.max_iters} iterations = {epochs:g} epochs x {trace.epoch_length} iterations"]
+    for w in trace.windows:
+        held = " (held: it follows validation metrics)" if w.held else ""
+        target = f"{w.member}.{w.param_name}" if w.member else w.param_name
+        lines.append(f"  {w.name:<28} {target:<24} iterations [{w.begin}, {w.end}){held}")
+    keys = _distinct_columns(trace)
+    header = ["iter", "epoch", "event", *keys]
+    body = [[str(i), str(i // trace.epoch_length), what,
+             *(f"{trace.columns[k][i]:.6g}" for k in keys)] for i, what in _events(trace)]
+    return "\n".join([*lines, "", *render_table(header, body, underline=False)])
+
+
+def run_schedule(path: str, overrides: Iterable[str] = (), out: str | None = None,
+                 csv: str | None = None, epoch_length: int | None = None) -> int:
+    """The ``accelwrap schedule`` command.
+
+    Args:
+        path: The config file.
+        overrides: Dotted ``key=value`` overrides.
+        out: PNG to write (needs matplotlib).
+        csv: CSV to write.
+        epoch_length: Iterations per epoch instead of the train dataloader's length.
+
+    Returns:
+        0 on success, 1 when a plot was asked for and matplotlib is missing (the
+        summary and the CSV are still written).
+    """
+    cfg = load_plain(path, overrides)
+    require(cfg, "model", "optim_wrapper", "train_cfg", command="schedule")
+    trace = simulate(cfg, epoch_length)
+    print(summary(trace))
+    if csv:
+        write_csv(trace, csv)
+        print(f"wrote {csv}")
+    if out:
+        from accelwrap.tools.schedule_plot import MissingMatplotlib, plot
+
+        try:
+            plot(trace, out, title=path)
+        except MissingMatplotlib as err:
+            print(f"accelwrap schedule: {err}", file=sys.stderr)
+            return 1
+        print(f"wrote {out}")
+    return 0
