@@ -33,6 +33,7 @@ from typing import Any
 from torch.optim.lr_scheduler import LRScheduler
 
 from accelwrap.errors import suggest
+from accelwrap.optim.scheduler.guard import check_not_multistepped
 
 INF = int(1e9)
 COMMON_ARGS = ("begin", "end", "last_step", "by_epoch", "verbose")
@@ -243,6 +244,7 @@ class ParamScheduler(LRScheduler):
 
     def step(self) -> None:
         """Advance one step (epoch or iteration) and update the param groups in the window."""
+        check_not_multistepped()
         self._step_count += 1
         self._global_step += 1
         groups = self.optimizer.param_groups

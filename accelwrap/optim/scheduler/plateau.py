@@ -24,6 +24,7 @@ from typing import Any
 from accelwrap.errors import suggest
 from accelwrap.optim.scheduler.base import INF, ParamScheduler
 from accelwrap.optim.scheduler.families import integer, number
+from accelwrap.optim.scheduler.guard import check_not_multistepped
 
 
 class MetricNotFoundError(KeyError, ValueError):
@@ -137,6 +138,7 @@ class ReduceOnPlateauScheduler(ParamScheduler):
             TypeError: ``metrics`` is not a mapping.
             MetricNotFoundError: ``monitor`` is not in ``metrics`` (names those present).
         """
+        check_not_multistepped()
         self._step_count += 1
         if metrics is None:
             self._global_step += 1

@@ -1,0 +1,26 @@
+"""A scheduler refuses Accelerate's once-per-process stepping in a real 2-process run."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.distributed.launch import read_results, torchrun
+
+WORKER = Path(__file__).parent / "workers" / "sched_multistep.py"
+
+
+@pytest.mark.distributed
+def test_multistepping_accelerated_scheduler_is_refused_before_changing_the_lr(tmp_path):
+    results = read_results(torchrun(tmp_path / "default", WORKER, nproc=2, args=["default"]))
+    assert [r["world"] for r in results] == [2, 2]
+    for result in results:
+        assert "step it 2 times per call" in result["error"]
+        assert "step_scheduler_with_optimizer=False" in result["error"]
+        assert result["lr"] == 1.0
+
+
+@pytest.mark.distributed
+def test_once_per_call_stepping_is_accepted(tmp_path):
+    results = read_results(torchrun(tmp_path / "safe", WORKER, nproc=2, args=["safe"]))
+    for result in results:
+        assert result["error"] is None and result["lr"] == 0.5

@@ -1,0 +1,27 @@
+"""Worker: a scheduler prepared by plain ``accelerator.prepare`` with Accelerate's defaults.
+
+With 2 processes, ``AcceleratedScheduler`` would step it twice per call; the scheduler
+must refuse at the first step and leave the learning rate untouched. With
+``step_scheduler_with_optimizer=False`` it steps once per call.
+"""
+
+import sys
+
+import torch
+from accelerate import Accelerator
+
+from accelwrap.optim.scheduler import MultiStepLR
+from tests.distributed.launch import write_result
+
+accelerator = Accelerator(cpu=True, step_scheduler_with_optimizer=sys.argv[1] == "default")
+model = torch.nn.Linear(2, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+scheduler = MultiStepLR(optimizer, milestones=[1, 2], gamma=0.5, by_epoch=False)
+model, optimizer, prepared = accelerator.prepare(model, optimizer, scheduler)
+error = None
+try:
+    prepared.step()
+except RuntimeError as err:
+    error = str(err)
+write_result({"world": accelerator.num_processes, "error": error,
+              "lr": optimizer.param_groups[0]["lr"]})
