@@ -214,7 +214,21 @@ def check_config(cfg: Mapping | DictConfig,
             problems.append(f"{key}: unknown top-level key; {suggest(key, known)}")
         elif key in sections:
             problems += sections[key](value, key)
-    return problems
+    return problems + _member_problems(plain)
+
+
+def _member_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """A per-member ``param_scheduler`` dict must name ``optim_wrapper``'s members."""
+    schedulers, wrapper = cfg.get("param_scheduler"), cfg.get("optim_wrapper")
+    if not isinstance(schedulers, Mapping) or "type" in schedulers or not isinstance(wrapper, Mapping):
+        return []
+    if any(key in wrapper for key in SINGLE_KEYS):
+        if "optimizer" not in wrapper:
+            return []  # a custom constructor decides the members
+        return [f"param_scheduler: a dict of scheduler lists ({sorted(schedulers)}) needs one "
+                "optim_wrapper config per member, but optim_wrapper builds a single wrapper"]
+    return [f"param_scheduler.{name}: not a member of optim_wrapper; {suggest(str(name), wrapper)}"
+            for name in schedulers if name not in wrapper]
 
 
 def default_sections() -> dict[str, Callable[[Any, str], list[str]]]:

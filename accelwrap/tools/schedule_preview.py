@@ -217,17 +217,22 @@ def write_csv(trace: Trace, path: str) -> None:
 
 
 def _events(trace: Trace) -> list[tuple[int, str]]:
-    events = {0: "start"}
+    """Iterations worth a line in the summary, each with what happens there."""
+    events: dict[int, list[str]] = {0: ["start"]}
+
+    def add(at: int, what: str) -> None:
+        if 0 <= at < trace.max_iters and what not in events.setdefault(at, []):
+            events[at].append(what)
+
     for w in trace.windows:
         who = f"{w.member + ' ' if w.member else ''}{w.name}"
-        if 0 < w.begin < trace.max_iters:
-            events.setdefault(w.begin, f"{who} begins")
+        if w.begin > 0:
+            add(w.begin, f"{who} begins")
         for mark in w.marks:
-            events.setdefault(mark, f"{who} milestone")
-        if w.end < trace.max_iters:
-            events.setdefault(w.end, f"{who} ends" + (" (warm-up done)" if w.begin == 0 else ""))
-    events.setdefault(trace.max_iters - 1, "last iteration")
-    return sorted(events.items())
+            add(mark, f"{who} milestone")
+        add(w.end, f"{who} ends" + (" (warm-up done)" if w.begin == 0 else ""))
+    add(trace.max_iters - 1, "last iteration")
+    return [(at, "; ".join(what)) for at, what in sorted(events.items())]
 
 
 def _distinct_columns(trace: Trace) -> list[str]:

@@ -104,3 +104,15 @@ def test_scheduler_dict_per_member_and_conversion():
     assert any(p.startswith("param_scheduler.gen.0: convert_to_iter_based=True") for p in problems)
     assert any(p.startswith("param_scheduler.disc (CosineAnnealingLR): unexpected argument 'eta_mn'")
                for p in problems)
+
+
+def test_scheduler_members_must_be_optim_wrapper_members():
+    wrappers = {"generator": {"optimizer": {"type": "Adam"}},
+                "discriminator": {"optimizer": {"type": "Adam"}}}
+    schedulers = {"generater": [{"type": "StepLR", "step_size": 2}]}
+    problems = check_config({"optim_wrapper": wrappers, "param_scheduler": schedulers})
+    assert problems == ["param_scheduler.generater: not a member of optim_wrapper; "
+                        "did you mean 'generator'?"]
+    problems = check_config({"optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1}},
+                             "param_scheduler": {"generator": []}})
+    assert problems[0].startswith("param_scheduler: a dict of scheduler lists")
