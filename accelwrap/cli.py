@@ -38,7 +38,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     groups = commands.add_parser("groups", help="table of parameters and their optimizer settings")
     _add_config_args(groups)
     groups.add_argument("--merged", action="store_true",
-                        help="one row per parameter group instead of one per parameter")
+                        help="one row per distinct setting and rule instead of one per parameter")
     schedule = commands.add_parser("schedule", help="preview every scheduled hyperparameter")
     _add_config_args(schedule)
     schedule.add_argument("--out", metavar="PNG", help="write a plot (needs matplotlib)")
