@@ -35,8 +35,9 @@ TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"
 KILL_ENV = "ACCELWRAP_TEST_KILL"
 
-__all__ = ["CheckpointManager", "find_latest", "is_complete", "kill_point", "load_weights",
-           "merge_sharded", "read_state", "restore_rng", "rng_snapshot"]
+__all__ = ["CheckpointManager", "find_latest", "fingerprint_problems", "is_complete", "kill_point",
+           "load_weights", "merge_sharded", "read_state", "resolve_resume", "restore_rng",
+           "rng_snapshot"]
 
 
 def kill_point(stage: str, iteration: int) -> None:
@@ -182,7 +183,7 @@ class CheckpointManager:
             shutil.rmtree(old, ignore_errors=True)
             final.rename(old)
         tmp.rename(final)
-        _fsync_dir(self.directory)
+        # One fsync of the folder (inside _write_atomic) makes both renames durable.
         _write_atomic(self.directory / LATEST_FILE, final.name + "\n")
         shutil.rmtree(old, ignore_errors=True)
 
@@ -205,32 +206,8 @@ class CheckpointManager:
                 shutil.rmtree(child, ignore_errors=True)
 
     def resolve(self, resume: bool | str | os.PathLike | None) -> Path | None:
-        """Turn a ``resume`` setting into a checkpoint folder, or None to start fresh.
-
-        Args:
-            resume: ``False``/``None`` (start fresh), ``True``/``'auto'`` (the latest
-                complete checkpoint here, if any) or a path to a checkpoint folder
-                (or to a folder of checkpoints, whose latest is taken).
-
-        Returns:
-            The folder to load, or None.
-
-        Raises:
-            FileNotFoundError: An explicit path that is not a complete checkpoint.
-        """
-        if resume in (None, False, "", "none", "false"):
-            return None
-        if resume is True or resume in ("auto", "true"):
-            return find_latest(self.directory)
-        path = Path(resume)
-        if is_complete(path):
-            return path
-        inner = find_latest(path) if path.is_dir() else None
-        if inner is not None:
-            return inner
-        reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"
-        raise FileNotFoundError(f"resume={str(resume)!r}: the path {reason}; expected a checkpoint "
-                                f"folder such as {str(self.directory / 'iter_100')!r}, or 'auto'")
+        """Turn a ``resume`` setting into a checkpoint folder (see :func:`resolve_resume`)."""
+        return resolve_resume(resume, self.directory)
 
     def load(self, path: str | os.PathLike, fingerprint: dict[str, list[int]] | None = None) -> dict[str, Any]:
         """Load checkpoint ``path`` into the prepared objects; return the runner state.
@@ -325,6 +302,36 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
         raise ValueError(f"load_from={str(source)!r} holds weights of a different model: "
                          + "; ".join(problems))
     model.load_state_dict(weights)
+
+
+def resolve_resume(resume: bool | str | os.PathLike | None, directory: str | os.PathLike) -> Path | None:
+    """Turn a ``resume`` setting into a checkpoint folder, or None to start fresh.
+
+    Args:
+        resume: ``False``/``None`` (start fresh), ``True``/``'auto'`` (the latest
+            complete checkpoint in ``directory``, if any) or a path to a checkpoint
+            folder (or to a folder of checkpoints, whose latest is taken).
+        directory: The run's checkpoint folder.
+
+    Returns:
+        The folder to load, or None.
+
+    Raises:
+        FileNotFoundError: An explicit path that is not a complete checkpoint.
+    """
+    if resume in (None, False, "", "none", "false"):
+        return None
+    if resume is True or resume in ("auto", "true"):
+        return find_latest(directory)
+    path = Path(resume)
+    if is_complete(path):
+        return path
+    inner = find_latest(path) if path.is_dir() else None
+    if inner is not None:
+        return inner
+    reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"
+    raise FileNotFoundError(f"resume={str(resume)!r}: the path {reason}; expected a checkpoint "
+                            f"folder such as {str(Path(directory) / 'iter_100')!r}, or 'auto'")
 
 
 def fingerprint_problems(saved: dict[str, list[int]], current: dict[str, list[int]],
