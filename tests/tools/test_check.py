@@ -41,7 +41,7 @@ modle: {type: MLPClassifier}
     assert "4 problems" in err
     assert "optim_wrapper.optimizer.type: 'SDG' is not registered in OPTIMIZERS; did you mean 'SGD'?" in err
     assert "param_scheduler.0 (LinearLR): unexpected argument 'start_factr'; did you mean 'start_factor'?" in err
-    assert "param_scheduler.1.gamma: expected a number like the default 0.1, got 'fast' (str)" in err
+    assert "param_scheduler.1.gamma: expected float, got 'fast' (str)" in err
     assert "modle: unknown top-level key; did you mean 'model'?" in err
 
 

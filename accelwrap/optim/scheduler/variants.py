@@ -31,6 +31,22 @@ REQUIRED = inspect.Parameter.empty
 COMMON = (("begin", 0), ("end", INF), ("last_step", -1), ("by_epoch", True), ("verbose", False))
 SUFFIX = {"LR": "LR", "Momentum": "Momentum", "Param": "ParamScheduler"}
 
+# The type of every argument name used in SPECS, for the generated signatures (so
+# ``accelwrap check`` can tell ``milestones: 6`` from ``milestones: [6]``). Epoch counts
+# are ``float``: fractional epochs are legal before conversion to iterations.
+ANNOTATIONS: dict[str, Any] = {
+    "optimizer": Any, "param_name": str, "begin": float, "end": float, "last_step": int,
+    "by_epoch": bool, "verbose": bool, "factor": float, "T_max": float | None,
+    "eta_min": float | list[float] | None, "eta_min_ratio": float | None,
+    "periods": list[float], "restart_weights": list[float], "gamma": float,
+    "start_factor": float, "end_factor": float, "milestones": list[float],
+    "eta_max": float | list[float], "total_steps": float | None, "pct_start": float,
+    "anneal_strategy": str, "div_factor": float, "final_div_factor": float,
+    "three_phase": bool, "power": float, "step_size": float, "monitor": str, "rule": str,
+    "patience": int, "threshold": float, "threshold_rule": str, "cooldown": int,
+    "min_value": float | list[float], "eps": float,
+}
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -100,7 +116,8 @@ def _signature(spec: Spec, kind: str) -> inspect.Signature:
     if kind == "Param":
         names.append(("param_name", REQUIRED))
     return inspect.Signature([
-        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                          annotation=ANNOTATIONS.get(name, inspect.Parameter.empty))
         for name, default in [*names, *spec.args]])
 
 
