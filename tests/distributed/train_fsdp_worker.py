@@ -56,6 +56,8 @@ def main() -> None:
                   "num_processes": accelerator.num_processes,
                   "resumed_from": str(runner.resume_from),
                   "weights": {k: v.flatten().tolist() for k, v in full.items()}})
+    # Tear the gloo group down before exit (a live group can abort at interpreter exit).
+    accelerator.end_training()
 
 
 if __name__ == "__main__":
