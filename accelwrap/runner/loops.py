@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.runner.checkpoint import kill_point
 from accelwrap.runner.logging import MetricLogger, optim_scalars, parse_losses
 
@@ -33,12 +34,6 @@ def call_model(model: Any, batch: Any) -> Any:
     if isinstance(batch, (list, tuple)):
         return model(*batch)
     return model(batch)
-
-
-def _schedulers(param_schedulers: list | dict) -> list:
-    if isinstance(param_schedulers, dict):
-        return [s for group in param_schedulers.values() for s in group]
-    return list(param_schedulers)
 
 
 def _grads_clear(model: torch.nn.Module) -> bool:
@@ -62,7 +57,7 @@ class TrainLoop:
         self._pending: str | None = None  # 'iter' or 'epoch': a save is due
         self._last_saved = -1
         self._logger: MetricLogger | None = None
-        self._schedulers = _schedulers(runner.param_schedulers)
+        self._schedulers = runner.param_schedulers
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -143,9 +138,7 @@ class TrainLoop:
         if self._logger.should_log(self.iter):
             # The learning rate this iteration used, as MMEngine logs it.
             self._logger.log_train(self.epoch, self.iter, {**log_vars, **optim_scalars(runner.optim_wrapper)})
-        for scheduler in self._schedulers:
-            if not scheduler.by_epoch:
-                scheduler.step()
+        step_param_schedulers(self._schedulers, "iter")
         self._logger.advance()
         if not runner.schedule.by_epoch and runner.schedule.val_due(self.iter, runner.max_iters):
             self._validate()
@@ -171,9 +164,7 @@ class TrainLoop:
         self.batch_in_epoch = 0
         if not runner.schedule.by_epoch:
             return
-        for scheduler in self._schedulers:
-            if scheduler.by_epoch:
-                scheduler.step()
+        step_param_schedulers(self._schedulers, "epoch")
         if runner.schedule.val_due(self.epoch, runner.schedule.max_epochs):
             self._validate()
         ckpt = runner.checkpoint_cfg
@@ -187,9 +178,7 @@ class TrainLoop:
             return
         metrics = validate(runner)
         self._logger.log_val(self.epoch, self.iter, metrics)
-        for scheduler in self._schedulers:
-            if scheduler.by_epoch and getattr(scheduler, "need_val_args", False):
-                scheduler.step(metrics)
+        step_param_schedulers(self._schedulers, "val", metrics)
 
     def _save(self, force: bool = False) -> None:
         if self._pending is None:

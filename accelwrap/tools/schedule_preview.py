@@ -31,6 +31,7 @@ from typing import Any
 
 from torch import nn
 
+from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 
 __all__ = ["Trace", "Window", "run_schedule", "simulate", "summary", "write_csv"]
@@ -131,24 +132,6 @@ def _snapshot(members: Mapping[str, Any], extra: Mapping[str, set[str]]) -> dict
     return values
 
 
-def _step_after_iteration(schedulers: Iterable[Any]) -> None:
-    """What the runner does after each training iteration."""
-    for scheduler in schedulers:
-        if not scheduler.by_epoch:
-            scheduler.step()
-
-
-def _step_after_epoch(schedulers: Iterable[Any]) -> None:
-    """What the runner does after each epoch of epoch-based training.
-
-    Plateau schedulers count the epoch here too; the runner then steps them again with
-    the validation metrics, which a preview does not have, so their values are held.
-    """
-    for scheduler in schedulers:
-        if scheduler.by_epoch:
-            scheduler.step()
-
-
 def _build(cfg: Mapping[str, Any], epoch_length: int | None,
            model: nn.Module | None) -> tuple[Any, Any, Any, int]:
     """The schedule, wrapper, schedulers and epoch length, built as the runner builds them."""
@@ -186,7 +169,6 @@ def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
     members = _members(wrapper)
     lists = _scheduler_lists(schedulers, members)
     extra = {name: {s.param_name for s in group} - set(_WRAPPER_KEYS) for name, group in lists.items()}
-    flat = [s for group in lists.values() for s in group]
     max_iters = schedule.total_iters(epoch_length)
     trace = Trace(epoch_length, max_iters, list(members))
     trace.windows = [_window(name, s, epoch_length, max_iters)
@@ -194,9 +176,11 @@ def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
     for index in range(max_iters):
         for key, value in _snapshot(members, extra).items():
             trace.columns.setdefault(key, []).append(value)
-        _step_after_iteration(flat)
+        # The runner's stepping rule; plateau schedulers also wait for validation
+        # metrics, which a preview does not have, so their values are held.
+        step_param_schedulers(lists, "iter")
         if schedule.by_epoch and (index + 1) % epoch_length == 0:
-            _step_after_epoch(flat)
+            step_param_schedulers(lists, "epoch")
     return trace
 
 
