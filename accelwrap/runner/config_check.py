@@ -1,6 +1,6 @@
 """Checks of the runner's own config sections (model, dataloaders, train_cfg, hooks).
 
-They plug into :func:`accelwrap.tools.config_check.check_config`, so one
+They plug into :func:`accelwrap.checks.config_check.check_config`, so one
 ``ConfigError`` lists every problem of a config: unknown top-level keys (with
 suggestions), unregistered types and bad arguments anywhere.
 
@@ -30,13 +30,13 @@ def runner_keys() -> list[str]:
 
 
 def _check_model(node: Any, path: str) -> list[str]:
-    from accelwrap.tools.config_check import check_component
+    from accelwrap.checks.config_check import check_component
 
     return check_component(node, MODELS, path)[1]
 
 
 def _check_loader(node: Any, path: str) -> list[str]:
-    from accelwrap.tools.config_check import check_component
+    from accelwrap.checks.config_check import check_component
 
     if node is None:
         return []
@@ -73,7 +73,7 @@ def _check_hooks(node: Any, path: str) -> list[str]:
 
 def runner_sections() -> dict[str, Callable[[Any, str], list[str]]]:
     """Section name -> checker, for every section the runner builds from config."""
-    from accelwrap.tools.config_check import default_sections
+    from accelwrap.checks.config_check import default_sections
 
     return {**default_sections(), "model": _check_model, "train_dataloader": _check_loader,
             "val_dataloader": _check_loader, "train_cfg": _check_train_cfg,
@@ -89,6 +89,6 @@ def runner_config_problems(cfg: Mapping) -> list[str]:
     Returns:
         One sentence per problem.
     """
-    from accelwrap.tools.config_check import check_config
+    from accelwrap.checks.config_check import check_config
 
     return check_config(cfg, runner_sections(), known_keys=runner_keys())

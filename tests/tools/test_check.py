@@ -9,7 +9,7 @@ from torch import nn
 
 from accelwrap.cli import main
 from accelwrap.runner.models import MODELS
-from accelwrap.tools.config_check import check_config, check_optim_wrapper
+from accelwrap.checks.config_check import check_config, check_optim_wrapper
 
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")
                  if not p.name.startswith("_"))

@@ -5,7 +5,7 @@ import inspect
 import pytest
 
 from accelwrap.registry import PARAM_SCHEDULERS
-from accelwrap.tools.value_types import value_problems
+from accelwrap.checks.value_types import value_problems
 
 
 @pytest.mark.parametrize("name", PARAM_SCHEDULERS.keys())

@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 import torch
 
-from accelwrap.tools.value_types import fits, value_problems
+from accelwrap.checks.value_types import fits, value_problems
 
 
 @pytest.mark.parametrize("annotation, value, expected", [
