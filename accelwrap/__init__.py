@@ -5,13 +5,13 @@ warning filters and touches no global state.
 
 Example:
     >>> import accelwrap
-    >>> 'SGD' in accelwrap.registry.OPTIMIZERS
+    >>> 'SGD' in accelwrap.registry.OPTIMIZERS and 'MLPClassifier' in accelwrap.registry.MODELS
     True
 """
 
-from accelwrap import optim, registry
+from accelwrap import optim, registry, runner
 from accelwrap.errors import ConfigError, RegistryError, UnknownTypeError
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "RegistryError", "UnknownTypeError", "__version__", "optim", "registry"]
+__all__ = ["ConfigError", "RegistryError", "UnknownTypeError", "__version__", "optim", "registry", "runner"]

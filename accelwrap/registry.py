@@ -385,9 +385,13 @@ OPTIMIZERS = Registry("OPTIMIZERS")
 OPTIM_WRAPPERS = Registry("OPTIM_WRAPPERS")
 OPTIM_WRAPPER_CONSTRUCTORS = Registry("OPTIM_WRAPPER_CONSTRUCTORS")
 PARAM_SCHEDULERS = Registry("PARAM_SCHEDULERS", build_func=build_scheduler_from_cfg)
+# Filled by accelwrap.runner (example models and bundled datasets) and by users' code.
+MODELS = Registry("MODELS")
+DATASETS = Registry("DATASETS")
 
 __all__ = [
-    "OPTIMIZERS", "OPTIM_WRAPPERS", "OPTIM_WRAPPER_CONSTRUCTORS", "PARAM_SCHEDULERS",
+    "DATASETS", "MODELS", "OPTIMIZERS", "OPTIM_WRAPPERS", "OPTIM_WRAPPER_CONSTRUCTORS",
+    "PARAM_SCHEDULERS",
     "Registry", "build_from_cfg", "build_scheduler_from_cfg", "check_arguments",
     "signature_problems", "split_cfg", "to_plain",
 ]

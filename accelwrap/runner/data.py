@@ -22,9 +22,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from accelwrap.registry import Registry, check_arguments, to_plain
+from accelwrap.registry import DATASETS, check_arguments, to_plain
 
-DATASETS = Registry("DATASETS")
 
 # Keys of a dataloader config besides ``dataset``, with their defaults.
 LOADER_DEFAULTS: dict[str, Any] = {

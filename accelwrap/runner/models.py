@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accelwrap.registry import Registry
+from accelwrap.registry import MODELS
 from accelwrap.runner.data import ring_modes
 
-MODELS = Registry("MODELS")
 
 __all__ = ["MODELS", "MLPClassifier", "ToyGAN", "mlp"]
 
