@@ -15,8 +15,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from accelwrap.registry import signature_problems
-from accelwrap.runner.data import DATASETS, _loader_signature
+from accelwrap.runner.data import DATASETS, loader_signature
 from accelwrap.runner.models import MODELS
 
 __all__ = ["runner_config_problems", "runner_keys"]
@@ -36,7 +35,8 @@ def _check_model(node: Any, path: str) -> list[str]:
 
 
 def _check_loader(node: Any, path: str) -> list[str]:
-    from accelwrap.checks.config_check import check_component
+    """A dataloader config: its keys and their value types, and its dataset."""
+    from accelwrap.checks.config_check import argument_problems, check_component
 
     if node is None:
         return []
@@ -45,7 +45,7 @@ def _check_loader(node: Any, path: str) -> list[str]:
     if "dataset" not in node:
         return [f"{path}: no 'dataset' key (e.g. dataset: {{type: DigitsDataset, split: train}})"]
     rest = {k: v for k, v in node.items() if k != "dataset"}
-    problems = [f"{path}: {p}" for p in signature_problems(_loader_signature, rest)]
+    problems = argument_problems(loader_signature, rest, path)
     return problems + check_component(node["dataset"], DATASETS, f"{path}.dataset")[1]
 
 

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -25,13 +26,28 @@ from torch.utils.data import DataLoader, Dataset
 from accelwrap.registry import DATASETS, check_arguments, to_plain
 
 
-# Keys of a dataloader config besides ``dataset``, with their defaults.
-LOADER_DEFAULTS: dict[str, Any] = {
-    "batch_size": 32, "shuffle": True, "num_workers": 0, "drop_last": False,
-    "pin_memory": False, "persistent_workers": False,
-}
+__all__ = ["DATASETS", "DigitsDataset", "RingGaussians2D", "build_dataloader", "build_dataset",
+           "loader_signature"]
 
-__all__ = ["DATASETS", "DigitsDataset", "RingGaussians2D", "build_dataloader", "build_dataset"]
+
+def loader_signature(batch_size: int = 32, shuffle: bool = True, num_workers: int = 0,
+                     drop_last: bool = False, pin_memory: bool = False,
+                     persistent_workers: bool = False) -> None:
+    """The keys a dataloader config may set besides ``dataset``, with types and defaults.
+
+    Never called: :func:`build_dataloader` and ``accelwrap check`` bind a config's
+    keys against it (names and value types), and its defaults are the loader's.
+
+    Example:
+        >>> from accelwrap.checks import argument_problems
+        >>> argument_problems(loader_signature, {'batch_size': 'abc'}, 'train_dataloader')
+        ["train_dataloader.batch_size: expected int, got 'abc' (str) [loader_signature]"]
+    """
+
+
+# Keys of a dataloader config besides ``dataset``, with their defaults.
+LOADER_DEFAULTS: dict[str, Any] = {name: param.default for name, param
+                                   in inspect.signature(loader_signature).parameters.items()}
 
 
 class _TensorDataset(Dataset):
@@ -155,14 +171,8 @@ def build_dataloader(cfg: Mapping | DataLoader, where: str = "train_dataloader")
     if "dataset" not in args:
         raise ValueError(f"{where}: the config has no 'dataset' key (got keys {sorted(args)})")
     dataset = build_dataset(args.pop("dataset"))
-    check_arguments(_loader_signature, args, where)
+    check_arguments(loader_signature, args, where)
     kwargs = {**LOADER_DEFAULTS, **args}
     if kwargs["num_workers"] == 0:
         kwargs["persistent_workers"] = False
     return DataLoader(dataset, **kwargs)
-
-
-def _loader_signature(batch_size: int = 32, shuffle: bool = True, num_workers: int = 0,
-                      drop_last: bool = False, pin_memory: bool = False,
-                      persistent_workers: bool = False) -> None:
-    """The dataloader keys a config may set (used only to check arguments)."""

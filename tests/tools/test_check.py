@@ -8,6 +8,9 @@ import pytest
 from torch import nn
 
 from accelwrap.cli import main
+from accelwrap.config import load_config
+from accelwrap.errors import ConfigError
+from accelwrap.runner import Runner
 from accelwrap.runner.models import MODELS
 from accelwrap.checks.config_check import check_config, check_optim_wrapper
 
@@ -116,3 +119,18 @@ def test_scheduler_members_must_be_optim_wrapper_members():
     problems = check_config({"optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1}},
                              "param_scheduler": {"generator": []}})
     assert problems[0].startswith("param_scheduler: a dict of scheduler lists")
+
+
+def test_dataloader_values_are_type_checked(capsys):
+    config = str(Path(__file__).parents[2] / "configs" / "digits_sgd_multistep.yaml")
+    assert main(["check", config, "train_dataloader.batch_size=abc", "val_dataloader.shuffle=maybe",
+                 "+train_dataloader.shufle=true"]) == 1
+    err = capsys.readouterr().err
+    assert "3 problems" in err
+    assert "train_dataloader.batch_size: expected int, got 'abc' (str)" in err
+    assert "val_dataloader.shuffle: expected bool, got 'maybe' (str)" in err
+    assert "unexpected argument 'shufle'; did you mean 'shuffle'?" in err
+    assert main(["check", config, "train_dataloader.batch_size=16"]) == 0
+    # The runner runs the same check before it builds anything.
+    with pytest.raises(ConfigError, match="train_dataloader.batch_size: expected int, got 'abc'"):
+        Runner.from_cfg(load_config(config, ["train_dataloader.batch_size=abc"]))
