@@ -18,7 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from accelwrap.registry import MODELS
 from accelwrap.runner.data import ring_modes
 
 
-__all__ = ["MODELS", "MLPClassifier", "ToyGAN", "mlp"]
+__all__ = ["MODELS", "MLPClassifier", "ToyGAN", "frozen", "mlp"]
 
 
 def mlp(in_features: int, hidden_dims: Sequence[int], out_features: int,
@@ -57,6 +58,39 @@ def mlp(in_features: int, hidden_dims: Sequence[int], out_features: int,
         width = hidden
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Use ``module`` as a fixed function: its parameters get no gradient, DDP stays out.
+
+    Inside, the parameters do not require gradients, so a backward through the
+    module's output leaves their ``.grad`` (an accumulation window in progress)
+    untouched. A DDP-wrapped module also runs in ``no_sync()``: otherwise its forward
+    arms the reducer, and the module's next backward -- even one inside its own
+    ``no_sync()`` window -- would all-reduce.
+
+    Args:
+        module: A module, DDP-wrapped or not.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> x = torch.ones(1, 2, requires_grad=True)
+        >>> with frozen(net):
+        ...     net(x).sum().backward()
+        >>> net.weight.grad is None, x.grad.tolist() == net.weight.tolist()
+        (True, True)
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for param in params:
+        param.requires_grad_(False)
+    no_sync = getattr(module, "no_sync", None)
+    try:
+        with no_sync() if callable(no_sync) else contextlib.nullcontext():
+            yield
+    finally:
+        for param in params:
+            param.requires_grad_(True)
 
 
 @MODELS.register_module()
@@ -100,7 +134,9 @@ class ToyGAN(nn.Module):
     """A small GAN for 2-D points: its ``train_step`` updates D, then G.
 
     Use it with an ``OptimWrapperDict`` whose keys are ``generator`` and
-    ``discriminator``. ``val_step`` draws as many fake points as the batch has and
+    ``discriminator``; each member may accumulate gradients on its own
+    (``accumulative_counts``), since the discriminator is :func:`frozen` during the
+    generator's step. ``val_step`` draws as many fake points as the batch has and
     reports, per point, the distance to the nearest ring mode (``mode_dist``) and
     whether it lies within ``4 * std`` of one (``near_mode``).
 
@@ -141,12 +177,10 @@ class ToyGAN(nn.Module):
             target = torch.cat([torch.ones(count), torch.zeros(count)]).to(logits)
             loss_d = F.binary_cross_entropy_with_logits(logits, target)
         d_wrapper.update_params(loss_d)
-        with g_wrapper.optim_context(self.generator):
+        with g_wrapper.optim_context(self.generator), frozen(self.discriminator):
             logits = self.discriminator(self.sample(count, real.device)).squeeze(1)
             loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         g_wrapper.update_params(loss_g)
-        # The generator step also left gradients on the discriminator: drop them.
-        d_wrapper.zero_grad()
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
     @torch.no_grad()
