@@ -30,7 +30,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["MetricLogger", "default_trackers", "flatten_values", "optim_scalars", "parse_losses"]
+__all__ = ["MetricLogger", "default_trackers", "flatten_values", "init_trackers", "optim_scalars",
+           "parse_losses"]
 
 
 def parse_losses(outputs: torch.Tensor | Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -113,6 +114,28 @@ def default_trackers() -> list[str]:
     """``['tensorboard']`` when TensorBoard is importable, else ``[]``."""
     found = any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
     return ["tensorboard"] if found else []
+
+
+def init_trackers(accelerator: Any, name: str, config: Mapping[str, Any],
+                  resumed_at: int | None = None) -> None:
+    """Start the Accelerator's trackers; a resumed run continues its curves cleanly.
+
+    A run killed after its last checkpoint had already logged the iterations the
+    resumed run logs again. ``scalars.jsonl`` drops those records (see
+    :class:`MetricLogger`); TensorBoard is told to drop them too (``purge_step``: a
+    restart marker that makes it discard the steps from there on).
+
+    Args:
+        accelerator: The run's Accelerator (created with ``log_with``).
+        name: The experiment name (TensorBoard's sub-folder of the project dir).
+        config: Flat ``{key: scalar}`` hyper-parameters stored with the run.
+        resumed_at: The iteration the run resumes from; None for a fresh run.
+
+    Example:
+        >>> # init_trackers(accelerator, 'digits', {'optim_wrapper.optimizer.lr': 0.1}, resumed_at=12)
+    """
+    init_kwargs = {} if resumed_at is None else {"tensorboard": {"purge_step": resumed_at + 1}}
+    accelerator.init_trackers(name, config=dict(config), init_kwargs=init_kwargs)
 
 
 def _truncate_after(path: Path, iteration: int) -> None:

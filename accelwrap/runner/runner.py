@@ -36,6 +36,7 @@ from accelwrap.runner import build
 from accelwrap.runner.checkpoint import CheckpointManager, restore_rng, rng_snapshot
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.hooks import CheckpointSettings, LoggerSettings, parse_default_hooks
+from accelwrap.runner.logging import init_trackers
 from accelwrap.runner.loops import TrainLoop
 
 logger = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ class Runner:
             loop.restore(state)
             self._resume_rng = rng_snapshot()
             logger.info("resumed from %s at iteration %d", self.resume_from, loop.iter)
-        self._write_run_files()
+        self._write_run_files(loop.iter if self.resume_from is not None else None)
         for wrapper in _members(self.optim_wrapper):
             wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
         try:
@@ -188,7 +189,7 @@ class Runner:
             tracker.finish()
         return self.accelerator.unwrap_model(self.train_model) if not self.custom_step else self.model
 
-    def _write_run_files(self) -> None:
+    def _write_run_files(self, resumed_at: int | None) -> None:
         acc = self.accelerator
         if acc.is_main_process:
             self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +199,7 @@ class Runner:
                 save_config(self.cfg, self.work_dir / "config.yaml")
         if self.logger_cfg.trackers:
             config = _flat_config(self.cfg) if self.cfg is not None else {}
-            acc.init_trackers(self.experiment_name, config=config)
+            init_trackers(acc, self.experiment_name, config, resumed_at)
         acc.wait_for_everyone()
 
     def restore_resume_rng(self) -> None:
