@@ -7,12 +7,14 @@ Layout of ``<work_dir>/checkpoints``::
     latest                 text file: the name of the newest complete checkpoint
     .tmp-iter_48/          a save in progress (or killed mid-way): never loaded
 
-A save writes everything into ``.tmp-<name>``, fsyncs it, writes ``runner_state.json``
-last, renames the folder into place and only then moves ``latest``; a process killed
-at any moment leaves the previous checkpoint loadable and ``latest`` pointing at a
-complete one. The runner's own state is JSON, and Accelerate loads the rest with
-``weights_only=True`` (no pickled objects are registered with
-``register_for_checkpointing``, whose loader forces ``weights_only=False``).
+A save writes everything into ``.tmp-<name>`` (``runner_state.json`` last) and the
+new pointer into ``.tmp-latest``, fsyncs all of it (every file and folder, concurrently:
+see :mod:`accelwrap.runner.durable`), only then renames the folder into place and
+swaps the pointer, and fsyncs the checkpoint folder so that both renames are durable
+before ``save`` returns. A process killed at any moment leaves the previous checkpoint
+loadable and ``latest`` pointing at a complete one. The runner's own state is JSON, and
+Accelerate loads the rest with ``weights_only=True`` (no pickled objects are registered
+with ``register_for_checkpointing``, whose loader forces ``weights_only=False``).
 
 Example:
     >>> from accelwrap.runner.checkpoint import find_latest
@@ -28,6 +30,8 @@ import shutil
 import signal
 from pathlib import Path
 from typing import Any
+
+from accelwrap.runner.durable import fsync_all, tree_paths
 
 STATE_FILE = "runner_state.json"
 LATEST_FILE = "latest"
@@ -94,37 +98,20 @@ def find_latest(directory: str | os.PathLike) -> Path | None:
     directory = Path(directory)
     pointer = directory / LATEST_FILE
     if pointer.is_file():
-        candidate = directory / pointer.read_text().strip()
-        if pointer.read_text().strip() and is_complete(candidate):
-            return candidate
+        name = pointer.read_text().strip()
+        if name and is_complete(directory / name):
+            return directory / name
     found = _complete_checkpoints(directory)
     return found[-1][1] if found else None
 
 
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+def _discard(path: Path) -> None:
+    """Delete a checkpoint folder; renamed first, so a kill mid-delete never leaves a
+    gutted folder that still holds runner_state.json (it would look complete)."""
+    old = path.with_name(f"{OLD_PREFIX}{path.name}")
+    shutil.rmtree(old, ignore_errors=True)
+    path.rename(old)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class CheckpointManager:
@@ -162,6 +149,7 @@ class CheckpointManager:
         """
         acc = self.accelerator
         tmp, final = self.directory / f"{TMP_PREFIX}{name}", self.directory / name
+        new_directory = not self.directory.is_dir()
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
@@ -171,21 +159,24 @@ class CheckpointManager:
         kill_point("save", int(state["iter"]))
         if acc.is_main_process:
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
-            _fsync_tree(tmp)
-            self._publish(tmp, final)
+            pointer = self.directory / f"{TMP_PREFIX}{LATEST_FILE}"
+            pointer.write_text(final.name + "\n")
+            # Every file written by any rank, every folder, and the staged pointer.
+            fsync_all([*tree_paths(tmp), pointer])
+            self._publish(tmp, final, pointer, new_directory)
             self.prune()
         acc.wait_for_everyone()
         return final
 
-    def _publish(self, tmp: Path, final: Path) -> None:
-        old = final.with_name(f"{OLD_PREFIX}{final.name}")
+    def _publish(self, tmp: Path, final: Path, pointer: Path, new_directory: bool) -> None:
+        """Rename the synced checkpoint into place, then swap the pointer; one folder fsync."""
         if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
+            _discard(final)
         tmp.rename(final)
-        # One fsync of the folder (inside _write_atomic) makes both renames durable.
-        _write_atomic(self.directory / LATEST_FILE, final.name + "\n")
-        shutil.rmtree(old, ignore_errors=True)
+        os.replace(pointer, self.directory / LATEST_FILE)
+        # Both renames live in this folder: one fsync makes them durable (and, on a
+        # first save, the parent's entry for the folder itself).
+        fsync_all([self.directory, *([self.directory.parent] if new_directory else [])])
 
     def prune(self) -> None:
         """Delete the oldest complete checkpoints beyond ``max_keep`` (never ``latest``)."""
@@ -195,7 +186,7 @@ class CheckpointManager:
         found = [path for _, path in _complete_checkpoints(self.directory)]
         for path in found[:-self.max_keep]:
             if path != latest:
-                shutil.rmtree(path, ignore_errors=True)
+                _discard(path)
 
     def clean_partial(self) -> None:
         """Remove leftovers of killed saves (``.tmp-*``/``.old-*`` folders); main process only."""
