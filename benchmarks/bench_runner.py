@@ -6,10 +6,15 @@
    same way, one JSON line per iteration, validation and ``accelerator.save_state`` after
    every epoch. Runs alternate; the median of ``--rounds`` is reported.
 2. **Checkpoint save + load**: the runner's atomic ``CheckpointManager.save`` + ``load``
-   vs ``torch.save`` + ``torch.load(weights_only=True)`` of the same tensors (model,
-   optimizer and scheduler state, RNG states) into one file.
+   (Accelerate's ``save_state``/``load_state``, runner state JSON, fsync, renames,
+   ``latest`` pointer) vs two references holding the same content (model, optimizer and
+   scheduler state, the Python/NumPy/torch RNG states Accelerate stores, the runner
+   state) in one file: ``torch.save`` + ``torch.load(weights_only=True)``, and the same
+   made durable (file and folder fsync'ed). The three run interleaved in shuffled order;
+   medians of ``--ckpt-repeats``. ``--ckpt-dir`` picks the file system (a tmpfs such as
+   ``/dev/shm`` separates the CPU cost from the disk's).
 
-    python benchmarks/bench_runner.py --rounds 5
+    python benchmarks/bench_runner.py --rounds 5 --ckpt-repeats 30
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -32,7 +38,7 @@ from accelerate.state import AcceleratorState, GradientState, PartialState  # no
 
 from accelwrap.config import load_config  # noqa: E402
 from accelwrap.runner import CheckpointManager, Runner  # noqa: E402
-from accelwrap.runner.checkpoint import _fsync_dir  # noqa: E402
+from accelwrap.runner.durable import fsync_all  # noqa: E402
 from accelwrap.runner.loops import validate  # noqa: E402
 
 QUIET = ["default_hooks.logger.progress_bar=false", "default_hooks.logger.trackers=null"]
@@ -94,64 +100,102 @@ def time_hand_loop(work_dir: str) -> float:
     return elapsed
 
 
-def time_checkpoint(work_dir: str, repeats: int, extra: list[str] = ()) -> tuple[float, float, float]:
-    """Median seconds of runner save + load, torch.save + load, and fsync'ed torch.save + load."""
+def checkpoint_content(runner: Runner, state: dict) -> dict:
+    """Everything one checkpoint of ``runner`` holds, as one picklable dict (the references)."""
+    import numpy as np
+
+    return {"model": runner.model.state_dict(), "optimizer": runner.optim_wrapper.optimizer.state_dict(),
+            "schedulers": [s.state_dict() for s in runner.param_schedulers],
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state()},
+            "runner": state}
+
+
+def torch_round_trip(target: Path, content: dict, durable: bool) -> float:
+    """``torch.save`` then ``torch.load(weights_only=True)``; returns the seconds spent saving."""
+    from accelerate.utils.other import TORCH_SAFE_GLOBALS  # NumPy's RNG state, as Accelerate loads it
+
+    start = time.perf_counter()
+    torch.save(content, target)
+    if durable:
+        fsync_all([target, target.parent])
+    saved = time.perf_counter() - start
+    with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+        torch.load(target, weights_only=True)
+    return saved
+
+
+def time_checkpoint(work_dir: str, ckpt_dir: str, repeats: int,
+                    extra: list[str] = ()) -> dict[str, tuple[float, float, float]]:
+    """Median (save, load, save + load) seconds of the runner's checkpoints and the references."""
     runner = _runner(work_dir, ["train_cfg.max_epochs=1", *extra])
     runner.train()
     from accelwrap.runner.loops import TrainLoop
 
     state = TrainLoop(runner).state()
     # Keep every checkpoint: deleting old ones is a retention policy, not save + load.
-    manager = CheckpointManager(runner.accelerator, Path(work_dir) / "bench", max_keep=None)
-    tensors = {"model": runner.model.state_dict(), "optimizer": runner.optim_wrapper.optimizer.state_dict(),
-               "schedulers": [s.state_dict() for s in runner.param_schedulers],
-               "rng": torch.get_rng_state()}
-    ours, plain, durable = [], [], []
-    for i in range(repeats):
+    folder = Path(ckpt_dir)
+    manager = CheckpointManager(runner.accelerator, folder / "checkpoints", max_keep=None)
+    content = checkpoint_content(runner, state)
+
+    def accelwrap(i: int) -> float:
         start = time.perf_counter()
         path = manager.save(f"bench_{i}", {**state, "iter": 10_000 + i})
-        manager.load(path)
-        ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        target = Path(work_dir) / f"plain_{i}.pt"
-        torch.save(tensors, target)
-        torch.load(target, weights_only=True)
-        plain.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        target = Path(work_dir) / f"durable_{i}.pt"
-        with open(target, "wb") as f:
-            torch.save(tensors, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync_dir(target.parent)
-        torch.load(target, weights_only=True)
-        durable.append(time.perf_counter() - start)
+        saved = time.perf_counter() - start
+        manager.load(path, runner.fingerprint)
+        return saved
+
+    cases = {"accelwrap": accelwrap,
+             "torch.save": lambda i: torch_round_trip(folder / f"plain_{i}.pt", content, False),
+             "durable torch.save": lambda i: torch_round_trip(folder / f"durable_{i}.pt", content, True)}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+    order = random.Random(0)
+    for i in range(repeats + 2):  # the first two rounds warm up
+        for name in order.sample(list(cases), len(cases)):
+            start = time.perf_counter()
+            saved = cases[name](i)
+            if i >= 2:
+                times[name].append((saved, time.perf_counter() - start - saved))
     _reset()
-    return statistics.median(ours), statistics.median(plain), statistics.median(durable)
+    return {name: (statistics.median(save for save, _ in pairs),
+                   statistics.median(load for _, load in pairs),
+                   statistics.median(save + load for save, load in pairs))
+            for name, pairs in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--ckpt-repeats", type=int, default=20)
+    parser.add_argument("--ckpt-repeats", type=int, default=30)
+    parser.add_argument("--ckpt-dir", default=None,
+                        help="file system for the checkpoint part (default: the temp folder)")
+    parser.add_argument("--skip-training", action="store_true", help="only the checkpoint part")
     args = parser.parse_args()
-    runner_s, hand_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        time_runner(f"{tmp}/warmup")
-        for r in range(args.rounds):
-            runner_s.append(time_runner(f"{tmp}/runner_{r}"))
-            hand_s.append(time_hand_loop(f"{tmp}/hand_{r}"))
-        small = time_checkpoint(f"{tmp}/ckpt", args.ckpt_repeats)
-        big = time_checkpoint(f"{tmp}/ckpt_big", args.ckpt_repeats, ["model.hidden_dims=[2048,2048]"])
+        if not args.skip_training:
+            report_training(tmp, args.rounds)
+        for label, extra in (("default MLP, 9.6k params", []),
+                             ("MLP 64-2048-2048-10, 4.3M params", ["model.hidden_dims=[2048,2048]"])):
+            with tempfile.TemporaryDirectory(dir=args.ckpt_dir) as ckpt_dir:
+                result = time_checkpoint(f"{tmp}/{len(label)}", ckpt_dir, args.ckpt_repeats, extra)
+            ours = result["accelwrap"][2]
+            print(f"checkpoint ({label}), median ms save + load = total (accelwrap/reference):")
+            for name, (save, load, total) in result.items():
+                print(f"  {name:20s} {save * 1e3:7.2f} + {load * 1e3:7.2f} = {total * 1e3:7.2f}"
+                      f"   {ours / total:5.2f}x")
+
+
+def report_training(tmp: str, rounds: int) -> None:
+    """Print the Runner / hand-loop throughput ratio (median of ``rounds`` alternating runs)."""
+    runner_s, hand_s = [], []
+    time_runner(f"{tmp}/warmup")
+    for r in range(rounds):
+        runner_s.append(time_runner(f"{tmp}/runner_{r}"))
+        hand_s.append(time_hand_loop(f"{tmp}/hand_{r}"))
     samples = 1438 * 10
     run_med, hand_med = statistics.median(runner_s), statistics.median(hand_s)
     print(f"training: Runner {samples / run_med:,.0f} samples/s, hand loop {samples / hand_med:,.0f} "
           f"samples/s -> Runner/hand = {hand_med / run_med:.3f}x throughput")
-    for label, (ours, plain, durable) in (("default MLP, 9.6k params", small),
-                                          ("MLP 64-2048-2048-10, 4.3M params", big)):
-        print(f"checkpoint save+load ({label}): runner {ours * 1e3:.1f} ms, torch.save+load "
-              f"{plain * 1e3:.1f} ms ({ours / plain:.2f}x), fsync'ed torch.save+load "
-              f"{durable * 1e3:.1f} ms ({ours / durable:.2f}x)")
 
 
 if __name__ == "__main__":
