@@ -6,13 +6,11 @@
    same way, one JSON line per iteration, validation and ``accelerator.save_state`` after
    every epoch. Runs alternate; the median of ``--rounds`` is reported.
 2. **Checkpoint save + load**: the runner's atomic ``CheckpointManager.save`` + ``load``
-   (state files, runner state JSON, fsync, renames, ``latest`` pointer), in the direct
-   layout a 1-process run uses (``state.pt``) and, side by side, in Accelerate's layout
-   (``save_state``/``load_state``, ``layout='accelerate'``), vs two references holding
-   the same content (model, optimizer and
+   (Accelerate's ``save_state``/``load_state``, runner state JSON, fsync, renames,
+   ``latest`` pointer) vs two references holding the same content (model, optimizer and
    scheduler state, the Python/NumPy/torch RNG states Accelerate stores, the runner
    state) in one file: ``torch.save`` + ``torch.load(weights_only=True)``, and the same
-   made durable (file and folder fsync'ed). The four run interleaved in shuffled order;
+   made durable (file and folder fsync'ed). The three run interleaved in shuffled order;
    medians of ``--ckpt-repeats``. ``--ckpt-dir`` picks the file system (a tmpfs such as
    ``/dev/shm`` separates the CPU cost from the disk's).
 
@@ -137,20 +135,17 @@ def time_checkpoint(work_dir: str, ckpt_dir: str, repeats: int,
     state = TrainLoop(runner).state()
     # Keep every checkpoint: deleting old ones is a retention policy, not save + load.
     folder = Path(ckpt_dir)
-    managers = {layout: CheckpointManager(runner.accelerator, folder / f"checkpoints_{layout}",
-                                          max_keep=None, layout=layout)
-                for layout in ("auto", "accelerate")}
+    manager = CheckpointManager(runner.accelerator, folder / "checkpoints", max_keep=None)
     content = checkpoint_content(runner, state)
 
-    def accelwrap(layout: str, i: int) -> float:
+    def accelwrap(i: int) -> float:
         start = time.perf_counter()
-        path = managers[layout].save(f"bench_{i}", {**state, "iter": 10_000 + i})
+        path = manager.save(f"bench_{i}", {**state, "iter": 10_000 + i})
         saved = time.perf_counter() - start
-        managers[layout].load(path, runner.fingerprint)
+        manager.load(path, runner.fingerprint)
         return saved
 
-    cases = {"accelwrap": lambda i: accelwrap("auto", i),
-             "accelwrap, save_state": lambda i: accelwrap("accelerate", i),
+    cases = {"accelwrap": accelwrap,
              "torch.save": lambda i: torch_round_trip(folder / f"plain_{i}.pt", content, False),
              "durable torch.save": lambda i: torch_round_trip(folder / f"durable_{i}.pt", content, True)}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
@@ -186,7 +181,7 @@ def main() -> None:
             ours = result["accelwrap"][2]
             print(f"checkpoint ({label}), median ms save + load = total (accelwrap/reference):")
             for name, (save, load, total) in result.items():
-                print(f"  {name:22s} {save * 1e3:7.2f} + {load * 1e3:7.2f} = {total * 1e3:7.2f}"
+                print(f"  {name:20s} {save * 1e3:7.2f} + {load * 1e3:7.2f} = {total * 1e3:7.2f}"
                       f"   {ours / total:5.2f}x")
 
 

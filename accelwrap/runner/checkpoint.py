@@ -1,8 +1,8 @@
-"""Atomic, resumable checkpoints: written directly, or through ``accelerator.save_state``.
+"""Atomic, resumable checkpoints on ``accelerator.save_state`` / ``load_state``.
 
 Layout of ``<work_dir>/checkpoints``::
 
-    iter_40/               one complete checkpoint (state files + runner_state.json)
+    iter_40/               one complete checkpoint (Accelerate's files + runner_state.json)
     epoch_3/
     latest                 text file: the name of the newest complete checkpoint
     .tmp-iter_48/          a save in progress (or killed mid-way): never loaded
@@ -12,21 +12,9 @@ new pointer into ``.tmp-latest``, fsyncs all of it (every file and folder, concu
 see :mod:`accelwrap.runner.durable`), only then renames the folder into place and
 swaps the pointer, and fsyncs the checkpoint folder so that both renames are durable
 before ``save`` returns. A process killed at any moment leaves the previous checkpoint
-loadable and ``latest`` pointing at a complete one. The runner's own state is JSON.
-
-The state files come in one of two layouts, picked once per run from the
-distributed type (:func:`accelwrap.runner.direct.uses_direct_layout`):
-
-- single process and DDP: the *direct* layout, ``state.pt`` (every model, optimizer,
-  scheduler, scaler and rank 0's RNG) plus ``rng_<rank>.pt`` per further rank, written
-  and read by the runner itself (see :mod:`accelwrap.runner.direct`);
-- FSDP, DeepSpeed, Megatron-LM, XLA (or objects registered for checkpointing):
-  Accelerate's ``save_state``/``load_state`` layout, FSDP's sharded folders included.
-
-Everything loads with ``weights_only=True``. A single-process or DDP run resumes
-checkpoints of either layout (an Accelerate-layout folder goes through
-``load_state``); an FSDP run refuses a direct one with a message saying so (its
-weights still load with ``load_from``).
+loadable and ``latest`` pointing at a complete one. The runner's own state is JSON, and
+Accelerate loads the rest with ``weights_only=True`` (no pickled objects are registered
+with ``register_for_checkpointing``, whose loader forces ``weights_only=False``).
 
 Example:
     >>> from accelwrap.runner.checkpoint import find_latest
@@ -43,16 +31,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from accelwrap.runner.direct import DirectLayout, is_direct_checkpoint, uses_direct_layout
 from accelwrap.runner.durable import fsync_all, tree_paths
-from accelwrap.runner.weights import fingerprint_problems, load_weights
 
 STATE_FILE = "runner_state.json"
 LATEST_FILE = "latest"
 TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"
 KILL_ENV = "ACCELWRAP_TEST_KILL"
-LAYOUTS = ("auto", "accelerate")
 
 __all__ = ["CheckpointManager", "find_latest", "fingerprint_problems", "is_complete", "kill_point",
            "load_weights", "merge_sharded", "read_state", "resolve_resume", "restore_rng",
@@ -140,8 +125,6 @@ class CheckpointManager:
             already prepared).
         directory: The checkpoint folder (usually ``<work_dir>/checkpoints``).
         max_keep: Keep at most this many complete checkpoints (None or <= 0: all).
-        layout: ``'auto'`` (the direct layout where the run allows it, see the module
-            doc) or ``'accelerate'`` (always ``save_state``/``load_state``).
 
     Example:
         >>> # inside a training script, on every process:
@@ -149,24 +132,10 @@ class CheckpointManager:
         >>> # manager.save('iter_100', {'iter': 100, 'epoch': 1})
     """
 
-    def __init__(self, accelerator: Any, directory: str | os.PathLike, max_keep: int | None = None,
-                 layout: str = "auto") -> None:
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got {layout!r}")
+    def __init__(self, accelerator: Any, directory: str | os.PathLike, max_keep: int | None = None) -> None:
         self.accelerator = accelerator
         self.directory = Path(directory)
         self.max_keep = max_keep if max_keep and max_keep > 0 else None
-        self._layout: DirectLayout | None | bool = False if layout == "auto" else None  # False: undecided
-
-    @property
-    def direct(self) -> DirectLayout | None:
-        """The direct layout's writer, or None where Accelerate's layout is used.
-
-        Decided once, on the first save or load (everything is prepared by then).
-        """
-        if self._layout is False:
-            self._layout = DirectLayout(self.accelerator) if uses_direct_layout(self.accelerator) else None
-        return self._layout
 
     def save(self, name: str, state: dict[str, Any]) -> Path:
         """Write checkpoint ``name`` atomically and point ``latest`` at it.
@@ -182,18 +151,14 @@ class CheckpointManager:
         tmp, final = self.directory / f"{TMP_PREFIX}{name}", self.directory / name
         new_directory = not self.directory.is_dir()
         if acc.is_main_process:
-            if os.path.lexists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        if self.direct is not None:
-            self.direct.save(tmp)
-        else:
-            acc.save_state(str(tmp))
+        acc.save_state(str(tmp))
         acc.wait_for_everyone()
         kill_point("save", int(state["iter"]))
         if acc.is_main_process:
-            (tmp / STATE_FILE).write_text(json.dumps(state, separators=(",", ":"), sort_keys=True))
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
             pointer = self.directory / f"{TMP_PREFIX}{LATEST_FILE}"
             pointer.write_text(final.name + "\n")
             # Every file written by any rank, every folder, and the staged pointer.
@@ -247,9 +212,8 @@ class CheckpointManager:
             The runner state saved with the checkpoint.
 
         Raises:
-            ValueError: The checkpoint belongs to a different model, or is a direct
-                checkpoint and this run needs Accelerate's layout (FSDP, ...).
-            RuntimeError: Loading failed (the message names the folder).
+            ValueError: The checkpoint belongs to a different model.
+            RuntimeError: Accelerate could not load it (the message names the folder).
         """
         state = read_state(path)
         if fingerprint is not None and "model" in state:
@@ -257,18 +221,8 @@ class CheckpointManager:
             if problems:
                 raise ValueError(f"checkpoint {str(path)!r} was saved from a different model: "
                                  + "; ".join(problems))
-        direct = is_direct_checkpoint(path)
-        if direct and self.direct is None:
-            raise ValueError(
-                f"checkpoint {str(path)!r} holds state.pt (the direct layout of single-process and "
-                "DDP runs), but this run uses Accelerate's save_state layout (distributed type "
-                f"{self.accelerator.distributed_type}) and cannot resume it; start fresh with "
-                "load_from=<that folder> to reuse its model weights")
         try:
-            if direct:
-                self.direct.load(Path(path))
-            else:
-                self.accelerator.load_state(str(path))
+            self.accelerator.load_state(str(path))
         except (RuntimeError, KeyError, FileNotFoundError, ValueError) as err:
             raise RuntimeError(f"loading checkpoint {str(path)!r} failed: {err}") from err
         return state
@@ -303,6 +257,44 @@ def restore_rng(snapshot: dict[str, Any] | None) -> None:
         torch.cuda.set_rng_state_all(snapshot["cuda"])
 
 
+def load_weights(model: Any, source: str | os.PathLike) -> None:
+    """Load model weights (strictly) from a checkpoint folder or a weights file.
+
+    Args:
+        model: The (unprepared) model.
+        source: A checkpoint folder holding ``model.safetensors`` (or
+            ``pytorch_model.bin``), a ``.safetensors`` file, or a torch file
+            (loaded with ``weights_only=True``; a ``state_dict`` key is looked into).
+
+    Raises:
+        FileNotFoundError: Nothing loadable at ``source``.
+        ValueError: The weights belong to a different model.
+    """
+    import torch
+
+    path = Path(source)
+    if path.is_dir():
+        candidates = [path / "model.safetensors", path / "pytorch_model.bin"]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"load_from={str(source)!r}: the folder holds neither "
+                                    "model.safetensors nor pytorch_model.bin")
+    if not path.is_file():
+        raise FileNotFoundError(f"load_from={str(source)!r}: no such file or folder")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        weights = load_file(str(path))
+    else:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+        weights = weights.get("state_dict", weights) if isinstance(weights, dict) else weights
+    current = {k: list(v.shape) for k, v in model.state_dict().items()}
+    problems = fingerprint_problems({k: list(v.shape) for k, v in weights.items()}, current)
+    if problems:
+        raise ValueError(f"load_from={str(source)!r} holds weights of a different model: "
+                         + "; ".join(problems))
+    model.load_state_dict(weights)
+
+
 def resolve_resume(resume: bool | str | os.PathLike | None, directory: str | os.PathLike) -> Path | None:
     """Turn a ``resume`` setting into a checkpoint folder, or None to start fresh.
 
@@ -331,6 +323,22 @@ def resolve_resume(resume: bool | str | os.PathLike | None, directory: str | os.
     reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"
     raise FileNotFoundError(f"resume={str(resume)!r}: the path {reason}; expected a checkpoint "
                             f"folder such as {str(Path(directory) / 'iter_100')!r}, or 'auto'")
+
+
+def fingerprint_problems(saved: dict[str, list[int]], current: dict[str, list[int]],
+                         limit: int = 5) -> list[str]:
+    """Differences between two ``{parameter name: shape}`` maps, at most ``limit`` of each kind."""
+    missing = [k for k in current if k not in saved]
+    unexpected = [k for k in saved if k not in current]
+    shapes = [f"{k}: checkpoint {saved[k]} vs model {current[k]}"
+              for k in current if k in saved and list(saved[k]) != list(current[k])]
+    problems = []
+    for label, items in (("missing in the checkpoint", missing),
+                         ("not in the model", unexpected), ("shape mismatch", shapes)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            problems.append(f"{label}: {', '.join(items[:limit])}{more}")
+    return problems
 
 
 def merge_sharded(checkpoint: str | os.PathLike, output_dir: str | os.PathLike) -> Path:

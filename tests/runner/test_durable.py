@@ -96,7 +96,7 @@ def test_checkpoint_is_durable_before_it_is_published(tmp_path, monkeypatch):
     # Renames keep inodes: each file and folder of the checkpoint was synced before the
     # folder got its final name, and the new pointer's content before it replaced the old.
     content = {p.stat().st_ino for p in tree_paths(final)}
-    assert {"state.pt", "runner_state.json"} <= {p.name for p in final.iterdir()}
+    assert {"model.safetensors", "runner_state.json"} <= {p.name for p in final.iterdir()}
     assert content <= set(recorder.fsynced_before(published))
     assert (checkpoints / "latest").stat().st_ino in recorder.fsynced_before(pointer_moved)
     assert published < pointer_moved
