@@ -10,8 +10,10 @@ Example:
 """
 
 from accelwrap import optim, registry, runner
-from accelwrap.errors import ConfigError, RegistryError, UnknownTypeError
+from accelwrap.errors import (CheckpointError, ConfigError, LaunchError, RegistryError,
+                              UnknownTypeError)
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "RegistryError", "UnknownTypeError", "__version__", "optim", "registry", "runner"]
+__all__ = ["CheckpointError", "ConfigError", "LaunchError", "RegistryError", "UnknownTypeError",
+           "__version__", "optim", "registry", "runner"]

@@ -73,3 +73,11 @@ class ConfigError(ValueError):
         lines = [f"{count} {noun} in the configuration:"]
         lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed (incomplete, from another model, unreadable)."""
+
+
+class LaunchError(RuntimeError):
+    """A launch that would silently misbehave (e.g. N processes that each train alone)."""

@@ -58,7 +58,7 @@ def build_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Run training; user errors print one clear message and return 1."""
     args = parse_args(argv)
-    from accelwrap.errors import ConfigError, RegistryError
+    from accelwrap.errors import CheckpointError, ConfigError, LaunchError, RegistryError
     from accelwrap.runner import Runner
 
     try:
@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         runner = Runner.from_cfg(cfg)
         runner.train()
         runner.accelerator.end_training()
-    except (ConfigError, RegistryError, FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
-        if isinstance(err, RuntimeError) and "checkpoint" not in str(err) and "WORLD_SIZE" not in str(err):
-            raise
+    except (ConfigError, RegistryError, CheckpointError, LaunchError, FileNotFoundError,
+            ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelwrap.errors import LaunchError
 from accelwrap.registry import check_arguments, to_plain
 from accelwrap.runner.models import MODELS
 
@@ -105,11 +106,11 @@ def check_world_size(accelerator: Any) -> None:
     they are alone: duplicated data and N writers of the same checkpoints.
 
     Raises:
-        RuntimeError: ``WORLD_SIZE`` > 1 but ``accelerator.num_processes`` is 1.
+        LaunchError: ``WORLD_SIZE`` > 1 but ``accelerator.num_processes`` is 1.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and accelerator.num_processes == 1:
-        raise RuntimeError(
+        raise LaunchError(
             f"launched with WORLD_SIZE={world}, but the Accelerator runs {accelerator.num_processes} "
             "process: the processes would train independently. On CPU, launch with "
             "'accelerate launch --config_file launch_configs/cpu_2proc.yaml' (distributed_type "

@@ -31,6 +31,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from accelwrap.errors import CheckpointError
 from accelwrap.runner.durable import fsync_all, tree_paths
 
 STATE_FILE = "runner_state.json"
@@ -213,7 +214,7 @@ class CheckpointManager:
 
         Raises:
             ValueError: The checkpoint belongs to a different model.
-            RuntimeError: Accelerate could not load it (the message names the folder).
+            CheckpointError: Accelerate could not load it (the message names the folder).
         """
         state = read_state(path)
         if fingerprint is not None and "model" in state:
@@ -224,7 +225,7 @@ class CheckpointManager:
         try:
             self.accelerator.load_state(str(path))
         except (RuntimeError, KeyError, FileNotFoundError, ValueError) as err:
-            raise RuntimeError(f"loading checkpoint {str(path)!r} failed: {err}") from err
+            raise CheckpointError(f"loading checkpoint {str(path)!r} failed: {err}") from err
         return state
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from accelwrap.errors import LaunchError
 from accelwrap.runner import Runner
 from tests.runner.helpers import records, run
 
@@ -125,6 +126,6 @@ def test_paramwise_groups_log_every_group(tmp_path):
 
 def test_multi_process_launch_without_a_process_group_fails_loudly(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(RuntimeError, match="WORLD_SIZE=2.*cpu_2proc.yaml"):
+    with pytest.raises(LaunchError, match="WORLD_SIZE=2.*cpu_2proc.yaml"):
         run("digits_sgd_multistep", tmp_path, "+accelerator={cpu: false}")
     assert not os.path.exists(tmp_path / "scalars.jsonl")
