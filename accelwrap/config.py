@@ -75,12 +75,20 @@ def merge_configs(base: DictConfig, child: DictConfig) -> DictConfig:
 
 def _merge_into(base: dict, child: Mapping) -> None:
     for key, value in child.items():
-        if isinstance(value, dict):
-            replace = bool(value.pop(DELETE_KEY, False))
-            if not replace and isinstance(base.get(key), dict):
-                _merge_into(base[key], value)
-                continue
-        base[key] = value
+        replace = isinstance(value, dict) and bool(value.pop(DELETE_KEY, False))
+        if isinstance(value, dict) and not replace and isinstance(base.get(key), dict):
+            _merge_into(base[key], value)
+        else:
+            base[key] = _without_delete(value)
+
+
+def _without_delete(value: Any) -> Any:
+    """``value`` with every ``_delete_`` key removed, at any depth (nothing left to replace)."""
+    if isinstance(value, dict):
+        return {k: _without_delete(v) for k, v in value.items() if k != DELETE_KEY}
+    if isinstance(value, list):
+        return [_without_delete(v) for v in value]
+    return value
 
 
 def _load_tree(path: Path, chain: tuple[Path, ...] = ()) -> DictConfig:

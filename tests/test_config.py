@@ -38,6 +38,19 @@ def test_delete_replaces_inherited_mapping(tree):
     assert OmegaConf.to_container(cfg.optim) == {"type": "AdamW", "lr": 0.001}
 
 
+def test_delete_with_nothing_to_replace_leaves_no_key_behind(tree):
+    # a nested mapping that is new, or inside a replaced one, or in a list: _delete_
+    # must not survive as a key (it would reach the optimizer as an argument).
+    write(tree / "new.yaml",
+          "_base_: exp.yaml\noptim:\n  _delete_: true\n  type: AdamW\n"
+          "  betas_cfg: {_delete_: true, b1: 0.9}\nextra:\n  inner: {_delete_: true, x: 1}\n"
+          "sched:\n  - {_delete_: true, type: ConstantLR}\n")
+    cfg = OmegaConf.to_container(load_config(tree / "new.yaml"))
+    assert cfg["optim"] == {"type": "AdamW", "betas_cfg": {"b1": 0.9}}
+    assert cfg["extra"] == {"inner": {"x": 1}}
+    assert cfg["sched"] == [{"type": "ConstantLR"}]
+
+
 def test_overrides_parse_values_and_reach_list_items(tree):
     cfg = load_config(tree / "exp.yaml", ["optim.lr=0.5", "sched.1.milestones=[2, 4]",
                                           "train.epochs=7", "+train.note=hello"])
