@@ -202,11 +202,16 @@ class Registry:
         for key in names:
             if not isinstance(key, str):
                 raise TypeError(f"{self.name}: a registered name must be a string, got {key!r}")
-            if key in self._modules and not force and self._modules[key] is not module:
-                raise RegistryError(f"{key!r} is already registered in {self.name} "
-                                    f"(as {self._modules[key]!r}); pass force=True to replace it")
+            if self._modules.get(key, module) is not module:
+                self._check_free(key, force)
             self._modules[key] = module
             self._missing_hints.pop(key, None)
+
+    def _check_free(self, name: str, force: bool) -> None:
+        """Raise unless ``name`` is unused or ``force`` allows replacing it."""
+        if name in self._modules and not force:
+            raise RegistryError(f"{name!r} is already registered in {self.name} "
+                                f"(as {self._modules[name]!r}); pass force=True to replace it")
 
     def register_lazy(self, name: str, module: str, attr: str | None = None, hint: str = "",
                       force: bool = False) -> None:
@@ -231,9 +236,7 @@ class Registry:
             >>> REG.get('OrderedDict').__name__
             'OrderedDict'
         """
-        if name in self._modules and not force:
-            raise RegistryError(f"{name!r} is already registered in {self.name} "
-                                f"(as {self._modules[name]!r}); pass force=True to replace it")
+        self._check_free(name, force)
         self._modules[name] = _LazyEntry(module, attr or name, hint)
         self._missing_hints.pop(name, None)
 
@@ -368,17 +371,16 @@ def build_scheduler_from_cfg(cfg: Mapping | DictConfig, registry: Registry,
     convert = args.pop("convert_to_iter_based", False)
     epoch_length = args.pop("epoch_length", None)
     where = f"{registry.name} {type_name(target)!r}"
-    if not convert:
-        check_arguments(target, args, where)
-        return target(**args)
-    if epoch_length is None:
+    if convert and epoch_length is None:
         raise ValueError(f"{where}: convert_to_iter_based=True needs epoch_length "
                          "(the number of iterations per epoch) in default_args")
-    if not args.get("by_epoch", True):
+    if convert and not args.get("by_epoch", True):
         raise ValueError(f"{where}: convert_to_iter_based=True needs an epoch-based "
                          "scheduler, but the config sets by_epoch=False")
     check_arguments(target, args, where)
-    return target.build_iter_from_epoch(**args, epoch_length=epoch_length)
+    if convert:
+        return target.build_iter_from_epoch(**args, epoch_length=epoch_length)
+    return target(**args)
 
 
 OPTIMIZERS = Registry("OPTIMIZERS")
