@@ -102,9 +102,21 @@ class OptimWrapper:
             accelerator: An ``accelerate.Accelerator``.
 
         Raises:
-            ValueError: Its ``gradient_accumulation_steps`` is not 1.
+            ValueError: Its ``gradient_accumulation_steps`` is not 1, or ``clip_grad``
+                has keys that Accelerate's clipping does not take (where the wrapper
+                clips through Accelerate: FSDP, DeepSpeed, ...).
         """
         glue.check_accumulation(accelerator)
+        extra = sorted(set(self._clip.kwargs) - {"max_norm", "norm_type", "clip_value"}
+                       ) if self._clip is not None else []
+        if extra and not self._calls_torch(accelerator):
+            raise ValueError(f"clip_grad keys {extra} are not supported by Accelerate's "
+                             f"clipping under {glue.distributed_type(accelerator)}; "
+                             "use max_norm/norm_type or clip_value only")
+
+    def _calls_torch(self, accelerator: Any) -> bool:
+        """Whether the bound wrapper calls torch directly (no Accelerate method in between)."""
+        return accelerator is None or (self.fast_path and glue.is_direct(accelerator))
 
     def bind(self, accelerator: Any = None, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Attach the wrapper to ``accelerator`` (or to plain PyTorch when ``None``).
@@ -125,7 +137,7 @@ class OptimWrapper:
             self.optimizer = optimizer
         self.accelerator = accelerator
         self._raw = glue.unwrap_optimizer(self.optimizer)
-        self._direct = accelerator is None or (self.fast_path and glue.is_direct(accelerator))
+        self._direct = self._calls_torch(accelerator)
         self._no_sync = accelerator.no_sync if (
             accelerator is not None and glue.needs_no_sync(accelerator)) else None
         self._set_scaler(self._pick_scaler(accelerator))
@@ -224,15 +236,9 @@ class OptimWrapper:
         self._grad_norm = result if self._clip.kind == "norm" else None
 
     def _accelerator_clip(self, params: list[torch.Tensor]) -> torch.Tensor | None:
-        kwargs = dict(self._clip.kwargs)
-        extra = sorted(set(kwargs) - {"max_norm", "norm_type", "clip_value"})
-        if extra:
-            raise ValueError(f"clip_grad keys {extra} are not supported by Accelerate's "
-                             f"clipping under {glue.distributed_type(self.accelerator)}; "
-                             "use max_norm/norm_type or clip_value only")
         if self._clip.kind == "norm":
-            return self.accelerator.clip_grad_norm_(params, **kwargs)
-        return self.accelerator.clip_grad_value_(params, **kwargs)
+            return self.accelerator.clip_grad_norm_(params, **self._clip.kwargs)
+        return self.accelerator.clip_grad_value_(params, **self._clip.kwargs)
 
     @property
     def grad_norm(self) -> float | None:

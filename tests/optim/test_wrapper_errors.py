@@ -68,6 +68,21 @@ def test_accelerator_with_its_own_accumulation_is_refused(optimizer):
         OptimWrapper(optimizer, accumulative_counts=2, accelerator=accelerator)
 
 
+class ThroughAccelerate(OptimWrapper):
+    fast_path = False  # clip through accelerator.clip_grad_norm_, as under FSDP / DeepSpeed
+
+
+def test_clip_keys_accelerate_does_not_take_are_refused_before_preparing(optimizer):
+    accelerator = Accelerator(cpu=True)
+    with pytest.raises(ValueError, match=r"clip_grad keys \['foreach'\] are not supported by "
+                                         r"Accelerate's clipping under NO"):
+        ThroughAccelerate(optimizer, clip_grad=dict(max_norm=1.0, foreach=True),
+                          accelerator=accelerator)
+    assert accelerator._optimizers == []
+    # calling torch directly, the same key is torch's own argument and works
+    OptimWrapper(optimizer, clip_grad=dict(max_norm=1.0, foreach=True), accelerator=accelerator)
+
+
 def test_count_past_max_counts_is_an_error(optimizer):
     wrapper = OptimWrapper(optimizer, accumulative_counts=4)
     wrapper.initialize_count_status(make_model(), 12, 12)
