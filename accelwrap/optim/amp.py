@@ -265,8 +265,8 @@ class ApexOptimWrapper(OptimWrapper):
         self._inner_count += 1
 
     def state_dict(self) -> dict:
-        """The optimizer's state plus apex's under ``'apex_amp'``."""
-        state = self.optimizer.state_dict()
+        """The wrapper's state (:meth:`OptimWrapper.state_dict`) plus apex's under ``'apex_amp'``."""
+        state = super().state_dict()
         state["apex_amp"] = self._amp.state_dict()
         return state
 
@@ -279,7 +279,7 @@ class ApexOptimWrapper(OptimWrapper):
                 self._amp.load_state_dict(amp_state)
             else:
                 self._pending_amp_state = amp_state
-        self.optimizer.load_state_dict(state)
+        super().load_state_dict(state)
 
     @contextlib.contextmanager
     def optim_context(self, model: nn.Module) -> Iterator[None]:

@@ -205,3 +205,23 @@ def test_make_accelerator_follows_the_wrapper_config():
 def test_apex_missing_is_explained():
     with pytest.raises(ImportError, match=r"NVIDIA apex.*CUDA.*Use AmpOptimWrapper"):
         ApexOptimWrapper(make_optimizer("sgd", make_model()))
+
+
+def test_apex_state_dict_keeps_the_base_settings_of_a_multi_group_optimizer(monkeypatch):
+    # apex needs CUDA; a stand-in with apex.amp's state functions checks only the wrapper's
+    # bookkeeping: the same base_param_settings round trip as OptimWrapper's.
+    fake_amp = type(sys)("apex.amp")
+    fake_amp.state_dict = lambda: {"loss_scaler0": {"loss_scale": 128.0}}
+    fake_amp.load_state_dict = lambda state: None
+    fake_apex = type(sys)("apex")
+    fake_apex.amp = fake_amp
+    monkeypatch.setitem(sys.modules, "apex", fake_apex)
+    monkeypatch.setitem(sys.modules, "apex.amp", fake_amp)
+    wrapper = ApexOptimWrapper(make_optimizer("adamw", make_model()))
+    state = wrapper.state_dict()
+    assert state["apex_amp"] == {"loss_scaler0": {"loss_scale": 128.0}}
+    assert state["base_param_settings"]["lr"] == 0.05
+    state["base_param_settings"] = {**state["base_param_settings"], "lr": 0.5}
+    wrapper.load_state_dict(state)
+    assert wrapper.get_lr()["base_lr"] == [0.5]
+    assert wrapper._pending_amp_state == {"loss_scaler0": {"loss_scale": 128.0}}
