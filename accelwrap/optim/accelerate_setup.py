@@ -107,8 +107,8 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
     return result[0] if len(result) == 1 else tuple(result)
 
 
-def _wrapper_dtype(optim_wrapper: Any, device_type: str) -> tuple[torch.dtype | None, dict]:
-    """The AMP dtype and scaler arguments an optimizer wrapper (or its config) asks for."""
+def _wrapper_dtype(optim_wrapper: Any, device_type: str) -> tuple[torch.dtype | None, tuple]:
+    """The AMP dtype and scaler arguments (sorted ``(key, value)`` pairs, hashable) asked for."""
     if optim_wrapper is None:
         return None, ()
     if isinstance(optim_wrapper, OptimWrapperDict):
@@ -130,7 +130,7 @@ def _wrapper_dtype(optim_wrapper: Any, device_type: str) -> tuple[torch.dtype | 
             tuple(sorted(scaler_kwargs(cfg.get("loss_scale", "dynamic")).items())))
 
 
-def _only_one(found: set) -> tuple[torch.dtype | None, tuple]:
+def _only_one(found: set[tuple[torch.dtype | None, tuple]]) -> tuple[torch.dtype | None, tuple]:
     if len(found) > 1:
         raise ValueError(f"make_accelerator: the AMP members ask for different precisions or "
                          f"loss scales {sorted(map(str, found))}; one Accelerator has one")

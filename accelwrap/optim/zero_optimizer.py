@@ -73,6 +73,7 @@ class ZeroRedundancyOptimizer(_TorchZeRO):
                 full = super().state_dict()
         return full
 
+
 OPTIMIZERS.register_module(module=ZeroRedundancyOptimizer, force=True)
 
 __all__ = ["ZeroRedundancyOptimizer"]
