@@ -67,6 +67,13 @@ def merge_configs(base: DictConfig, child: DictConfig) -> DictConfig:
 
     Returns:
         A new merged ``DictConfig``; neither input is modified.
+
+    Example:
+        >>> base = OmegaConf.create({'optim': {'type': 'SGD', 'lr': 0.1}})
+        >>> merge_configs(base, OmegaConf.create({'optim': {'lr': 0.2}}))
+        {'optim': {'type': 'SGD', 'lr': 0.2}}
+        >>> merge_configs(base, OmegaConf.create({'optim': {'_delete_': True, 'type': 'Adam'}}))
+        {'optim': {'type': 'Adam'}}
     """
     merged = OmegaConf.to_container(base)
     _merge_into(merged, OmegaConf.to_container(child))
@@ -165,6 +172,15 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
 
     Raises:
         ConfigError: Every malformed override and unknown key, with suggestions.
+
+    Example:
+        >>> cfg = OmegaConf.create({'optim': {'lr': 0.1}})
+        >>> apply_overrides(cfg, ['optim.lr=0.2', '+optim.momentum=0.9'])
+        {'optim': {'lr': 0.2, 'momentum': 0.9}}
+        >>> apply_overrides(cfg, ['optim.lrr=1'])
+        Traceback (most recent call last):
+        accelwrap.errors.ConfigError: 1 problem in the configuration:
+          - override 'optim.lrr=1': the config has no key 'optim.lrr'; did you mean 'lr'? ...
     """
     out = OmegaConf.create(OmegaConf.to_container(cfg))
     problems = []
@@ -199,6 +215,13 @@ def save_config(cfg: DictConfig | Mapping, path: str | os.PathLike) -> Path:
 
     Returns:
         The written path.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = save_config({'optim': {'lr': 0.1}}, pathlib.Path(tempfile.mkdtemp()) / 'a.yaml')
+        >>> print(path.read_text(), end='')
+        optim:
+          lr: 0.1
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

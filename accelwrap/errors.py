@@ -25,6 +25,12 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     Returns:
         A phrase such as ``"did you mean 'AdamW'?"``; when nothing is close, the
         (possibly shortened) list of valid names.
+
+    Example:
+        >>> suggest('lr_mul', ['lr_mult', 'decay_mult'])
+        "did you mean 'lr_mult'?"
+        >>> suggest('zzz', ['a', 'b'])
+        "valid names are 'a', 'b'"
     """
     choices = sorted(set(choices))
     lowered = {c.lower(): c for c in choices}

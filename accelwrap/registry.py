@@ -56,6 +56,10 @@ def to_plain(cfg: Any) -> Any:
     Returns:
         A new dict/list for containers (top-level copy; nested OmegaConf nodes are
         converted too), or the value unchanged for anything else.
+
+    Example:
+        >>> to_plain(OmegaConf.create({'a': '${b}', 'b': 1}))
+        {'a': 1, 'b': 1}
     """
     if isinstance(cfg, (DictConfig, ListConfig)):
         return OmegaConf.to_container(cfg, resolve=True)
@@ -77,6 +81,12 @@ def check_arguments(target: Callable, args: Mapping[str, Any], where: str) -> No
 
     Raises:
         TypeError: Unknown keys (with close matches) or missing required ones.
+
+    Example:
+        >>> import torch
+        >>> check_arguments(torch.optim.SGD, {'params': [], 'momentun': 0.9}, "OPTIMIZERS 'SGD'")
+        Traceback (most recent call last):
+        TypeError: OPTIMIZERS 'SGD': unexpected argument 'momentun'; did you mean 'momentum'? ...
     """
     problems = signature_problems(target, args)
     if problems:

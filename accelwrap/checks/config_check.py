@@ -115,6 +115,10 @@ def check_optim_wrapper(node: Any, path: str = "optim_wrapper") -> list[str]:
 
     Returns:
         Every problem found.
+
+    Example:
+        >>> check_optim_wrapper({'optimizer': {'type': 'SGD', 'lr': 0.1}, 'clip_gard': {}})
+        ["optim_wrapper (OptimWrapper): unexpected argument 'clip_gard'; did you mean 'clip_grad'? ..."]
     """
     if not isinstance(node, Mapping) or not node:
         return [f"{path}: expected a dict such as {{optimizer: {{type: SGD, lr: 0.01}}}}, "
@@ -168,6 +172,11 @@ def check_schedulers(node: Any, path: str = "param_scheduler") -> list[str]:
 
     Returns:
         Every problem found.
+
+    Example:
+        >>> check_schedulers([{'type': 'LinearLR'}, {'type': 'StepLR', 'step_size': 2,
+        ...                                          'gamma': 'half'}])
+        ["param_scheduler.1.gamma: expected float, got 'half' (str) [StepLR]"]
     """
     if node is None:
         return []

@@ -80,6 +80,14 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
         ValueError: Schedulers with an accelerator whose
             ``step_scheduler_with_optimizer`` is True, a wrapper the accelerator does not
             suit (accumulation steps, mixed precision).
+
+    Example:
+        >>> from accelwrap.optim import OptimWrapper
+        >>> model = torch.nn.Linear(2, 1)
+        >>> wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+        >>> model, same = prepare(make_accelerator(cpu=True), model, wrapper)
+        >>> same is wrapper, type(wrapper.optimizer).__name__
+        (True, 'AcceleratedOptimizer')
     """
     if any(_is_scheduler(obj) for obj in objects) and accelerator.step_scheduler_with_optimizer:
         raise ValueError(

@@ -63,6 +63,10 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
         TypeError: ``clip_grad`` is not a mapping.
         ValueError: An unknown ``type``, an unknown key (the valid keys are listed), a
             missing ``max_norm``/``clip_value``, or keys of both kinds.
+
+    Example:
+        >>> parse_clip_grad(dict(type='norm', max_norm=1))
+        ClipGrad(kind='norm', kwargs={'max_norm': 1})
     """
     if clip_grad is None:
         return None
