@@ -139,13 +139,17 @@ def _kind(value: Any) -> str | None:
 
 
 def describe(annotation: Any) -> str:
-    """A short human name for a type hint (``float | Tensor``, ``list[int]``)."""
+    """A short human name for a type hint (``float | Tensor``, ``list[int]``).
+
+    Example:
+        >>> import torch
+        >>> describe(float | torch.Tensor | None), describe(list[int])
+        ('float | Tensor | None', 'list[int]')
+    """
     if isinstance(annotation, type) and typing.get_origin(annotation) is None:
         return annotation.__name__
     text = str(annotation).replace("typing.", "").replace("collections.abc.", "")
-    for prefix in ("torch.", "NoneType"):
-        text = text.replace(prefix, "" if prefix == "torch." else "None")
-    return text
+    return text.replace("torch.", "").replace("NoneType", "None")
 
 
 def value_problems(target: Callable, args: Mapping[str, Any]) -> list[tuple[str, str]]:
