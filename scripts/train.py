@@ -16,6 +16,8 @@ the CPU; a multi-process CPU launch joins one gloo group (see ``launch_configs/`
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -73,5 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_now(status: int) -> None:
+    """Leave a multi-process run without the interpreter's teardown (single process: ``sys.exit``).
+
+    gloo's C++ threads can abort the teardown ("terminate called without an active
+    exception", SIGABRT) even after ``end_training`` destroyed the process group; the
+    launcher then reports a finished run as failed and stops the other ranks. By now
+    checkpoints, logs and trackers are written and closed, so nothing is lost.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        sys.exit(status)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

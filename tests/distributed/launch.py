@@ -8,7 +8,8 @@ Two launchers, both real processes (see ``shared/ACCELERATE_NOTES.md``):
   config (for example ``launch_configs/cpu_2proc.yaml``).
 
 A worker script reports results by writing JSON files into ``$RESULT_DIR``
-(one per rank, e.g. ``rank0.json``); :func:`read_results` collects them.
+(one per rank, e.g. ``rank0.json``); :func:`read_results` collects them. A worker
+ends with :func:`finish_worker` after its ``main()`` returned.
 
 Example (inside a test)::
 
@@ -23,6 +24,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,6 +104,23 @@ def write_result(data: dict, rank: int | None = None) -> None:
     rank = int(os.environ.get("RANK", "0")) if rank is None else rank
     path = Path(os.environ["RESULT_DIR"]) / f"rank{rank}.json"
     path.write_text(json.dumps(data))
+
+
+def finish_worker() -> NoReturn:
+    """Called last by a worker whose work succeeded: leave without interpreter teardown.
+
+    The process group is destroyed first, then the process exits at once. A gloo group
+    (live or destroyed) can abort the interpreter's teardown ("terminate called without
+    an active exception"), which turns a passed job into a failed one now and then; the
+    results are on disk by now, so nothing is lost by skipping the teardown.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def read_results(result_dir: Path) -> list[dict]:

@@ -11,7 +11,6 @@ Usage: python -m torch.distributed.run --standalone --nproc_per_node N \
 
 from __future__ import annotations
 
-import os
 import sys
 
 from accelerate.state import PartialState
@@ -19,7 +18,7 @@ from accelerate.utils import DataLoaderConfiguration, DistributedType, FullyShar
 
 from accelwrap.optim import make_accelerator
 from accelwrap.runner import Runner
-from tests.distributed.launch import write_result
+from tests.distributed.launch import finish_worker, write_result
 
 
 def make_fsdp_accelerator():
@@ -57,15 +56,10 @@ def main() -> None:
                   "num_processes": accelerator.num_processes,
                   "resumed_from": str(runner.resume_from),
                   "weights": {k: v.flatten().tolist() for k, v in full.items()}})
-    # Tear the gloo group down before exit (a live group can abort at interpreter exit).
-    accelerator.end_training()
 
 
 if __name__ == "__main__":
     main()
-    # Even after the group is destroyed, gloo's FSDP threads occasionally abort the
-    # interpreter's teardown ("terminate called without an active exception", about one
-    # run in five). The results are written and flushed by now: leave without teardown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    # Even after the group is destroyed, gloo's FSDP threads occasionally aborted the
+    # interpreter's teardown (about one run in five).
+    finish_worker()

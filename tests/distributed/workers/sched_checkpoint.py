@@ -18,7 +18,7 @@ from torch import nn
 
 from accelwrap.optim import OptimWrapper, make_accelerator, prepare
 from accelwrap.optim.scheduler import build_param_schedulers, step_param_schedulers
-from tests.distributed.launch import write_result
+from tests.distributed.launch import finish_worker, write_result
 
 EPOCHS, EPOCH_LENGTH, SAVE_AFTER = 4, 5, 2
 METRICS = [1.0, 1.1, 1.2, 0.5]
@@ -92,3 +92,4 @@ def main(save_dir: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    finish_worker()

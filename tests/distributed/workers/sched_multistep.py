@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator
 
 from accelwrap.optim.scheduler import MultiStepLR
-from tests.distributed.launch import write_result
+from tests.distributed.launch import finish_worker, write_result
 
 accelerator = Accelerator(cpu=True, step_scheduler_with_optimizer=sys.argv[1] == "default")
 model = torch.nn.Linear(2, 1)
@@ -25,3 +25,4 @@ except RuntimeError as err:
     error = str(err)
 write_result({"world": accelerator.num_processes, "error": error,
               "lr": optimizer.param_groups[0]["lr"]})
+finish_worker()

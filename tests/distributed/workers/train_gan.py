@@ -17,7 +17,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from accelwrap.config import load_config
 from accelwrap.runner import Runner
-from tests.distributed.launch import REPO, write_result
+from tests.distributed.launch import REPO, finish_worker, write_result
 
 
 def counting_hook(counter: dict[str, int], name: str):
@@ -53,3 +53,4 @@ def main(work_dir: str, overrides: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2:])
+    finish_worker()

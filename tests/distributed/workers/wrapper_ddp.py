@@ -16,7 +16,7 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from accelwrap.optim import OptimWrapper, OptimWrapperDict, make_accelerator, prepare
-from tests.distributed.launch import write_result
+from tests.distributed.launch import finish_worker, write_result
 
 STEPS, BATCH, MAX_NORM = 10, 4, 0.3
 COUNTS = {"a": 4, "b": 2}
@@ -111,3 +111,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    finish_worker()

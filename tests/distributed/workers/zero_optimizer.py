@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from accelwrap.optim import ZeroRedundancyOptimizer, build_optim_wrapper
-from tests.distributed.launch import write_result
+from tests.distributed.launch import finish_worker, write_result
 
 STEPS, BATCH = 6, 4
 CASES = {
@@ -84,3 +84,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    finish_worker()
