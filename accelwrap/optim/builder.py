@@ -39,6 +39,8 @@ from torch.optim import Optimizer
 
 from accelwrap.errors import suggest
 from accelwrap.optim.constructor import unwrap_model
+from accelwrap.optim.wrapper import OptimWrapper
+from accelwrap.optim.wrapper_dict import OptimWrapperDict
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, to_plain
 
 SINGLE_KEYS = ("type", "optimizer", "constructor", "paramwise_cfg")
@@ -123,9 +125,6 @@ def _wrap_built_optimizer(cfg: dict[str, Any], paramwise_cfg: Any, constructor_t
 
 def _build_members(model: nn.Module, cfg: dict[str, Any], accelerator: Any) -> Any:
     """Form 3: one wrapper per member config, each over ``model.<member>``."""
-    from accelwrap.optim.wrapper import OptimWrapper
-    from accelwrap.optim.wrapper_dict import OptimWrapperDict
-
     if not cfg or not all(isinstance(v, (Mapping, OptimWrapper)) for v in cfg.values()):
         raise ValueError(
             "build_optim_wrapper: the config has no 'optimizer' (one optimizer) and is not a "

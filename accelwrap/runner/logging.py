@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from accelwrap.optim.scheduler.builder import members_of
+
 __all__ = ["MetricLogger", "default_trackers", "flatten_values", "init_trackers", "optim_scalars",
            "parse_losses"]
 
@@ -93,7 +95,7 @@ def optim_scalars(optim_wrapper: Any) -> dict[str, float]:
     Returns:
         Flat ``{name: float}``.
     """
-    members = getattr(optim_wrapper, "optim_wrappers", None)
+    members = members_of(optim_wrapper)
     if members is not None:
         out = {}
         for name, member in members.items():

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from accelwrap.optim.scheduler import step_param_schedulers
+from accelwrap.optim.scheduler.builder import named_members
 from accelwrap.runner.checkpoint import kill_point
 from accelwrap.runner.logging import MetricLogger, optim_scalars, parse_losses
 
@@ -63,7 +64,7 @@ class TrainLoop:
     def state(self) -> dict[str, Any]:
         """The JSON-serializable runner state stored with each checkpoint."""
         wrappers = {}
-        for name, wrapper in _named_members(self.runner.optim_wrapper):
+        for name, wrapper in named_members(self.runner.optim_wrapper).items():
             base = wrapper.base_param_settings
             wrappers[name] = {
                 "inner_count": wrapper.inner_count,
@@ -86,7 +87,7 @@ class TrainLoop:
             # something else now; restart the epoch from its first batch.
             self.batch_in_epoch = 0
         self._last_saved = self.iter
-        for name, wrapper in _named_members(self.runner.optim_wrapper):
+        for name, wrapper in named_members(self.runner.optim_wrapper).items():
             saved = state.get("wrappers", {}).get(name, {})
             if saved.get("base_param_settings") and wrapper.base_param_settings is not None:
                 wrapper.base_param_settings.update(saved["base_param_settings"])
@@ -220,11 +221,6 @@ def validate(runner: Any) -> dict[str, float]:
                 total[1] += gathered.numel()
     runner.train_model.train()
     return {name: total / max(count, 1) for name, (total, count) in totals.items()}
-
-
-def _named_members(optim_wrapper: Any) -> list[tuple[str, Any]]:
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    return list(members.items()) if members is not None else [("", optim_wrapper)]
 
 
 def _jsonable(value: Any) -> bool:

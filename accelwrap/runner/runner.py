@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from accelwrap.errors import ConfigError
+from accelwrap.optim.scheduler.builder import named_members
 from accelwrap.registry import to_plain
 from accelwrap.runner import build
 from accelwrap.runner.checkpoint import CheckpointManager, restore_rng, rng_snapshot
@@ -178,7 +179,7 @@ class Runner:
             self._resume_rng = rng_snapshot()
             logger.info("resumed from %s at iteration %d", self.resume_from, loop.iter)
         self._write_run_files(loop.iter if self.resume_from is not None else None)
-        for wrapper in _members(self.optim_wrapper):
+        for wrapper in named_members(self.optim_wrapper).values():
             wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
         try:
             loop.run(restore_rng_after_first_batch=self.resume_from is not None and loop.batch_in_epoch > 0)
@@ -205,11 +206,6 @@ class Runner:
     def restore_resume_rng(self) -> None:
         """Put back the RNG state loaded from the checkpoint (after a dataloader drew from it)."""
         restore_rng(self._resume_rng)
-
-
-def _members(optim_wrapper: Any) -> list:
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    return list(members.values()) if members is not None else [optim_wrapper]
 
 
 def _parse_randomness(randomness: Mapping | None) -> tuple[int, bool]:

@@ -32,6 +32,7 @@ from typing import Any
 from torch import nn
 
 from accelwrap.optim.scheduler import step_param_schedulers
+from accelwrap.optim.scheduler.builder import named_members
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 
 __all__ = ["Trace", "Window", "run_schedule", "simulate", "summary", "write_csv"]
@@ -80,11 +81,6 @@ class Trace:
     members: list[str] = field(default_factory=lambda: [""])
     columns: dict[str, list[float]] = field(default_factory=dict)
     windows: list[Window] = field(default_factory=list)
-
-
-def _members(optim_wrapper: Any) -> dict[str, Any]:
-    members = getattr(optim_wrapper, "optim_wrappers", None)
-    return dict(members) if members is not None else {"": optim_wrapper}
 
 
 def _scheduler_lists(schedulers: list | dict, members: Mapping[str, Any]) -> dict[str, list]:
@@ -166,7 +162,7 @@ def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
         The trace.
     """
     schedule, wrapper, schedulers, epoch_length = _build(cfg, epoch_length, model)
-    members = _members(wrapper)
+    members = named_members(wrapper)
     lists = _scheduler_lists(schedulers, members)
     extra = {name: {s.param_name for s in group} - set(_WRAPPER_KEYS) for name, group in lists.items()}
     max_iters = schedule.total_iters(epoch_length)

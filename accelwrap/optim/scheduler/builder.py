@@ -44,6 +44,26 @@ def members_of(optim_wrapper: Any) -> dict[str, Any] | None:
     return None
 
 
+def named_members(optim_wrapper: Any) -> dict[str, Any]:
+    """Every wrapper of a run by name: an ``OptimWrapperDict``'s members, else ``{'': it}``.
+
+    Args:
+        optim_wrapper: An ``OptimWrapper``, ``OptimWrapperDict`` or torch optimizer.
+
+    Returns:
+        ``{member name: wrapper}``; a single wrapper is keyed by ``''``.
+
+    Example:
+        >>> import torch
+        >>> from accelwrap.optim.scheduler.builder import named_members
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> list(named_members(opt)), list(named_members({'gen': opt, 'disc': opt}))
+        ([''], ['gen', 'disc'])
+    """
+    members = members_of(optim_wrapper)
+    return members if members is not None else {"": optim_wrapper}
+
+
 def build_param_schedulers(cfgs: Any, optim_wrapper: Any, epoch_length: int | None = None,
                            max_epochs: int | None = None, max_iters: int | None = None
                            ) -> SchedulerList | dict[str, SchedulerList]:
