@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import torch.nn.functional as F
 from mmengine.optim import OptimWrapper as MMOptimWrapper
 from mmengine.optim import OptimWrapperDict as MMOptimWrapperDict
@@ -61,6 +62,12 @@ def test_state_dict_round_trip():
     fresh = build(OptimWrapper, OptimWrapperDict, *models)
     fresh.load_state_dict(state)
     assert fresh.state_dict()["disc"]["state"].keys() == state["disc"]["state"].keys()
+    loaded = fresh.state_dict()
+    for name in ("gen", "disc"):  # the optimizer state itself, not only its keys
+        for index, slots in state[name]["state"].items():
+            for slot, value in slots.items():
+                assert torch.equal(loaded[name]["state"][index][slot], value), (name, index, slot)
+    assert loaded["disc"]["base_param_settings"]["lr"] == state["disc"]["base_param_settings"]["lr"]
     with pytest.raises(KeyError, match=r"'dsic' is not a member; did you mean 'disc'"):
         fresh.load_state_dict({"dsic": state["disc"]})
 
