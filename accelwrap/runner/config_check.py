@@ -12,13 +12,16 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from accelwrap.runner.data import DATASETS, loader_signature
 from accelwrap.runner.models import MODELS
 
-__all__ = ["runner_config_problems", "runner_keys"]
+__all__ = ["REQUIRED_KEYS", "runner_config_problems", "runner_keys"]
+
+#: Top-level sections a run needs (``scripts/train.py`` fills in ``work_dir``).
+REQUIRED_KEYS = ("model", "work_dir", "train_dataloader", "optim_wrapper", "train_cfg")
 
 
 def runner_keys() -> list[str]:
@@ -80,15 +83,17 @@ def runner_sections() -> dict[str, Callable[[Any, str], list[str]]]:
             "default_hooks": _check_hooks}
 
 
-def runner_config_problems(cfg: Mapping) -> list[str]:
+def runner_config_problems(cfg: Mapping, required: Iterable[str] = ()) -> list[str]:
     """Every problem of a runner config, found without building anything.
 
     Args:
         cfg: The plain config dict.
+        required: Top-level keys that must be present (``REQUIRED_KEYS`` for a run).
 
     Returns:
-        One sentence per problem.
+        One sentence per problem, missing sections first.
     """
     from accelwrap.checks.config_check import check_config
 
-    return check_config(cfg, runner_sections(), known_keys=runner_keys())
+    missing = [f"{key}: required section is missing" for key in required if key not in cfg]
+    return missing + check_config(cfg, runner_sections(), known_keys=runner_keys())

@@ -35,14 +35,13 @@ from accelwrap.optim.scheduler.builder import named_members
 from accelwrap.registry import to_plain
 from accelwrap.runner import build
 from accelwrap.runner.checkpoint import CheckpointManager, restore_rng, rng_snapshot
+from accelwrap.runner.config_check import REQUIRED_KEYS, runner_config_problems
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.hooks import CheckpointSettings, LoggerSettings, parse_default_hooks
 from accelwrap.runner.logging import init_trackers
 from accelwrap.runner.loops import TrainLoop
 
 logger = logging.getLogger(__name__)
-
-REQUIRED_KEYS = ("model", "work_dir", "train_dataloader", "optim_wrapper", "train_cfg")
 
 __all__ = ["REQUIRED_KEYS", "Runner"]
 
@@ -128,10 +127,7 @@ class Runner:
                 arguments -- all listed together.
         """
         plain = to_plain(cfg)
-        from accelwrap.runner.config_check import runner_config_problems
-
-        problems = [f"{key}: required section is missing" for key in REQUIRED_KEYS if key not in plain]
-        problems += runner_config_problems(plain)
+        problems = runner_config_problems(plain, required=REQUIRED_KEYS)
         if problems:
             raise ConfigError(problems)
         return cls(**plain, cfg=cfg)

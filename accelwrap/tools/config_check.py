@@ -22,14 +22,12 @@ def run_check(path: str, overrides: Iterable[str] = ()) -> int:
         0 when the config is fine, 1 when anything is wrong (problems go to stderr).
     """
     from accelwrap.config import load_config
-    from accelwrap.runner.config_check import runner_config_problems
-    from accelwrap.runner.runner import REQUIRED_KEYS
+    from accelwrap.runner.config_check import REQUIRED_KEYS, runner_config_problems
 
     try:
         cfg = to_plain(load_config(path, overrides))
-        problems = [f"{key}: required section is missing" for key in REQUIRED_KEYS
-                    if key not in cfg and key != "work_dir"]
-        problems += runner_config_problems(cfg)
+        # scripts/train.py supplies a work_dir when the config has none.
+        problems = runner_config_problems(cfg, required=[k for k in REQUIRED_KEYS if k != "work_dir"])
     except ConfigError as err:
         problems = err.problems
     if problems:
