@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ KILL_ENV = "ACCELWRAP_TEST_KILL"
 
 __all__ = ["CheckpointManager", "find_latest", "fingerprint_problems", "is_complete", "kill_point",
            "load_weights", "merge_sharded", "read_state", "resolve_resume", "restore_rng",
-           "rng_snapshot"]
+           "rng_snapshot", "shape_map"]
 
 
 def kill_point(stage: str, iteration: int) -> None:
@@ -288,8 +289,7 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
     else:
         weights = torch.load(path, map_location="cpu", weights_only=True)
         weights = weights.get("state_dict", weights) if isinstance(weights, dict) else weights
-    current = {k: list(v.shape) for k, v in model.state_dict().items()}
-    problems = fingerprint_problems({k: list(v.shape) for k, v in weights.items()}, current)
+    problems = fingerprint_problems(shape_map(weights), shape_map(model.state_dict()))
     if problems:
         raise ValueError(f"load_from={str(source)!r} holds weights of a different model: "
                          + "; ".join(problems))
@@ -324,6 +324,17 @@ def resolve_resume(resume: bool | str | os.PathLike | None, directory: str | os.
     reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"
     raise FileNotFoundError(f"resume={str(resume)!r}: the path {reason}; expected a checkpoint "
                             f"folder such as {str(Path(directory) / 'iter_100')!r}, or 'auto'")
+
+
+def shape_map(state_dict: Mapping[str, Any]) -> dict[str, list[int]]:
+    """``{name: shape}`` of a state dict: the model fingerprint :func:`fingerprint_problems` compares.
+
+    Example:
+        >>> import torch
+        >>> shape_map(torch.nn.Linear(3, 2).state_dict())
+        {'weight': [2, 3], 'bias': [2]}
+    """
+    return {name: list(value.shape) for name, value in state_dict.items()}
 
 
 def fingerprint_problems(saved: dict[str, list[int]], current: dict[str, list[int]],

@@ -34,7 +34,7 @@ from accelwrap.errors import ConfigError
 from accelwrap.optim.scheduler.builder import named_members
 from accelwrap.registry import to_plain
 from accelwrap.runner import build
-from accelwrap.runner.checkpoint import CheckpointManager, restore_rng, rng_snapshot
+from accelwrap.runner.checkpoint import CheckpointManager, restore_rng, rng_snapshot, shape_map
 from accelwrap.runner.config_check import REQUIRED_KEYS, runner_config_problems
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.hooks import CheckpointSettings, LoggerSettings, parse_default_hooks
@@ -102,7 +102,7 @@ class Runner:
         set_seed(seed, device_specific=diff_rank_seed)
         self.seed = seed
         self.model = build.build_model(model)
-        self.fingerprint = {k: list(v.shape) for k, v in self.model.state_dict().items()}
+        self.fingerprint = shape_map(self.model.state_dict())
         if load_from and self.resume_from is None:
             from accelwrap.runner.checkpoint import load_weights
             load_weights(self.model, load_from)
