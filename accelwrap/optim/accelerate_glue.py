@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -106,21 +106,23 @@ def needs_no_sync(accelerator: Any) -> bool:
     return bool(accelerator.use_distributed)
 
 
-def install_cpu_scaler(accelerator: Any, scaler: torch.amp.GradScaler) -> None:
+def install_cpu_scaler(accelerator: Any, scaler_kwargs: Mapping[str, Any]) -> None:
     """Give a CPU fp16 Accelerator the loss scaler (and autocast) Accelerate leaves out.
 
     ``Accelerator(mixed_precision='fp16')`` on CPU silently does nothing: no autocast
     and no scaler. With a ``GradScaler('cpu')`` installed, ``accelerator.backward``
     scales the loss, ``clip_grad_norm_`` unscales first and ``accelerator.autocast()``
     runs fp16, exactly as on a GPU. Install it before ``accelerator.prepare(model)`` so
-    the prepared model's forward is autocast too.
+    the prepared model's forward is autocast too. Any other accelerator (see
+    :func:`needs_cpu_scaler`) is left as it is.
 
     Args:
-        accelerator: An Accelerator with ``mixed_precision='fp16'`` on a CPU device.
-        scaler: The ``torch.amp.GradScaler('cpu', ...)`` to use.
+        accelerator: An Accelerator.
+        scaler_kwargs: ``torch.amp.GradScaler`` arguments (``init_scale``, ...).
     """
-    accelerator.scaler = scaler
-    accelerator.native_amp = True
+    if needs_cpu_scaler(accelerator):
+        accelerator.scaler = torch.amp.GradScaler("cpu", **scaler_kwargs)
+        accelerator.native_amp = True
 
 
 def needs_cpu_scaler(accelerator: Any) -> bool:

@@ -185,6 +185,5 @@ def make_accelerator(optim_wrapper: Any = None, **accelerator_kwargs: Any) -> An
             raise ValueError(f"make_accelerator: mixed_precision={given!r} contradicts the AMP "
                              f"wrapper's dtype {dtype}; pass mixed_precision={wanted!r} or omit it")
     accelerator = Accelerator(**kwargs)
-    if glue.needs_cpu_scaler(accelerator):
-        glue.install_cpu_scaler(accelerator, torch.amp.GradScaler("cpu", **dict(scaler_args)))
+    glue.install_cpu_scaler(accelerator, dict(scaler_args))
     return accelerator

@@ -149,8 +149,7 @@ class AmpOptimWrapper(OptimWrapper):
         """
         super().validate_accelerator(accelerator)
         self.cast_dtype = self._accelerator_dtype(accelerator)
-        if self.cast_dtype == torch.float16 and glue.needs_cpu_scaler(accelerator):
-            glue.install_cpu_scaler(accelerator, torch.amp.GradScaler("cpu", **self._scaler_kwargs))
+        glue.install_cpu_scaler(accelerator, self._scaler_kwargs)  # fp16 on CPU only
 
     def _accelerator_dtype(self, accelerator: Any) -> torch.dtype:
         have = accelerator.mixed_precision

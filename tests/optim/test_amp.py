@@ -225,3 +225,15 @@ def test_apex_state_dict_keeps_the_base_settings_of_a_multi_group_optimizer(monk
     wrapper.load_state_dict(state)
     assert wrapper.get_lr()["base_lr"] == [0.5]
     assert wrapper._pending_amp_state == {"loss_scaler0": {"loss_scale": 128.0}}
+
+
+@pytest.mark.parametrize("mixed_precision, scaled", [("fp16", True), ("bf16", False)])
+def test_plain_cpu_accelerator_gets_the_wrappers_loss_scaler_for_fp16(mixed_precision, scaled):
+    accelerator = Accelerator(cpu=True, mixed_precision=mixed_precision)
+    assert accelerator.scaler is None  # what Accelerate leaves out on CPU
+    wrapper = AmpOptimWrapper(make_optimizer("sgd", make_model()), loss_scale=512.0,
+                              accelerator=accelerator)
+    if scaled:
+        assert wrapper.loss_scaler is accelerator.scaler and accelerator.scaler.get_scale() == 512.0
+    else:
+        assert accelerator.scaler is None and not wrapper.loss_scaler.is_enabled()
