@@ -337,7 +337,12 @@ def split_cfg(cfg: Mapping | DictConfig, registry: Registry,
 
 
 def type_name(target: Any) -> str:
-    """The name used for ``target`` in messages."""
+    """The name used for ``target`` in messages.
+
+    Example:
+        >>> type_name(dict), type_name(3)
+        ('dict', '3')
+    """
     return getattr(target, "__name__", repr(target))
 
 
@@ -405,5 +410,5 @@ __all__ = [
     "DATASETS", "MODELS", "OPTIMIZERS", "OPTIM_WRAPPERS", "OPTIM_WRAPPER_CONSTRUCTORS",
     "PARAM_SCHEDULERS",
     "Registry", "build_from_cfg", "build_scheduler_from_cfg", "check_arguments",
-    "signature_problems", "split_cfg", "to_plain",
+    "signature_problems", "split_cfg", "to_plain", "type_name",
 ]
