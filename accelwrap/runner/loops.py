@@ -20,7 +20,7 @@ import torch
 
 from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.optim.scheduler.builder import named_members
-from accelwrap.runner.checkpoint import kill_point
+from accelwrap.runner.checkpoint import kill_point, restore_rng
 from accelwrap.runner.logging import MetricLogger, optim_scalars, parse_losses
 
 STATE_FORMAT = 1
@@ -95,23 +95,29 @@ class TrainLoop:
                 wrapper.skipped_steps = saved["skipped_steps"]
 
     # ------------------------------------------------------------------- run
-    def run(self, restore_rng_after_first_batch: bool = False) -> None:
-        """Train until ``max_iters``; save the last checkpoint if asked to."""
+    def run(self, resume_rng: dict[str, Any] | None = None) -> None:
+        """Train until ``max_iters``; save the last checkpoint if asked to.
+
+        Args:
+            resume_rng: When resuming inside an epoch, the RNG state loaded from the
+                checkpoint (:func:`~accelwrap.runner.checkpoint.rng_snapshot`); it is put
+                back once the epoch's iterator has been created.
+        """
         runner = self.runner
         log_cfg = runner.logger_cfg
         self._logger = MetricLogger(runner.accelerator, runner.work_dir, log_cfg.interval,
                                     log_cfg.progress_bar, runner.max_iters, self.iter,
                                     resumed=runner.resume_from is not None)
-        restore = restore_rng_after_first_batch
         while self.iter < runner.max_iters:
-            restore = self._run_epoch(restore)
+            self._run_epoch(resume_rng)
+            resume_rng = None
             if self.batch_in_epoch >= runner.epoch_length:
                 self._end_epoch()
         if runner.checkpoint_cfg.save_last and self._last_saved != self.iter:
             self._pending = "epoch" if runner.checkpoint_cfg.by_epoch else "iter"
             self._save(force=True)
 
-    def _run_epoch(self, restore_rng: bool) -> bool:
+    def _run_epoch(self, resume_rng: dict[str, Any] | None) -> None:
         runner = self.runner
         loader = runner.train_dataloader
         loader.set_epoch(self.epoch)
@@ -119,17 +125,16 @@ class TrainLoop:
             loader = runner.accelerator.skip_first_batches(loader, self.batch_in_epoch)
             loader.set_epoch(self.epoch)
         for batch in loader:
-            if restore_rng:
+            if resume_rng is not None:
                 # Creating the epoch's iterator drew from the global RNG, which the
                 # uninterrupted run did before the checkpoint: undo that draw.
-                runner.restore_resume_rng()
-                restore_rng = False
+                restore_rng(resume_rng)
+                resume_rng = None
             self._run_iter(batch)
             if self.iter >= runner.max_iters:
                 break
-        if restore_rng:
-            runner.restore_resume_rng()
-        return False
+        if resume_rng is not None:
+            restore_rng(resume_rng)
 
     def _run_iter(self, batch: Any) -> None:
         runner = self.runner

@@ -27,17 +27,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from accelwrap.errors import ConfigError
 from accelwrap.optim.scheduler.builder import named_members
 from accelwrap.registry import to_plain
 from accelwrap.runner import build
-from accelwrap.runner.checkpoint import CheckpointManager, restore_rng, rng_snapshot, shape_map
+from accelwrap.runner.checkpoint import CheckpointManager, rng_snapshot, shape_map
 from accelwrap.runner.config_check import REQUIRED_KEYS, runner_config_problems
 from accelwrap.runner.data import build_dataloader
-from accelwrap.runner.hooks import CheckpointSettings, LoggerSettings, parse_default_hooks
+from accelwrap.runner.hooks import parse_default_hooks
 from accelwrap.runner.logging import init_trackers
 from accelwrap.runner.loops import TrainLoop
 
@@ -169,16 +168,18 @@ class Runner:
             The trained model (unwrapped).
         """
         loop = TrainLoop(self)
+        resume_rng = None
         if self.resume_from is not None:
             state = self.checkpoints.load(self.resume_from, self.fingerprint)
             loop.restore(state)
-            self._resume_rng = rng_snapshot()
+            if loop.batch_in_epoch > 0:
+                resume_rng = rng_snapshot()  # the RNG as saved (see TrainLoop.run)
             logger.info("resumed from %s at iteration %d", self.resume_from, loop.iter)
         self._write_run_files(loop.iter if self.resume_from is not None else None)
         for wrapper in named_members(self.optim_wrapper).values():
             wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
         try:
-            loop.run(restore_rng_after_first_batch=self.resume_from is not None and loop.batch_in_epoch > 0)
+            loop.run(resume_rng)
         finally:
             loop.close()
         self.accelerator.wait_for_everyone()
@@ -198,10 +199,6 @@ class Runner:
             config = _flat_config(self.cfg) if self.cfg is not None else {}
             init_trackers(acc, self.experiment_name, config, resumed_at)
         acc.wait_for_everyone()
-
-    def restore_resume_rng(self) -> None:
-        """Put back the RNG state loaded from the checkpoint (after a dataloader drew from it)."""
-        restore_rng(self._resume_rng)
 
 
 def _parse_randomness(randomness: Mapping | None) -> tuple[int, bool]:
