@@ -63,6 +63,7 @@ def _check_train_cfg(node: Any, path: str) -> list[str]:
 
 
 def _check_hooks(node: Any, path: str) -> list[str]:
+    """``default_hooks`` on its own (any ``checkpoint.by_epoch`` fits an epoch-based run)."""
     from accelwrap.errors import ConfigError
     from accelwrap.runner.build import TrainSchedule
     from accelwrap.runner.hooks import parse_default_hooks
@@ -70,7 +71,27 @@ def _check_hooks(node: Any, path: str) -> list[str]:
     try:
         parse_default_hooks(node, TrainSchedule(max_epochs=1))
     except ConfigError as err:
-        return [p for p in err.problems if "needs train_cfg.by_epoch" not in p]
+        return err.problems
+    return []
+
+
+def _hooks_vs_train_cfg(cfg: Mapping) -> list[str]:
+    """What ``default_hooks`` gets wrong only given ``train_cfg`` (checkpoint ``by_epoch``).
+
+    Silent when either section has problems of its own: their checkers report those.
+    """
+    from accelwrap.errors import ConfigError
+    from accelwrap.runner.build import parse_train_cfg
+    from accelwrap.runner.hooks import parse_default_hooks
+
+    hooks = cfg.get("default_hooks")
+    if "train_cfg" not in cfg or _check_train_cfg(cfg["train_cfg"], "train_cfg") \
+            or _check_hooks(hooks, "default_hooks"):
+        return []
+    try:
+        parse_default_hooks(hooks, parse_train_cfg(cfg["train_cfg"]))
+    except ConfigError as err:
+        return err.problems
     return []
 
 
@@ -96,4 +117,5 @@ def runner_config_problems(cfg: Mapping, required: Iterable[str] = ()) -> list[s
     from accelwrap.checks.config_check import check_config
 
     missing = [f"{key}: required section is missing" for key in required if key not in cfg]
-    return missing + check_config(cfg, runner_sections(), known_keys=runner_keys())
+    return (missing + check_config(cfg, runner_sections(), known_keys=runner_keys())
+            + _hooks_vs_train_cfg(cfg))

@@ -30,6 +30,18 @@ def test_shipped_configs_have_no_problems(config, capsys):
     assert main(["check", str(config)]) == 0, capsys.readouterr().err
 
 
+def test_checkpoint_by_epoch_is_checked_against_train_cfg(tmp_path, capsys):
+    path = _write(tmp_path, """
+optim_wrapper: {optimizer: {type: SGD, lr: 0.1}}
+train_cfg: {_delete_: true, by_epoch: false, max_iters: 100}
+default_hooks:
+  checkpoint: {by_epoch: true}
+""")
+    assert main(["check", path]) == 1
+    err = capsys.readouterr().err
+    assert "1 problem" in err and "default_hooks.checkpoint.by_epoch: True needs train_cfg.by_epoch=True" in err
+
+
 def test_four_kinds_of_mistake_in_one_run(tmp_path, capsys):
     path = _write(tmp_path, """
 optim_wrapper:
