@@ -85,10 +85,10 @@ def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
     if args.get(other) is not None:
         raise ValueError(f"train_cfg: {other}={args[other]!r} does not fit by_epoch={by_epoch}; "
                          f"set {need} instead")
-    for key in (need, "val_interval", "val_begin"):
+    for key, minimum in ((need, 1), ("val_interval", 1), ("val_begin", 0)):
         value = args.get(key, 1 if key != need else None)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "val_begin" else 1):
-            raise ValueError(f"train_cfg.{key}: expected a positive integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"train_cfg.{key}: expected an integer >= {minimum}, got {value!r}")
     return TrainSchedule(**args)
 
 
