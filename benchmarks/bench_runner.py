@@ -38,6 +38,7 @@ from accelerate.state import AcceleratorState, GradientState, PartialState  # no
 
 from accelwrap.config import load_config  # noqa: E402
 from accelwrap.runner import CheckpointManager, Runner  # noqa: E402
+from accelwrap.runner.checkpoint import rng_snapshot  # noqa: E402
 from accelwrap.runner.durable import fsync_all  # noqa: E402
 from accelwrap.runner.loops import validate  # noqa: E402
 
@@ -102,13 +103,9 @@ def time_hand_loop(work_dir: str) -> float:
 
 def checkpoint_content(runner: Runner, state: dict) -> dict:
     """Everything one checkpoint of ``runner`` holds, as one picklable dict (the references)."""
-    import numpy as np
-
     return {"model": runner.model.state_dict(), "optimizer": runner.optim_wrapper.optimizer.state_dict(),
             "schedulers": [s.state_dict() for s in runner.param_schedulers],
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state()},
-            "runner": state}
+            "rng": rng_snapshot(), "runner": state}
 
 
 def torch_round_trip(target: Path, content: dict, durable: bool) -> float:
