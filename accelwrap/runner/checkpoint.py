@@ -271,6 +271,16 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
     Raises:
         FileNotFoundError: Nothing loadable at ``source``.
         ValueError: The weights belong to a different model.
+
+    Example:
+        >>> import tempfile, torch
+        >>> path = tempfile.mkdtemp() + '/w.pt'
+        >>> torch.save(torch.nn.Linear(2, 1).state_dict(), path)
+        >>> load_weights(torch.nn.Linear(2, 1), path)
+        >>> load_weights(torch.nn.Linear(3, 1), path)
+        Traceback (most recent call last):
+        ...
+        ValueError: load_from=...: shape mismatch: weight: checkpoint [1, 2] vs model [1, 3]
     """
     import torch
 
@@ -310,6 +320,12 @@ def resolve_resume(resume: bool | str | os.PathLike | None, directory: str | os.
 
     Raises:
         FileNotFoundError: An explicit path that is not a complete checkpoint.
+
+    Example:
+        >>> resolve_resume(False, 'work_dirs/x/checkpoints') is None
+        True
+        >>> resolve_resume('auto', '/nonexistent/checkpoints') is None  # nothing saved yet
+        True
     """
     if resume in (None, False, "", "none", "false"):
         return None

@@ -49,6 +49,12 @@ def parse_losses(outputs: torch.Tensor | Mapping[str, Any]) -> tuple[torch.Tenso
 
     Raises:
         TypeError: ``outputs`` is neither, or no key contains ``'loss'``.
+
+    Example:
+        >>> total, log_vars = parse_losses({'loss_a': torch.tensor(1.0), 'loss_b': torch.tensor(2.0),
+        ...                                 'acc': torch.tensor(0.5)})
+        >>> float(total), sorted(log_vars)
+        (3.0, ['acc', 'loss', 'loss_a', 'loss_b'])
     """
     if isinstance(outputs, torch.Tensor):
         return outputs, {"loss": outputs.detach()}
@@ -74,7 +80,12 @@ def parse_losses(outputs: torch.Tensor | Mapping[str, Any]) -> tuple[torch.Tenso
 
 
 def flatten_values(values: Mapping[str, list[float]]) -> dict[str, float]:
-    """``{'lr': [a]}`` -> ``{'lr': a}``; ``{'lr': [a, b]}`` -> ``{'lr.0': a, 'lr.1': b}``."""
+    """``{'lr': [a]}`` -> ``{'lr': a}``; ``{'lr': [a, b]}`` -> ``{'lr.0': a, 'lr.1': b}``.
+
+    Example:
+        >>> flatten_values({'lr': [0.1], 'momentum': [0.9, 0.8]})
+        {'lr': 0.1, 'momentum.0': 0.9, 'momentum.1': 0.8}
+    """
     flat = {}
     for key, items in values.items():
         if len(items) == 1:

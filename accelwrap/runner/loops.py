@@ -29,7 +29,12 @@ __all__ = ["TrainLoop", "call_model", "validate"]
 
 
 def call_model(model: Any, batch: Any) -> Any:
-    """``model(**batch)`` for a dict, ``model(*batch)`` for a tuple/list, else ``model(batch)``."""
+    """``model(**batch)`` for a dict, ``model(*batch)`` for a tuple/list, else ``model(batch)``.
+
+    Example:
+        >>> call_model(lambda x, y: x - y, {'y': 1, 'x': 3}), call_model(lambda x, y: x - y, (3, 1))
+        (2, 2)
+    """
     if isinstance(batch, Mapping):
         return model(**batch)
     if isinstance(batch, (list, tuple)):
