@@ -33,6 +33,7 @@ from torch import nn
 
 from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.optim.scheduler.builder import named_members
+from accelwrap.runner.logging import flatten_values
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 
 __all__ = ["Trace", "Window", "run_schedule", "simulate", "summary", "write_csv"]
@@ -116,8 +117,6 @@ def _window(member: str, scheduler: Any, epoch_length: int, max_iters: int) -> W
 
 def _snapshot(members: Mapping[str, Any], extra: Mapping[str, set[str]]) -> dict[str, float]:
     """The runner's logged keys (lr, momentum, base_lr) plus other scheduled group keys."""
-    from accelwrap.runner.logging import flatten_values
-
     values: dict[str, float] = {}
     for name, wrapper in members.items():
         prefix = f"{name}." if name else ""
