@@ -1,6 +1,6 @@
 """Registries: name -> class maps that build objects from ``type=`` configs.
 
-The four registries are filled when :mod:`accelwrap` is imported. Building from a
+The registries are filled when :mod:`accelwrap` is imported. Building from a
 config never mutates it; an unknown ``type`` lists the closest registered names; an
 argument the target does not take is named with the ones it does take.
 
