@@ -37,6 +37,7 @@ import torch  # noqa: E402
 from accelerate.state import AcceleratorState, GradientState, PartialState  # noqa: E402
 
 from accelwrap.config import load_config  # noqa: E402
+from accelwrap.optim.scheduler import step_param_schedulers  # noqa: E402
 from accelwrap.runner import CheckpointManager, Runner  # noqa: E402
 from accelwrap.runner.checkpoint import rng_snapshot  # noqa: E402
 from accelwrap.runner.durable import fsync_all  # noqa: E402
@@ -87,12 +88,8 @@ def time_hand_loop(work_dir: str) -> float:
             step += 1
             log.write(json.dumps({"iter": step, "loss": loss.item(),
                                   "lr": optimizer.param_groups[0]["lr"]}) + "\n")
-            for s in schedulers:
-                if not s.by_epoch:
-                    s.step()
-        for s in schedulers:
-            if s.by_epoch:
-                s.step()
+            step_param_schedulers(schedulers, "iter")
+        step_param_schedulers(schedulers, "epoch")
         validate(runner)
         acc.save_state(str(Path(work_dir) / f"hand_epoch_{epoch}"))
     elapsed = time.perf_counter() - start
