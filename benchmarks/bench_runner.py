@@ -10,7 +10,10 @@
    ``latest`` pointer) vs two references holding the same content (model, optimizer and
    scheduler state, the Python/NumPy/torch RNG states Accelerate stores, the runner
    state) in one file: ``torch.save`` + ``torch.load(weights_only=True)``, and the same
-   made durable (file and folder fsync'ed). The three run interleaved in shuffled order;
+   made durable (file and folder fsync'ed). A third reference shows what Accelerate's own
+   multi-file format costs: bare ``accelerator.save_state`` + ``load_state`` of the same
+   objects (no runner state, fsync, renames or pointer, as a hand-written Accelerate loop
+   checkpoints). The four run interleaved in shuffled order;
    medians of ``--ckpt-repeats``. ``--ckpt-dir`` picks the file system (a tmpfs such as
    ``/dev/shm`` separates the CPU cost from the disk's).
 
@@ -139,7 +142,15 @@ def time_checkpoint(work_dir: str, ckpt_dir: str, repeats: int,
         manager.load(path, runner.fingerprint)
         return saved
 
+    def bare_accelerate(i: int) -> float:
+        start = time.perf_counter()
+        runner.accelerator.save_state(str(folder / f"bare_{i}"))
+        saved = time.perf_counter() - start
+        runner.accelerator.load_state(str(folder / f"bare_{i}"))
+        return saved
+
     cases = {"accelwrap": accelwrap,
+             "bare save_state": bare_accelerate,
              "torch.save": lambda i: torch_round_trip(folder / f"plain_{i}.pt", content, False),
              "durable torch.save": lambda i: torch_round_trip(folder / f"durable_{i}.pt", content, True)}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
