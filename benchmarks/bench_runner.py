@@ -30,7 +30,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -108,18 +110,29 @@ def checkpoint_content(runner: Runner, state: dict) -> dict:
             "rng": rng_snapshot(), "runner": state}
 
 
-def torch_round_trip(target: Path, content: dict, durable: bool) -> float:
-    """``torch.save`` then ``torch.load(weights_only=True)``; returns the seconds spent saving."""
-    from accelerate.utils.other import TORCH_SAFE_GLOBALS  # NumPy's RNG state, as Accelerate loads it
-
+def save_then_load(save: Callable[[], Any], load: Callable[[Any], Any]) -> float:
+    """Call ``save()``, then ``load`` on what it returned; return the seconds ``save`` took."""
     start = time.perf_counter()
+    saved = save()
+    seconds = time.perf_counter() - start
+    load(saved)
+    return seconds
+
+
+def torch_save(target: Path, content: dict, durable: bool) -> Path:
+    """``torch.save`` of ``content`` (file and folder fsync'ed when ``durable``)."""
     torch.save(content, target)
     if durable:
         fsync_all([target, target.parent])
-    saved = time.perf_counter() - start
+    return target
+
+
+def torch_load(target: Path) -> None:
+    """``torch.load(weights_only=True)``, with NumPy's RNG state allowed as Accelerate allows it."""
+    from accelerate.utils.other import TORCH_SAFE_GLOBALS
+
     with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
         torch.load(target, weights_only=True)
-    return saved
 
 
 def time_checkpoint(work_dir: str, ckpt_dir: str, repeats: int,
@@ -135,24 +148,18 @@ def time_checkpoint(work_dir: str, ckpt_dir: str, repeats: int,
     manager = CheckpointManager(runner.accelerator, folder / "checkpoints", max_keep=None)
     content = checkpoint_content(runner, state)
 
-    def accelwrap(i: int) -> float:
-        start = time.perf_counter()
-        path = manager.save(f"bench_{i}", {**state, "iter": 10_000 + i})
-        saved = time.perf_counter() - start
-        manager.load(path, runner.fingerprint)
-        return saved
-
-    def bare_accelerate(i: int) -> float:
-        start = time.perf_counter()
-        runner.accelerator.save_state(str(folder / f"bare_{i}"))
-        saved = time.perf_counter() - start
-        runner.accelerator.load_state(str(folder / f"bare_{i}"))
-        return saved
-
-    cases = {"accelwrap": accelwrap,
-             "bare save_state": bare_accelerate,
-             "torch.save": lambda i: torch_round_trip(folder / f"plain_{i}.pt", content, False),
-             "durable torch.save": lambda i: torch_round_trip(folder / f"durable_{i}.pt", content, True)}
+    acc = runner.accelerator
+    cases = {
+        "accelwrap": lambda i: save_then_load(
+            lambda: manager.save(f"bench_{i}", {**state, "iter": 10_000 + i}),
+            lambda path: manager.load(path, runner.fingerprint)),
+        "bare save_state": lambda i: save_then_load(
+            lambda: acc.save_state(str(folder / f"bare_{i}")), acc.load_state),
+        "torch.save": lambda i: save_then_load(
+            lambda: torch_save(folder / f"plain_{i}.pt", content, False), torch_load),
+        "durable torch.save": lambda i: save_then_load(
+            lambda: torch_save(folder / f"durable_{i}.pt", content, True), torch_load),
+    }
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     order = random.Random(0)
     for i in range(repeats + 2):  # the first two rounds warm up
