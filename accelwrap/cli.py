@@ -4,7 +4,9 @@
 prints the parameter groups the optimizer will get; ``accelwrap schedule CONFIG``
 steps the schedulers through the whole run and plots (or writes as CSV) every
 scheduled value. Each takes dotted ``key=value`` overrides after the config path,
-exactly like ``scripts/train.py``.
+exactly like ``scripts/train.py``. ``accelwrap merge-shards CHECKPOINT OUT`` turns an
+FSDP sharded checkpoint's model into one ``model.safetensors``. Each command lives in
+the :mod:`accelwrap.tools` module of its name.
 
 Example:
     >>> main(['check', 'configs/does_not_exist.yaml'])  # doctest: +SKIP
@@ -18,6 +20,10 @@ import sys
 from collections.abc import Sequence
 
 from accelwrap.errors import ConfigError
+from accelwrap.tools.check import run_check
+from accelwrap.tools.groups import run_groups
+from accelwrap.tools.merge_shards import run_merge_shards
+from accelwrap.tools.schedule import run_schedule
 
 __all__ = ["build_parser", "main"]
 
@@ -29,9 +35,9 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """The ``accelwrap`` parser and one parser per command (``check``, ``groups``, ``schedule``)."""
+    """The ``accelwrap`` parser and one parser per command (``check``, ``groups``, ...)."""
     parser = argparse.ArgumentParser(prog="accelwrap",
-                                     description="Look at a config before training with it.")
+                                     description="Look at a config before training with it; merge sharded checkpoints.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser("check", help="report every problem in a config (exit 1 if any)")
     _add_config_args(check)
@@ -45,7 +51,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     schedule.add_argument("--csv", metavar="CSV", help="write iteration-by-iteration values")
     schedule.add_argument("--epoch-length", type=int, metavar="N",
                           help="iterations per epoch (default: from train_dataloader)")
-    return parser, {"check": check, "groups": groups, "schedule": schedule}
+    merge = commands.add_parser("merge-shards",
+                                help="merge an FSDP sharded checkpoint's model into one file")
+    merge.add_argument("checkpoint", help="a checkpoint folder holding pytorch_model_fsdp_0/")
+    merge.add_argument("output_dir", help="where model.safetensors is written")
+    return parser, {"check": check, "groups": groups, "schedule": schedule,
+                    "merge-shards": merge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,12 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command = argv[0]
     try:
         if args.command == "check":
-            from accelwrap.tools.config_check import run_check
             return run_check(args.config, args.overrides)
+        if args.command == "merge-shards":
+            return run_merge_shards(args.checkpoint, args.output_dir)
         if args.command == "groups":
-            from accelwrap.tools.groups_table import run_groups
             return run_groups(args.config, args.overrides, merged=args.merged)
-        from accelwrap.tools.schedule_preview import run_schedule
         return run_schedule(args.config, args.overrides, out=args.out, csv=args.csv,
                             epoch_length=args.epoch_length)
     except (ConfigError, ValueError, TypeError, KeyError) as err:

@@ -21,10 +21,16 @@ import os
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 try:
     import accelwrap  # noqa: F401
 except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from accelwrap.config import load_config  # noqa: E402 - after the source-checkout fallback
+from accelwrap.errors import CheckpointError, ConfigError, LaunchError, RegistryError  # noqa: E402
+from accelwrap.runner import Runner  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,10 +48,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace):
     """Load the config, apply overrides and the command-line work dir / resume."""
-    from omegaconf import OmegaConf
-
-    from accelwrap.config import load_config
-
     cfg = load_config(args.config, args.overrides)
     extra = {}
     if args.work_dir:
@@ -60,8 +62,6 @@ def build_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Run training; user errors print one clear message and return 1."""
     args = parse_args(argv)
-    from accelwrap.errors import CheckpointError, ConfigError, LaunchError, RegistryError
-    from accelwrap.runner import Runner
 
     try:
         cfg = build_config(args)

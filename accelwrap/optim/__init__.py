@@ -1,32 +1,30 @@
 """Optimizer wrappers, constructors, optimizers and parameter schedulers (mirrors ``mmengine.optim``).
 
-Re-exports only. ``ZeroRedundancyOptimizer`` is loaded on first access, because
-``torch.distributed.optim`` takes most of a second to import.
+Re-exports only: the code lives in :mod:`accelwrap.optim.optimizer`,
+:mod:`accelwrap.optim.scheduler` and :mod:`accelwrap.optim.accelerator`.
+``ZeroRedundancyOptimizer`` is loaded on first access (see :mod:`accelwrap.optim.optimizer`).
 """
 
 from typing import Any
 
-from accelwrap.optim import optimizers as _optimizers  # noqa: F401 - fills OPTIMIZERS
-from accelwrap.optim.accelerate_setup import make_accelerator, prepare
-from accelwrap.optim.amp import AmpOptimWrapper, ApexOptimWrapper
-from accelwrap.optim.builder import build_optim_wrapper
-from accelwrap.optim.constructor import DefaultOptimWrapperConstructor
-from accelwrap.optim.scheduler import *  # noqa: F401,F403 - every scheduler class
+from accelwrap.optim import optimizer as _optimizer
+from accelwrap.optim.accelerator import make_accelerator, prepare
+from accelwrap.optim.optimizer import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS, AmpOptimWrapper,
+                                       ApexOptimWrapper, BaseOptimWrapper,
+                                       DefaultOptimWrapperConstructor, OptimWrapper,
+                                       OptimWrapperDict, build_optim_wrapper)
+from accelwrap.optim.scheduler import *  # noqa: F403 - every scheduler class
 from accelwrap.optim.scheduler import __all__ as _scheduler_all
-from accelwrap.optim.wrapper import OptimWrapper
-from accelwrap.optim.wrapper_dict import OptimWrapperDict
+from accelwrap.registry import PARAM_SCHEDULERS
 
 __all__ = [
-    "OptimWrapper", "AmpOptimWrapper", "ApexOptimWrapper", "OptimWrapperDict",
-    "make_accelerator", "prepare",
-    "DefaultOptimWrapperConstructor", "ZeroRedundancyOptimizer", "build_optim_wrapper",
-    *_scheduler_all,
+    "OPTIM_WRAPPER_CONSTRUCTORS", "OPTIMIZERS", "PARAM_SCHEDULERS", "AmpOptimWrapper",
+    "ApexOptimWrapper", "BaseOptimWrapper", "DefaultOptimWrapperConstructor", "OptimWrapper",
+    "OptimWrapperDict", "ZeroRedundancyOptimizer", "build_optim_wrapper", "make_accelerator",
+    "prepare", *_scheduler_all,
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """Load ``ZeroRedundancyOptimizer`` on first use (``torch.distributed.optim`` imports slowly)."""
-    if name == "ZeroRedundancyOptimizer":
-        from accelwrap.optim.zero_optimizer import ZeroRedundancyOptimizer
-        return ZeroRedundancyOptimizer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """Forward lazily loaded names (``ZeroRedundancyOptimizer``) to :mod:`accelwrap.optim.optimizer`."""
+    return getattr(_optimizer, name)

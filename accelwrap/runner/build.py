@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from accelwrap.errors import LaunchError
+from accelwrap.optim.accelerator import make_accelerator
+from accelwrap.optim.scheduler import build_param_schedulers
 from accelwrap.registry import check_arguments, to_plain
 from accelwrap.runner.models import MODELS
 
@@ -134,8 +136,6 @@ def build_accelerator(settings: Mapping | Any, optim_wrapper: Any, project_dir: 
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
-    from accelwrap.optim import make_accelerator
-
     if isinstance(settings, Accelerator):
         check_world_size(settings)
         return settings
@@ -168,8 +168,6 @@ def build_schedulers(cfg: Any, optim_wrapper: Any, schedule: TrainSchedule,
     Returns:
         A list of schedulers, or a dict of lists for an ``OptimWrapperDict``.
     """
-    from accelwrap.optim.scheduler import build_param_schedulers
-
     if cfg is None:
         cfg = []
     return build_param_schedulers(cfg, optim_wrapper, epoch_length=epoch_length,

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 
 from accelwrap.optim.scheduler import step_param_schedulers
-from accelwrap.optim.scheduler.builder import named_members
+from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.runner.checkpoint import kill_point, restore_rng
-from accelwrap.runner.logging import MetricLogger, optim_scalars, parse_losses
+from accelwrap.runner.log_output import MetricLogger, optim_scalars, parse_losses
 
 STATE_FORMAT = 1
 

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,14 +31,16 @@ from typing import Any
 from torch import nn
 
 from accelwrap.errors import ConfigError
-from accelwrap.optim.scheduler.builder import named_members
+from accelwrap.optim.accelerator import prepare
+from accelwrap.optim.optimizer import OptimWrapper, build_optim_wrapper
+from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.registry import to_plain
 from accelwrap.runner import build
-from accelwrap.runner.checkpoint import CheckpointManager, rng_snapshot, shape_map
-from accelwrap.runner.config_check import REQUIRED_KEYS, runner_config_problems
+from accelwrap.runner.checkpoint import CheckpointManager, load_weights, rng_snapshot, shape_map
+from accelwrap.runner.settings import REQUIRED_KEYS, runner_config_problems
 from accelwrap.runner.data import build_dataloader
-from accelwrap.runner.hooks import parse_default_hooks
-from accelwrap.runner.logging import init_trackers
+from accelwrap.runner.default_hooks import parse_default_hooks
+from accelwrap.runner.log_output import init_trackers
 from accelwrap.runner.loops import TrainLoop
 
 logger = logging.getLogger(__name__)
@@ -103,7 +106,6 @@ class Runner:
         self.model = build.build_model(model)
         self.fingerprint = shape_map(self.model.state_dict())
         if load_from and self.resume_from is None:
-            from accelwrap.runner.checkpoint import load_weights
             load_weights(self.model, load_from)
         self.train_dataloader = build_dataloader(train_dataloader, "train_dataloader")
         self.val_dataloader = (build_dataloader(val_dataloader, "val_dataloader")
@@ -126,14 +128,22 @@ class Runner:
                 arguments -- all listed together.
         """
         plain = to_plain(cfg)
-        problems = runner_config_problems(plain, required=REQUIRED_KEYS)
+        problems = runner_config_problems(plain, cls.config_keys(), required=REQUIRED_KEYS)
         if problems:
             raise ConfigError(problems)
         return cls(**plain, cfg=cfg)
 
-    def _prepare(self, optim_wrapper_cfg: Any, scheduler_cfg: Any) -> None:
-        from accelwrap.optim import OptimWrapper, build_optim_wrapper, prepare
+    @classmethod
+    def config_keys(cls) -> list[str]:
+        """The top-level keys a runner config may have: the constructor's arguments.
 
+        Example:
+            >>> 'train_cfg' in Runner.config_keys() and 'cfg' not in Runner.config_keys()
+            True
+        """
+        return [name for name in inspect.signature(cls).parameters if name != "cfg"]
+
+    def _prepare(self, optim_wrapper_cfg: Any, scheduler_cfg: Any) -> None:
         acc = self.accelerator
         self.train_dataloader = prepare(acc, self.train_dataloader)
         if self.val_dataloader is not None:

@@ -23,6 +23,7 @@ from torch import nn
 from accelwrap.config import load_config
 from accelwrap.errors import ConfigError
 from accelwrap.registry import to_plain
+from accelwrap.runner.build import build_model
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ def build_model_cheaply(model_cfg: Mapping[str, Any] | nn.Module) -> nn.Module:
         The model; its parameters live on ``meta`` unless its constructor needs real
         tensors (then it is built normally, which costs what training's build costs).
     """
-    from accelwrap.runner.build import build_model
-
     try:
         with torch.device("meta"):
             return build_model(model_cfg)

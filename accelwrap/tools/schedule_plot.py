@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from accelwrap.tools.schedule_preview import Trace, Window
+from accelwrap.tools.schedule_trace import Trace, Window
 
 __all__ = ["MissingMatplotlib", "panels", "plot"]
 
@@ -41,7 +41,7 @@ def panels(trace: Trace) -> dict[tuple[str, str], dict[str, list[float]]]:
     with no scheduler at all the ``lr`` panels are shown.
 
     Args:
-        trace: From :func:`~accelwrap.tools.schedule_preview.simulate`.
+        trace: From :func:`~accelwrap.tools.schedule.simulate`.
 
     Returns:
         ``(member, hyperparameter) -> {line label: values}``.
@@ -100,7 +100,7 @@ def plot(trace: Trace, path: str, title: str = "") -> None:
     """Write the schedule picture to ``path`` (PNG).
 
     Args:
-        trace: From :func:`~accelwrap.tools.schedule_preview.simulate`.
+        trace: From :func:`~accelwrap.tools.schedule.simulate`.
         path: The image file.
         title: Figure title (e.g. the config path).
 

@@ -12,7 +12,7 @@ from accelwrap.config import load_config
 from accelwrap.errors import ConfigError
 from accelwrap.runner import Runner
 from accelwrap.runner.models import MODELS
-from accelwrap.checks.config_check import check_config, check_optim_wrapper
+from accelwrap.checks.engine import check_config, check_optim_wrapper
 
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")
                  if not p.name.startswith("_"))

@@ -10,7 +10,7 @@ from torch import nn
 from accelwrap.cli import main
 from accelwrap.optim import build_optim_wrapper
 from accelwrap.runner.models import MODELS
-from accelwrap.tools.groups_table import format_table, param_rows
+from accelwrap.tools.groups import format_table, param_rows
 
 
 @MODELS.register_module(name="_GroupsTestNet", force=True)

@@ -15,7 +15,7 @@ from accelwrap.config import load_config
 from accelwrap.runner import Runner
 from accelwrap.tools.common import load_plain
 from accelwrap.tools.schedule_plot import panels
-from accelwrap.tools.schedule_preview import simulate
+from accelwrap.tools.schedule import simulate
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 QUIET_HOOKS = {"checkpoint": {"interval": 10**6, "save_last": False},

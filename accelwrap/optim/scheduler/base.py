@@ -33,7 +33,7 @@ from typing import Any
 from torch.optim.lr_scheduler import LRScheduler
 
 from accelwrap.errors import suggest
-from accelwrap.optim.scheduler.guard import check_not_multistepped
+from accelwrap.optim._accelerate_compat import check_not_multistepped
 
 INF = int(1e9)
 COMMON_ARGS = ("begin", "end", "last_step", "by_epoch", "verbose")

@@ -27,41 +27,12 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from accelwrap.errors import suggest
+from accelwrap.optim.optimizer.optimizer_wrapper_dict import members_of
 from accelwrap.optim.scheduler.base import ParamScheduler
 from accelwrap.registry import PARAM_SCHEDULERS, to_plain
 
 SchedulerList = list[ParamScheduler]
 WHEN = ("iter", "epoch", "val")
-
-
-def members_of(optim_wrapper: Any) -> dict[str, Any] | None:
-    """The members of an ``OptimWrapperDict`` (or a plain dict of wrappers); None otherwise."""
-    if isinstance(optim_wrapper, Mapping):
-        return dict(optim_wrapper)
-    groups = getattr(optim_wrapper, "param_groups", None)
-    if isinstance(groups, Mapping) and callable(getattr(optim_wrapper, "items", None)):
-        return dict(optim_wrapper.items())
-    return None
-
-
-def named_members(optim_wrapper: Any) -> dict[str, Any]:
-    """Every wrapper of a run by name: an ``OptimWrapperDict``'s members, else ``{'': it}``.
-
-    Args:
-        optim_wrapper: An ``OptimWrapper``, ``OptimWrapperDict`` or torch optimizer.
-
-    Returns:
-        ``{member name: wrapper}``; a single wrapper is keyed by ``''``.
-
-    Example:
-        >>> import torch
-        >>> from accelwrap.optim.scheduler.builder import named_members
-        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-        >>> list(named_members(opt)), list(named_members({'gen': opt, 'disc': opt}))
-        ([''], ['gen', 'disc'])
-    """
-    members = members_of(optim_wrapper)
-    return members if members is not None else {"": optim_wrapper}
 
 
 def build_param_schedulers(cfgs: Any, optim_wrapper: Any, epoch_length: int | None = None,

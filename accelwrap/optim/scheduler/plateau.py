@@ -24,7 +24,7 @@ from typing import Any
 from accelwrap.errors import suggest
 from accelwrap.optim.scheduler.base import INF, ParamScheduler
 from accelwrap.optim.scheduler.families import integer, number
-from accelwrap.optim.scheduler.guard import check_not_multistepped
+from accelwrap.optim._accelerate_compat import check_not_multistepped
 
 
 class MetricNotFoundError(KeyError, ValueError):

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from accelwrap.optim import OptimWrapper
 from accelwrap.registry import OPTIM_WRAPPERS
-from tests.optim.wrapper_cases import make_model, make_optimizer
+from tests.optim.optimizer.wrapper_cases import make_model, make_optimizer
 
 
 @pytest.fixture

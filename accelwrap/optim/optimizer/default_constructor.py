@@ -1,7 +1,7 @@
 """``DefaultOptimWrapperConstructor``: model + config -> optimizer wrapper, with ``paramwise_cfg``.
 
 MMEngine's constructor, same arguments and the same per-parameter numbers (the rules
-live in :mod:`accelwrap.optim.paramwise`). Beyond MMEngine:
+live in :mod:`accelwrap.optim.optimizer.paramwise`). Beyond MMEngine:
 
 * ``paramwise_cfg.merge_groups=True`` puts parameters with identical settings into one
   group (fewer groups, same numbers per parameter; off by default so optimizer state
@@ -31,7 +31,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from accelwrap.errors import suggest
-from accelwrap.optim.paramwise import ParamwiseRules, is_dcn, merge_param_groups
+from accelwrap.optim.optimizer.paramwise import ParamwiseRules, is_dcn, merge_param_groups
 from accelwrap.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS,
                                 check_arguments, to_plain)
 
@@ -90,7 +90,7 @@ class DefaultOptimWrapperConstructor:
             ``type``), ``type`` (default ``'OptimWrapper'``) and the wrapper's own
             arguments (``accumulative_counts``, ``clip_grad``, ``accelerator``, ...).
             Never modified.
-        paramwise_cfg: Per-parameter rules (see :mod:`accelwrap.optim.paramwise`) plus
+        paramwise_cfg: Per-parameter rules (see :mod:`accelwrap.optim.optimizer.paramwise`) plus
             ``bypass_duplicate`` and ``merge_groups``. None or empty: one group with all
             of ``model.parameters()``, as in MMEngine.
 

@@ -15,7 +15,7 @@ from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper as MMOptimWrapper
 
 from accelwrap.optim import OptimWrapper, prepare
-from tests.optim.wrapper_cases import (assert_same, make_data, make_model, make_optimizer,
+from tests.optim.optimizer.wrapper_cases import (assert_same, make_data, make_model, make_optimizer,
                                        mm_clip, params_of, train)
 
 CLIPS = {

@@ -44,17 +44,16 @@ from typing import Any
 
 import torch
 
-from accelwrap.optim import accelerate_glue as glue
-from accelwrap.optim.amp import MIXED_PRECISION, AmpOptimWrapper, resolve_dtype, scaler_kwargs
-from accelwrap.optim.wrapper import OptimWrapper
-from accelwrap.optim.wrapper_dict import OptimWrapperDict
+from accelwrap.optim import _accelerate_compat as glue
+from accelwrap.optim.optimizer.amp_optimizer_wrapper import MIXED_PRECISION, AmpOptimWrapper, resolve_dtype, scaler_kwargs
+from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
+from accelwrap.optim.optimizer.optimizer_wrapper_dict import OptimWrapperDict, named_members
 from accelwrap.registry import OPTIM_WRAPPERS, to_plain
 
 
 def _members(obj: Any) -> list[OptimWrapper]:
-    if isinstance(obj, OptimWrapperDict):
-        return list(obj.values())
-    return [obj] if isinstance(obj, OptimWrapper) else []
+    """The wrappers ``obj`` holds: its members, itself, or none when it is no wrapper."""
+    return list(named_members(obj).values()) if isinstance(obj, OptimWrapper) else []
 
 
 def _is_scheduler(obj: Any) -> bool:

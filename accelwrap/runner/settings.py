@@ -1,46 +1,38 @@
-"""Checks of the runner's own config sections (model, dataloaders, train_cfg, hooks).
+"""The runner's config sections and their checks (model, dataloaders, train_cfg, hooks).
 
-They plug into :func:`accelwrap.checks.config_check.check_config`, so one
+They plug into :func:`accelwrap.checks.engine.check_config`, so one
 ``ConfigError`` lists every problem of a config: unknown top-level keys (with
 suggestions), unregistered types and bad arguments anywhere.
 
 Example:
-    >>> runner_config_problems({'modle': {}})[0]
+    >>> runner_config_problems({'modle': {}}, known_keys=['model'])[0]
     "modle: unknown top-level key; did you mean 'model'?"
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from accelwrap.checks.engine import argument_problems, check_component, check_config, default_sections
+from accelwrap.errors import ConfigError
+from accelwrap.runner.build import TrainSchedule, parse_train_cfg
 from accelwrap.runner.data import DATASETS, loader_signature
+from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.models import MODELS
 
-__all__ = ["REQUIRED_KEYS", "runner_config_problems", "runner_keys"]
+__all__ = ["REQUIRED_KEYS", "runner_config_problems", "runner_sections"]
 
 #: Top-level sections a run needs (``scripts/train.py`` fills in ``work_dir``).
 REQUIRED_KEYS = ("model", "work_dir", "train_dataloader", "optim_wrapper", "train_cfg")
 
 
-def runner_keys() -> list[str]:
-    """The top-level keys a runner config may have (``Runner``'s arguments)."""
-    from accelwrap.runner.runner import Runner
-
-    return [name for name in inspect.signature(Runner).parameters if name != "cfg"]
-
-
 def _check_model(node: Any, path: str) -> list[str]:
-    from accelwrap.checks.config_check import check_component
-
     return check_component(node, MODELS, path)[1]
 
 
 def _check_loader(node: Any, path: str) -> list[str]:
     """A dataloader config: its keys and their value types, and its dataset."""
-    from accelwrap.checks.config_check import argument_problems, check_component
-
     if node is None:
         return []
     if not isinstance(node, Mapping):
@@ -53,8 +45,6 @@ def _check_loader(node: Any, path: str) -> list[str]:
 
 
 def _check_train_cfg(node: Any, path: str) -> list[str]:
-    from accelwrap.runner.build import parse_train_cfg
-
     try:
         parse_train_cfg(node)
     except (TypeError, ValueError) as err:
@@ -64,10 +54,6 @@ def _check_train_cfg(node: Any, path: str) -> list[str]:
 
 def _check_hooks(node: Any, path: str) -> list[str]:
     """``default_hooks`` on its own (any ``checkpoint.by_epoch`` fits an epoch-based run)."""
-    from accelwrap.errors import ConfigError
-    from accelwrap.runner.build import TrainSchedule
-    from accelwrap.runner.hooks import parse_default_hooks
-
     try:
         parse_default_hooks(node, TrainSchedule(max_epochs=1))
     except ConfigError as err:
@@ -80,10 +66,6 @@ def _hooks_vs_train_cfg(cfg: Mapping) -> list[str]:
 
     Silent when either section has problems of its own: their checkers report those.
     """
-    from accelwrap.errors import ConfigError
-    from accelwrap.runner.build import parse_train_cfg
-    from accelwrap.runner.hooks import parse_default_hooks
-
     hooks = cfg.get("default_hooks")
     if "train_cfg" not in cfg or _check_train_cfg(cfg["train_cfg"], "train_cfg") \
             or _check_hooks(hooks, "default_hooks"):
@@ -97,25 +79,23 @@ def _hooks_vs_train_cfg(cfg: Mapping) -> list[str]:
 
 def runner_sections() -> dict[str, Callable[[Any, str], list[str]]]:
     """Section name -> checker, for every section the runner builds from config."""
-    from accelwrap.checks.config_check import default_sections
-
     return {**default_sections(), "model": _check_model, "train_dataloader": _check_loader,
             "val_dataloader": _check_loader, "train_cfg": _check_train_cfg,
             "default_hooks": _check_hooks}
 
 
-def runner_config_problems(cfg: Mapping, required: Iterable[str] = ()) -> list[str]:
+def runner_config_problems(cfg: Mapping, known_keys: Iterable[str],
+                           required: Iterable[str] = ()) -> list[str]:
     """Every problem of a runner config, found without building anything.
 
     Args:
         cfg: The plain config dict.
+        known_keys: The top-level keys a config may have (``Runner.config_keys()``).
         required: Top-level keys that must be present (``REQUIRED_KEYS`` for a run).
 
     Returns:
         One sentence per problem, missing sections first.
     """
-    from accelwrap.checks.config_check import check_config
-
     missing = [f"{key}: required section is missing" for key in required if key not in cfg]
-    return (missing + check_config(cfg, runner_sections(), known_keys=runner_keys())
+    return (missing + check_config(cfg, runner_sections(), known_keys=list(known_keys))
             + _hooks_vs_train_cfg(cfg))

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from accelwrap.optim.scheduler.builder import members_of
+from accelwrap.optim.optimizer.optimizer_wrapper_dict import members_of
 
 __all__ = ["MetricLogger", "default_trackers", "flatten_values", "init_trackers", "optim_scalars",
            "parse_losses"]

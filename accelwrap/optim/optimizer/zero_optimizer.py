@@ -1,7 +1,7 @@
 """``ZeroRedundancyOptimizer`` configured with the local optimizer's type as a string.
 
 Kept in its own module because ``torch.distributed.optim`` takes most of a second to
-import; :mod:`accelwrap.optim.optimizers` registers it lazily.
+import; :mod:`accelwrap.optim.optimizer.builder` registers it lazily.
 
 Example (needs an initialised process group, e.g. under ``torchrun``)::
 

@@ -16,7 +16,7 @@ from typing import Any
 from accelwrap.errors import ConfigError, suggest
 from accelwrap.registry import check_arguments, to_plain
 from accelwrap.runner.build import TrainSchedule
-from accelwrap.runner.logging import default_trackers
+from accelwrap.runner.log_output import default_trackers
 
 __all__ = ["CheckpointSettings", "LoggerSettings", "parse_default_hooks"]
 

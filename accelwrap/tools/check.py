@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
+from accelwrap.config import load_config
 from accelwrap.errors import ConfigError
 from accelwrap.registry import to_plain
+from accelwrap.runner.runner import Runner
+from accelwrap.runner.settings import REQUIRED_KEYS, runner_config_problems
 
 __all__ = ["run_check"]
 
@@ -21,13 +24,11 @@ def run_check(path: str, overrides: Iterable[str] = ()) -> int:
     Returns:
         0 when the config is fine, 1 when anything is wrong (problems go to stderr).
     """
-    from accelwrap.config import load_config
-    from accelwrap.runner.config_check import REQUIRED_KEYS, runner_config_problems
-
     try:
         cfg = to_plain(load_config(path, overrides))
         # scripts/train.py supplies a work_dir when the config has none.
-        problems = runner_config_problems(cfg, required=[k for k in REQUIRED_KEYS if k != "work_dir"])
+        required = [k for k in REQUIRED_KEYS if k != "work_dir"]
+        problems = runner_config_problems(cfg, Runner.config_keys(), required=required)
     except ConfigError as err:
         problems = err.problems
     if problems:

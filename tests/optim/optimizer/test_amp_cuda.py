@@ -1,6 +1,6 @@
 """The CUDA paths: fp16 AMP with torch's CUDA GradScaler, through an Accelerator too, and
 bitsandbytes' 8-bit optimizers. Skipped with a reason on a machine without a CUDA GPU
-(CI has none); they run on a GPU machine (`python -m pytest tests/optim/test_amp_cuda.py`).
+(CI has none); they run on a GPU machine (`python -m pytest tests/optim/optimizer/test_amp_cuda.py`).
 """
 
 from __future__ import annotations

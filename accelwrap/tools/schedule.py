@@ -26,62 +26,24 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from accelwrap.optim.optimizer.builder import build_optim_wrapper
 from accelwrap.optim.scheduler import step_param_schedulers
-from accelwrap.optim.scheduler.builder import named_members
-from accelwrap.runner.logging import flatten_values
+from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
+from accelwrap.runner.build import build_schedulers, parse_train_cfg
+from accelwrap.runner.data import build_dataloader
+from accelwrap.runner.log_output import flatten_values
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
+from accelwrap.tools.schedule_plot import MissingMatplotlib, plot
+from accelwrap.tools.schedule_trace import Trace, Window
 
-__all__ = ["Trace", "Window", "run_schedule", "simulate", "summary", "write_csv"]
+__all__ = ["run_schedule", "simulate", "summary", "write_csv"]
 
 # get_lr()/get_momentum() keys; other scheduled param names are read from the groups.
 _WRAPPER_KEYS = ("lr", "base_lr", "momentum")
-
-
-@dataclass(frozen=True)
-class Window:
-    """Where one scheduler acts, in iterations (``end`` exclusive, clamped to the run).
-
-    Attributes:
-        member: ``OptimWrapperDict`` member name (``''`` for a single wrapper).
-        name: The scheduler's class name.
-        param_name: The param-group key it changes (``lr``, ``momentum``, ...).
-        begin: First iteration it acts on.
-        end: First iteration it no longer acts on.
-        marks: Iterations where a milestone / step of the scheduler takes effect.
-        held: True when the preview cannot know its values (plateau schedulers).
-    """
-
-    member: str
-    name: str
-    param_name: str
-    begin: int
-    end: int
-    marks: tuple[int, ...] = ()
-    held: bool = False
-
-
-@dataclass
-class Trace:
-    """Scheduled values of a whole run.
-
-    Attributes:
-        epoch_length: Iterations per epoch.
-        max_iters: Iterations of the run.
-        members: ``OptimWrapperDict`` member names (``['']`` for a single wrapper).
-        columns: ``scalars.jsonl``-style key -> one value per iteration.
-        windows: Every scheduler's window.
-    """
-
-    epoch_length: int
-    max_iters: int
-    members: list[str] = field(default_factory=lambda: [""])
-    columns: dict[str, list[float]] = field(default_factory=dict)
-    windows: list[Window] = field(default_factory=list)
 
 
 def _scheduler_lists(schedulers: list | dict, members: Mapping[str, Any]) -> dict[str, list]:
@@ -130,13 +92,8 @@ def _snapshot(members: Mapping[str, Any], extra: Mapping[str, set[str]]) -> dict
 def _build(cfg: Mapping[str, Any], epoch_length: int | None,
            model: nn.Module | None) -> tuple[Any, Any, Any, int]:
     """The schedule, wrapper, schedulers and epoch length, built as the runner builds them."""
-    from accelwrap.optim import build_optim_wrapper
-    from accelwrap.runner.build import build_schedulers, parse_train_cfg
-
     schedule = parse_train_cfg(cfg["train_cfg"])
     if epoch_length is None:
-        from accelwrap.runner.data import build_dataloader
-
         require(cfg, "train_dataloader", command="schedule (or pass --epoch-length)")
         epoch_length = len(build_dataloader(cfg["train_dataloader"], "train_dataloader"))
     if not isinstance(epoch_length, int) or epoch_length < 1:
@@ -268,8 +225,6 @@ def run_schedule(path: str, overrides: Iterable[str] = (), out: str | None = Non
         write_csv(trace, csv)
         print(f"wrote {csv}")
     if out:
-        from accelwrap.tools.schedule_plot import MissingMatplotlib, plot
-
         try:
             plot(trace, out, title=path)
         except MissingMatplotlib as err:

@@ -11,8 +11,8 @@ from torch import nn
 
 from accelwrap.errors import ConfigError, UnknownTypeError
 from accelwrap.optim import DefaultOptimWrapperConstructor, build_optim_wrapper
-from accelwrap.optim.constructor import unwrap_model
-from accelwrap.optim.paramwise import merge_param_groups
+from accelwrap.optim.optimizer.default_constructor import unwrap_model
+from accelwrap.optim.optimizer.paramwise import merge_param_groups
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 SGD = {"type": "SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-2}

@@ -4,18 +4,21 @@ Each member keeps its own accumulation, clipping and loss scaler; the dict saves
 loads them together and reports their learning rates as ``'<name>.lr'``. Updating
 through the dict is ambiguous (which loss? which scaler?), so ``update_params``,
 ``backward``, ``step`` and ``optim_context`` raise, as in MMEngine.
+
+:func:`named_members` is the one way the rest of accelwrap walks the wrappers of a run,
+whether it has one wrapper or a dict of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from accelwrap.errors import suggest
-from accelwrap.optim.wrapper import OptimWrapper
+from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
 
 
 class OptimWrapperDict(OptimWrapper):
@@ -144,3 +147,36 @@ class OptimWrapperDict(OptimWrapper):
 
     def __repr__(self) -> str:
         return "".join(f"name: {name}\n{wrapper!r}" for name, wrapper in self.optim_wrappers.items())
+
+
+def members_of(optim_wrapper: Any) -> dict[str, Any] | None:
+    """The members of an ``OptimWrapperDict`` (or a plain dict of wrappers); None otherwise."""
+    if isinstance(optim_wrapper, Mapping):
+        return dict(optim_wrapper)
+    groups = getattr(optim_wrapper, "param_groups", None)
+    if isinstance(groups, Mapping) and callable(getattr(optim_wrapper, "items", None)):
+        return dict(optim_wrapper.items())
+    return None
+
+
+def named_members(optim_wrapper: Any) -> dict[str, Any]:
+    """Every wrapper of a run by name: an ``OptimWrapperDict``'s members, else ``{'': it}``.
+
+    Args:
+        optim_wrapper: An ``OptimWrapper``, ``OptimWrapperDict`` or torch optimizer.
+
+    Returns:
+        ``{member name: wrapper}``; a single wrapper is keyed by ``''``.
+
+    Example:
+        >>> import torch
+        >>> from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> list(named_members(opt)), list(named_members({'gen': opt, 'disc': opt}))
+        ([''], ['gen', 'disc'])
+    """
+    members = members_of(optim_wrapper)
+    return members if members is not None else {"": optim_wrapper}
+
+
+__all__ = ["OptimWrapperDict", "members_of", "named_members"]

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from accelwrap.optim import accelerate_glue as glue
-from accelwrap.optim.clip_grad import parse_clip_grad
+from accelwrap.optim import _accelerate_compat as glue
+from accelwrap.optim.optimizer.base import BaseOptimWrapper
+from accelwrap.optim.optimizer.clip_grad import parse_clip_grad
 from accelwrap.registry import OPTIM_WRAPPERS
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def check_accumulative_counts(value: Any) -> int:
 
 
 @OPTIM_WRAPPERS.register_module()
-class OptimWrapper:
+class OptimWrapper(BaseOptimWrapper):
     """A common interface for updating parameters: accumulation, clipping, stepping.
 
     Args:
@@ -81,7 +82,7 @@ class OptimWrapper:
         self._accumulative_counts = check_accumulative_counts(accumulative_counts)
         self._clip = parse_clip_grad(clip_grad)
         self.clip_grad_kwargs = dict(self._clip.kwargs) if self._clip else None
-        self.optimizer = optimizer
+        super().__init__(optimizer)
         self._inner_count = 0
         self._max_counts = -1
         self._remainder_counts = -1
@@ -89,9 +90,6 @@ class OptimWrapper:
         self.step_was_skipped = False
         self.skipped_steps = 0
         self._step_hook = None
-        self.base_param_settings: dict | None = None
-        if len(optimizer.param_groups) > 1:
-            self.base_param_settings = {"params": torch.tensor([0.0]), **optimizer.defaults}
         self.bind(accelerator)
 
     # ------------------------------------------------------------------ binding
@@ -322,58 +320,9 @@ class OptimWrapper:
         """How many times :meth:`backward` has run (the accumulation counter)."""
         return self._inner_count
 
-    # ------------------------------------------------------ optimizer surface
-    @property
-    def param_groups(self) -> list[dict]:
-        """The optimizer's groups, plus a ``base_param_settings`` group when there are several."""
-        if self.base_param_settings is not None:
-            return self.optimizer.param_groups + [self.base_param_settings]
-        return self.optimizer.param_groups
-
-    @property
-    def defaults(self) -> dict:
-        """The optimizer's defaults."""
-        return self.optimizer.defaults
-
-    def get_lr(self) -> dict[str, list[float]]:
-        """``{'lr': [...]}`` per group, plus ``'base_lr'`` for multi-group optimizers."""
-        result = {}
-        if self.base_param_settings is not None:
-            result["base_lr"] = [self.base_param_settings["lr"]]
-        result["lr"] = [group["lr"] for group in self.optimizer.param_groups]
-        return result
-
-    def get_momentum(self) -> dict[str, list[float]]:
-        """``{'momentum': [...]}`` per group (``betas[0]`` for Adam-style, else 0)."""
-        values = []
-        for group in self.optimizer.param_groups:
-            if "momentum" in group:
-                values.append(group["momentum"])
-            elif "betas" in group:
-                values.append(group["betas"][0])
-            else:
-                values.append(0)
-        return {"momentum": values}
-
-    def state_dict(self) -> dict:
-        """The optimizer's state dict (plus ``base_param_settings`` for several groups)."""
-        state = self.optimizer.state_dict()
-        if self.base_param_settings is not None:
-            state["base_param_settings"] = self.base_param_settings
-        return state
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Load a dict from :meth:`state_dict` (the argument is not modified).
-
-        Args:
-            state_dict: The saved state.
-        """
-        state = dict(state_dict)
-        base = state.pop("base_param_settings", None)
-        if base is not None:
-            self.base_param_settings = base
-        self.optimizer.load_state_dict(state)
-
     def __repr__(self) -> str:
         return (f"Type: {type(self).__name__}\n_accumulative_counts: {self._accumulative_counts}\n"
                 f"optimizer: \n{self.optimizer!r}\n")
+
+
+__all__ = ["OptimWrapper", "check_accumulative_counts"]

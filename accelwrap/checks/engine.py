@@ -19,8 +19,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from accelwrap.errors import ConfigError, RegistryError, suggest
-from accelwrap.optim.builder import SINGLE_KEYS
-from accelwrap.optim.constructor import DefaultOptimWrapperConstructor
+from accelwrap.optim.optimizer.builder import SINGLE_KEYS
+from accelwrap.optim.optimizer.default_constructor import DefaultOptimWrapperConstructor
 from accelwrap.checks.value_types import value_problems
 from accelwrap.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS,
                                 PARAM_SCHEDULERS, Registry, signature_problems, to_plain,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from accelwrap.errors import UnknownTypeError
 from accelwrap.optim import build_optim_wrapper
-from accelwrap.optim.optimizers import THIRD_PARTY
+from accelwrap.optim.optimizer.builder import THIRD_PARTY
 from accelwrap.registry import OPTIMIZERS
 
 

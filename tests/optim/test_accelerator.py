@@ -8,7 +8,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader, TensorDataset
 
 from accelwrap.optim import OptimWrapper, OptimWrapperDict, make_accelerator, prepare
-from tests.optim.wrapper_cases import make_model, make_optimizer
+from tests.optim.optimizer.wrapper_cases import make_model, make_optimizer
 
 
 def objects():

@@ -24,8 +24,8 @@ from typing import Any
 
 from torch import nn
 
-from accelwrap.optim.builder import SINGLE_KEYS
-from accelwrap.optim.constructor import ParamRow
+from accelwrap.optim.optimizer.builder import SINGLE_KEYS
+from accelwrap.optim.optimizer.default_constructor import ParamRow
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 

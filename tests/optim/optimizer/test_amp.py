@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from accelwrap.optim import AmpOptimWrapper, ApexOptimWrapper, OptimWrapperDict, make_accelerator
-from tests.optim.wrapper_cases import (assert_same, make_data, make_model, make_optimizer,
+from tests.optim.optimizer.wrapper_cases import (assert_same, make_data, make_model, make_optimizer,
                                        params_of, train)
 
 MODES = ("plain", "accelerator")

@@ -1,0 +1,37 @@
+"""The ``accelwrap merge-shards`` command: an FSDP sharded checkpoint's model as one file.
+
+Usage::
+
+    accelwrap merge-shards work_dirs/exp/checkpoints/iter_40 merged/
+
+Example:
+    >>> run_merge_shards('no/such/checkpoint', 'merged')  # doctest: +SKIP
+    1
+"""
+
+from __future__ import annotations
+
+import sys
+
+from accelwrap.runner.checkpoint import merge_sharded
+
+__all__ = ["run_merge_shards"]
+
+
+def run_merge_shards(checkpoint: str, output_dir: str) -> int:
+    """Merge ``checkpoint``'s model shards into ``output_dir/model.safetensors``.
+
+    Args:
+        checkpoint: A checkpoint folder holding ``pytorch_model_fsdp_0/``.
+        output_dir: Where ``model.safetensors`` is written.
+
+    Returns:
+        0 on success (the merged file's path is printed), 1 when there are no shards.
+    """
+    try:
+        path = merge_sharded(checkpoint, output_dir)
+    except FileNotFoundError as err:
+        print(f"accelwrap merge-shards: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
