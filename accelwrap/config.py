@@ -9,6 +9,11 @@ Overriding a key the config does not have is an error with suggestions (a typo w
 otherwise train silently with the default); prefix ``+`` to add a new key on purpose
 (``+model.dropout=0.1``). Every problem is collected into one :class:`ConfigError`.
 
+YAML is read as YAML 1.2 reads numbers, the way Python (and so an MMEngine config)
+writes them: ``1e-4`` and ``5E-3`` are floats, not the strings PyYAML's YAML 1.1 rules
+make of them. A mapping that repeats a key is an error naming both lines (YAML 1.1 would
+keep the later value without a word).
+
 Example:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -22,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,7 +42,56 @@ from accelwrap.errors import ConfigError, suggest
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
 
-__all__ = ["ConfigError", "apply_overrides", "load_config", "merge_configs", "save_config"]
+__all__ = ["ConfigError", "ConfigLoader", "apply_overrides", "load_config", "merge_configs",
+           "parse_yaml", "save_config"]
+
+# Exponent floats without a dot (``1e-4``), which YAML 1.1 leaves as strings.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 exponent floats and duplicate keys refused.
+
+    Example:
+        >>> parse_yaml('lr: 1e-4\nwd: 5E-2\nsteps: 10')
+        {'lr': 0.0001, 'wd': 0.05, 'steps': 10}
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """Build a mapping, refusing a key that appears twice."""
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first}); "
+                    "YAML would silently keep only the later value", key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT,
+                                   list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`ConfigLoader` (what config files and overrides use).
+
+    Args:
+        text: YAML source.
+
+    Returns:
+        The plain Python value.
+
+    Raises:
+        yaml.YAMLError: The text is not valid YAML, or a mapping repeats a key.
+
+    Example:
+        >>> parse_yaml('[1e-3, 2, .5, 1.0e+2]')
+        [0.001, 2, 0.5, 100.0]
+    """
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: builds plain values only
 
 
 def _read_yaml(path: Path, chain: tuple[Path, ...]) -> DictConfig:
@@ -48,7 +103,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> DictConfig:
         raise ConfigError(f"config file {str(path)!r} does not exist{where}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = parse_yaml(f.read())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if data is None:
@@ -137,7 +192,7 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> DictC
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return parse_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
 
@@ -189,11 +244,13 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         add = key.startswith("+")
         key = key.lstrip("+").strip()
         if not sep or not key:
-            problems.append(f"override {item!r}: expected key=value (e.g. optim_wrapper.optimizer.lr=0.1)")
+            problems.append(f"override {item!r}: expected key=value "
+                            f"(e.g. optim_wrapper.optimizer.lr=0.1)")
             continue
         exists, missing, siblings = _has_path(out, key)
         if not exists and not add:
-            hint = suggest(missing.rsplit(".", 1)[-1], siblings) if siblings else "its parent is not a mapping"
+            hint = (suggest(missing.rsplit(".", 1)[-1], siblings) if siblings
+                    else "its parent is not a mapping")
             problems.append(f"override {item!r}: the config has no key {missing!r}; {hint} "
                             f"(write +{key}=... to add a new key)")
             continue
