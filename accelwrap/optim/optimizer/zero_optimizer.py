@@ -30,7 +30,8 @@ class ZeroRedundancyOptimizer(_TorchZeRO):
     Args:
         params: Parameters or parameter-group dicts, sharded across the ranks.
         optimizer_type: The local optimizer: a name registered in ``OPTIMIZERS`` (any
-            ``torch.optim`` name, ``'Lion'``, ...) or an optimizer class.
+            ``torch.optim`` name, ``'Lion'``, ...) or an optimizer class. Required, as in
+            MMEngine (there is no silent default).
         **kwargs: Passed to torch's ``ZeroRedundancyOptimizer`` (``process_group``,
             ``parameters_as_bucket_view``, ``overlap_with_ddp``) and to the local
             optimizer (``lr``, ``momentum``, ...).
@@ -44,8 +45,7 @@ class ZeroRedundancyOptimizer(_TorchZeRO):
         >>> opt = ZeroRedundancyOptimizer(model.parameters(), 'SGD', lr=0.1)  # doctest: +SKIP
     """
 
-    def __init__(self, params: Iterable[Any], optimizer_type: str | type = "SGD",
-                 **kwargs: Any) -> None:
+    def __init__(self, params: Iterable[Any], optimizer_type: str | type, **kwargs: Any) -> None:
         optimizer_class = OPTIMIZERS.get(optimizer_type)
         if optimizer_class is ZeroRedundancyOptimizer or not (
                 isinstance(optimizer_class, type)
