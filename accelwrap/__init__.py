@@ -10,8 +10,13 @@ Example:
 """
 
 from accelwrap import optim, registry, runner
-from accelwrap.errors import (CheckpointError, ConfigError, LaunchError, RegistryError,
-                              UnknownTypeError)
+from accelwrap.errors import (
+    CheckpointError,
+    ConfigError,
+    LaunchError,
+    RegistryError,
+    UnknownTypeError,
+)
 
 __version__ = "0.1.0"
 

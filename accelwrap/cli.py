@@ -37,7 +37,8 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``accelwrap`` parser and one parser per command (``check``, ``groups``, ...)."""
     parser = argparse.ArgumentParser(prog="accelwrap",
-                                     description="Look at a config before training with it; merge sharded checkpoints.")
+                                     description="Look at a config before training with it; "
+                                                 "merge sharded checkpoints.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser("check", help="report every problem in a config (exit 1 if any)")
     _add_config_args(check)

@@ -62,7 +62,8 @@ def raw_loop(hidden: int, counts: int, clip: bool, accelerator) -> Callable[[int
     return step
 
 
-def accelerate_loop(hidden: int, counts: int, clip: bool, accelerator) -> Callable[[int, tuple], None]:
+def accelerate_loop(hidden: int, counts: int, clip: bool,
+                    accelerator) -> Callable[[int, tuple], None]:
     model = accelerator.prepare(make_model(hidden))
     optimizer = accelerator.prepare(make_optimizer(model))
     params = list(model.parameters())
@@ -141,11 +142,13 @@ def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accel
 def table(rows: list[tuple[tuple, dict[str, list[float]]]], stat: Callable) -> str:
     """A markdown table of ``stat`` over the blocks, with the ratio to ``raw``."""
     names = list(rows[0][1])
-    lines = ["| hidden | accum | clip | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    lines = ["| hidden | accum | clip | " + " | ".join(names) + " |",
+             "|---" * (3 + len(names)) + "|"]
     for (hidden, counts, clip), samples in rows:
         value = {name: stat(blocks) for name, blocks in samples.items()}
         cells = [f"{value[n]:.0f} ({value[n] / value['raw']:.2f}x)" for n in names]
-        lines.append(f"| {hidden} | {counts} | {'on' if clip else 'off'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {hidden} | {counts} | {'on' if clip else 'off'} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -169,7 +172,8 @@ def main() -> None:
              measure(hidden, counts, clip, args.rounds, args.iters, accelerator, clock))
             for hidden in args.hidden for counts in args.counts for clip in (False, True)]
     print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, {args.clock} clock, {args.rounds} "
-          f"blocks x {args.iters} iterations per loop, loops interleaved in shuffled order; load average "
+          f"blocks x {args.iters} iterations per loop, loops interleaved in shuffled order; "
+          f"load average "
           f"{load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print("Median us/iteration (ratio to raw):\n")
     print(table(rows, statistics.median))

@@ -105,7 +105,8 @@ def time_hand_loop(work_dir: str) -> float:
 
 def checkpoint_content(runner: Runner, state: dict) -> dict:
     """Everything one checkpoint of ``runner`` holds, as one picklable dict (the references)."""
-    return {"model": runner.model.state_dict(), "optimizer": runner.optim_wrapper.optimizer.state_dict(),
+    return {"model": runner.model.state_dict(),
+            "optimizer": runner.optim_wrapper.optimizer.state_dict(),
             "schedulers": [s.state_dict() for s in runner.param_schedulers],
             "rng": rng_snapshot(), "runner": state}
 
@@ -187,7 +188,8 @@ def main() -> None:
         if not args.skip_training:
             report_training(tmp, args.rounds)
         for label, extra in (("default MLP, 9.6k params", []),
-                             ("MLP 64-2048-2048-10, 4.3M params", ["model.hidden_dims=[2048,2048]"])):
+                             ("MLP 64-2048-2048-10, 4.3M params",
+                              ["model.hidden_dims=[2048,2048]"])):
             with tempfile.TemporaryDirectory(dir=args.ckpt_dir) as ckpt_dir:
                 result = time_checkpoint(f"{tmp}/{len(label)}", ckpt_dir, args.ckpt_repeats, extra)
             ours = result["accelwrap"][2]
@@ -206,7 +208,8 @@ def report_training(tmp: str, rounds: int) -> None:
         hand_s.append(time_hand_loop(f"{tmp}/hand_{r}"))
     samples = 1438 * 10
     run_med, hand_med = statistics.median(runner_s), statistics.median(hand_s)
-    print(f"training: Runner {samples / run_med:,.0f} samples/s, hand loop {samples / hand_med:,.0f} "
+    print(f"training: Runner {samples / run_med:,.0f} samples/s, "
+          f"hand loop {samples / hand_med:,.0f} "
           f"samples/s -> Runner/hand = {hand_med / run_med:.3f}x throughput")
 
 

@@ -77,7 +77,8 @@ def torch_step() -> Callable[[], None]:
     return sequential.step
 
 
-LIBRARIES = {"accelwrap": accelwrap_step, "mmengine": mmengine_step, "torch SequentialLR": torch_step}
+LIBRARIES = {"accelwrap": accelwrap_step, "mmengine": mmengine_step,
+             "torch SequentialLR": torch_step}
 
 
 def advance(steps: dict, count: int) -> None:

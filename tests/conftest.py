@@ -9,7 +9,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(autouse=True)
 def _reset_accelerate_state():
-    """Forget Accelerate's process-wide singletons after each test, so mixed precision can differ."""
+    """Forget Accelerate's process-wide singletons after each test, so mixed precision can
+    differ."""
     yield
     try:
         from accelerate.state import AcceleratorState, GradientState, PartialState

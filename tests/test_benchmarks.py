@@ -29,14 +29,16 @@ def test_bench_runner_prints_throughput_and_every_checkpoint_reference():
     out = _run("bench_runner.py", "--rounds", "1", "--ckpt-repeats", "1")
     assert re.search(rf"Runner/hand = {RATIO} throughput", out), out
     for name in ("accelwrap", "bare save_state", "torch.save", "durable torch.save"):
-        rows = re.findall(rf"^  {re.escape(name)} +[\d.]+ \+ +[\d.]+ = +[\d.]+ +{RATIO}$", out, re.M)
+        rows = re.findall(rf"^  {re.escape(name)} +[\d.]+ \+ +[\d.]+ = +[\d.]+ +{RATIO}$", out,
+                          re.M)
         assert len(rows) == 2, (name, out)  # the default model and the 4.3M-param one
 
 
 def test_bench_optim_wrapper_prints_a_row_per_case():
     out = _run("bench_optim_wrapper.py", "--rounds", "2", "--iters", "4", "--hidden", "16",
                "--counts", "1", "2")
-    rows = re.findall(rf"^\| 16 \| [12] \| o(?:n|ff) \|(?: [\d.]+ \({RATIO}\) \|){{3,4}}$", out, re.M)
+    rows = re.findall(rf"^\| 16 \| [12] \| o(?:n|ff) \|(?: [\d.]+ \({RATIO}\) \|){{3,4}}$",
+                      out, re.M)
     assert len(rows) == 2 * 4, out  # 2 counts x clip on/off, in the median and best tables
 
 

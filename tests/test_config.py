@@ -19,9 +19,11 @@ def write(path: Path, text: str) -> Path:
 def tree(tmp_path):
     write(tmp_path / "_base_/optim.yaml", "optim:\n  type: SGD\n  lr: 0.1\n  momentum: 0.9\n")
     write(tmp_path / "_base_/sched.yaml",
-          "sched:\n  - {type: LinearLR, start_factor: 0.1, end: 5}\n  - {type: MultiStepLR, milestones: [3, 6]}\n")
+          "sched:\n  - {type: LinearLR, start_factor: 0.1, end: 5}\n"
+          "  - {type: MultiStepLR, milestones: [3, 6]}\n")
     write(tmp_path / "exp.yaml",
-          "_base_: [_base_/optim.yaml, _base_/sched.yaml]\noptim:\n  lr: 0.2\ntrain:\n  epochs: 3\n")
+          "_base_: [_base_/optim.yaml, _base_/sched.yaml]\n"
+          "optim:\n  lr: 0.2\ntrain:\n  epochs: 3\n")
     return tmp_path
 
 
@@ -33,7 +35,8 @@ def test_bases_merge_in_order_and_child_wins(tree):
 
 
 def test_delete_replaces_inherited_mapping(tree):
-    write(tree / "adam.yaml", "_base_: exp.yaml\noptim:\n  _delete_: true\n  type: AdamW\n  lr: 0.001\n")
+    write(tree / "adam.yaml",
+          "_base_: exp.yaml\noptim:\n  _delete_: true\n  type: AdamW\n  lr: 0.001\n")
     cfg = load_config(tree / "adam.yaml")
     assert OmegaConf.to_container(cfg.optim) == {"type": "AdamW", "lr": 0.001}
 

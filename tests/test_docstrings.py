@@ -14,7 +14,8 @@ MODULES = sorted(
 
 
 def test_the_package_is_walked():
-    assert "accelwrap.registry" in MODULES and "accelwrap.optim.optimizer.optimizer_wrapper" in MODULES
+    assert ("accelwrap.registry" in MODULES
+            and "accelwrap.optim.optimizer.optimizer_wrapper" in MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

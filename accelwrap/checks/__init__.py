@@ -4,8 +4,13 @@ Used by the runner before it builds (one ``ConfigError`` for every problem) and 
 ``accelwrap check`` command.
 """
 
-from accelwrap.checks.engine import (argument_problems, check_component, check_config,
-                                           check_optim_wrapper, check_schedulers)
+from accelwrap.checks.engine import (
+    argument_problems,
+    check_component,
+    check_config,
+    check_optim_wrapper,
+    check_schedulers,
+)
 from accelwrap.checks.value_types import value_problems
 
 __all__ = ["argument_problems", "check_component", "check_config", "check_optim_wrapper",

@@ -18,13 +18,20 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from accelwrap.checks.value_types import value_problems
 from accelwrap.errors import ConfigError, RegistryError, suggest
 from accelwrap.optim.optimizer.builder import SINGLE_KEYS
 from accelwrap.optim.optimizer.default_constructor import DefaultOptimWrapperConstructor
-from accelwrap.checks.value_types import value_problems
-from accelwrap.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS,
-                                PARAM_SCHEDULERS, Registry, signature_problems, to_plain,
-                                type_name)
+from accelwrap.registry import (
+    OPTIM_WRAPPER_CONSTRUCTORS,
+    OPTIM_WRAPPERS,
+    OPTIMIZERS,
+    PARAM_SCHEDULERS,
+    Registry,
+    signature_problems,
+    to_plain,
+    type_name,
+)
 
 __all__ = ["argument_problems", "check_component", "check_config", "check_optim_wrapper",
            "check_schedulers"]
@@ -118,7 +125,8 @@ def check_optim_wrapper(node: Any, path: str = "optim_wrapper") -> list[str]:
 
     Example:
         >>> check_optim_wrapper({'optimizer': {'type': 'SGD', 'lr': 0.1}, 'clip_gard': {}})
-        ["optim_wrapper (OptimWrapper): unexpected argument 'clip_gard'; did you mean 'clip_grad'? ..."]
+        ["optim_wrapper (OptimWrapper): unexpected argument 'clip_gard';
+          did you mean 'clip_grad'? ..."]
     """
     if not isinstance(node, Mapping) or not node:
         return [f"{path}: expected a dict such as {{optimizer: {{type: SGD, lr: 0.01}}}}, "
@@ -229,7 +237,8 @@ def check_config(cfg: Mapping | DictConfig,
 def _member_problems(cfg: Mapping[str, Any]) -> list[str]:
     """A per-member ``param_scheduler`` dict must name ``optim_wrapper``'s members."""
     schedulers, wrapper = cfg.get("param_scheduler"), cfg.get("optim_wrapper")
-    if not isinstance(schedulers, Mapping) or "type" in schedulers or not isinstance(wrapper, Mapping):
+    if (not isinstance(schedulers, Mapping) or "type" in schedulers
+            or not isinstance(wrapper, Mapping)):
         return []
     if any(key in wrapper for key in SINGLE_KEYS):
         if "optimizer" not in wrapper:

@@ -71,7 +71,8 @@ def is_prepared(optimizer: torch.optim.Optimizer) -> bool:
 
 
 def _accelerated_optimizer_type() -> type | None:
-    """``accelerate.optimizer.AcceleratedOptimizer`` if Accelerate is imported (else none exists)."""
+    """``accelerate.optimizer.AcceleratedOptimizer`` if Accelerate is imported (else none
+    exists)."""
     module = sys.modules.get("accelerate.optimizer")
     return None if module is None else module.AcceleratedOptimizer
 
@@ -188,7 +189,8 @@ def check_not_multistepped() -> None:
     if caller.f_code is not module.AcceleratedScheduler.step.__code__:
         return
     wrapper = caller.f_locals.get("self")
-    if not getattr(wrapper, "step_with_optimizer", False) or getattr(wrapper, "split_batches", True):
+    if (not getattr(wrapper, "step_with_optimizer", False)
+            or getattr(wrapper, "split_batches", True)):
         return
     from accelerate.state import AcceleratorState
 

@@ -45,7 +45,12 @@ from typing import Any
 import torch
 
 from accelwrap.optim import _accelerate_compat as glue
-from accelwrap.optim.optimizer.amp_optimizer_wrapper import MIXED_PRECISION, AmpOptimWrapper, resolve_dtype, scaler_kwargs
+from accelwrap.optim.optimizer.amp_optimizer_wrapper import (
+    MIXED_PRECISION,
+    AmpOptimWrapper,
+    resolve_dtype,
+    scaler_kwargs,
+)
 from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import OptimWrapperDict, named_members
 from accelwrap.registry import OPTIM_WRAPPERS, to_plain
@@ -93,7 +98,8 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
             "accelwrap.optim.prepare: this Accelerator has step_scheduler_with_optimizer=True, so "
             "Accelerate would step every scheduler num_processes times per call and the learning "
             "rate would depend on the number of processes. Create it with "
-            "Accelerator(step_scheduler_with_optimizer=False) or accelwrap.optim.make_accelerator()")
+            "Accelerator(step_scheduler_with_optimizer=False) or "
+            "accelwrap.optim.make_accelerator()")
     wrappers = [w for obj in objects for w in _members(obj)]
     for wrapper in wrappers:
         wrapper.validate_accelerator(accelerator)

@@ -80,7 +80,8 @@ def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
         return cfg
     args = to_plain(cfg)
     if not isinstance(args, Mapping):
-        raise TypeError(f"train_cfg: expected a dict such as dict(by_epoch=True, max_epochs=3), got {cfg!r}")
+        raise TypeError(f"train_cfg: expected a dict such as dict(by_epoch=True, max_epochs=3), "
+                        f"got {cfg!r}")
     check_arguments(_train_cfg_signature, args, "train_cfg")
     by_epoch = args.get("by_epoch", True)
     need, other = ("max_epochs", "max_iters") if by_epoch else ("max_iters", "max_epochs")
@@ -113,8 +114,9 @@ def check_world_size(accelerator: Any) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and accelerator.num_processes == 1:
         raise LaunchError(
-            f"launched with WORLD_SIZE={world}, but the Accelerator runs {accelerator.num_processes} "
-            "process: the processes would train independently. On CPU, launch with "
+            f"launched with WORLD_SIZE={world}, but the Accelerator runs "
+            f"{accelerator.num_processes} process: the processes would train independently. "
+            "On CPU, launch with "
             "'accelerate launch --config_file launch_configs/cpu_2proc.yaml' (distributed_type "
             "MULTI_GPU + cpu) or set ACCELERATE_USE_CPU=1 under torchrun.")
 

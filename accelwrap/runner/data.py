@@ -25,7 +25,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from accelwrap.registry import DATASETS, check_arguments, to_plain
 
-
 __all__ = ["DATASETS", "DigitsDataset", "RingGaussians2D", "build_dataloader", "build_dataset",
            "loader_signature"]
 
@@ -80,7 +79,8 @@ class DigitsDataset(_TensorDataset):
         1797
     """
 
-    def __init__(self, split: str = "train", val_fraction: float = 0.2, split_seed: int = 0) -> None:
+    def __init__(self, split: str = "train", val_fraction: float = 0.2,
+                 split_seed: int = 0) -> None:
         if split not in ("train", "val", "all"):
             raise ValueError(f"DigitsDataset: split must be 'train', 'val' or 'all', got {split!r}")
         if not 0.0 < val_fraction < 1.0:
@@ -88,13 +88,15 @@ class DigitsDataset(_TensorDataset):
         try:
             from sklearn.datasets import load_digits
         except ImportError as err:  # pragma: no cover - listed in the 'data' extra
-            raise ImportError("DigitsDataset needs scikit-learn: pip install 'accelwrap[data]'") from err
+            raise ImportError("DigitsDataset needs scikit-learn: "
+                              "pip install 'accelwrap[data]'") from err
         digits = load_digits()
         images = torch.tensor(digits.data, dtype=torch.float32) / 16.0
         labels = torch.tensor(digits.target, dtype=torch.int64)
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(split_seed))
         n_val = int(round(len(labels) * val_fraction))
-        keep = {"val": order[:n_val], "train": order[n_val:], "all": torch.arange(len(labels))}[split]
+        keep = {"val": order[:n_val], "train": order[n_val:],
+                "all": torch.arange(len(labels))}[split]
         super().__init__(inputs=images[keep], labels=labels[keep])
 
 
@@ -128,7 +130,8 @@ class RingGaussians2D(_TensorDataset):
                              f"got {num_samples!r} and {num_modes!r}")
         gen = torch.Generator().manual_seed(seed)
         which = torch.randint(num_modes, (num_samples,), generator=gen)
-        points = ring_modes(num_modes, radius)[which] + std * torch.randn(num_samples, 2, generator=gen)
+        points = (ring_modes(num_modes, radius)[which]
+                  + std * torch.randn(num_samples, 2, generator=gen))
         super().__init__(inputs=points)
 
 

@@ -2,7 +2,8 @@
 
 Example:
     >>> from accelwrap.runner.build import TrainSchedule
-    >>> ckpt, log = parse_default_hooks(dict(checkpoint=dict(interval=2)), TrainSchedule(max_epochs=4))
+    >>> ckpt, log = parse_default_hooks(dict(checkpoint=dict(interval=2)),
+    ...                                 TrainSchedule(max_epochs=4))
     >>> ckpt.interval, ckpt.by_epoch, log.interval
     (2, True, 1)
 """
@@ -68,11 +69,13 @@ def _section(cfg: Mapping, key: str, signature: Any, hook_type: str) -> dict[str
     check_arguments(signature, args, f"default_hooks.{key}")
     given = args.pop("type", hook_type)
     if given != hook_type:
-        raise ValueError(f"default_hooks.{key}.type: only {hook_type!r} is supported, got {given!r}")
+        raise ValueError(f"default_hooks.{key}.type: only {hook_type!r} is supported, "
+                         f"got {given!r}")
     return args
 
 
-def parse_default_hooks(cfg: Mapping | None, schedule: TrainSchedule) -> tuple[CheckpointSettings, LoggerSettings]:
+def parse_default_hooks(cfg: Mapping | None,
+                        schedule: TrainSchedule) -> tuple[CheckpointSettings, LoggerSettings]:
     """Check ``default_hooks`` and return the checkpoint and logger settings.
 
     Args:
@@ -101,7 +104,8 @@ def parse_default_hooks(cfg: Mapping | None, schedule: TrainSchedule) -> tuple[C
     for section, key, value in (("checkpoint", "interval", ckpt.get("interval", 1)),
                                 ("logger", "interval", log.get("interval", 1))):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            problems.append(f"default_hooks.{section}.{key}: expected a positive integer, got {value!r}")
+            problems.append(f"default_hooks.{section}.{key}: expected a positive integer, "
+                            f"got {value!r}")
     trackers = log.get("trackers", "auto")
     if trackers == "auto":
         log["trackers"] = default_trackers()

@@ -12,7 +12,8 @@ TensorBoard by default when it is installed.
 Example:
     >>> import torch
     >>> from accelwrap.optim import OptimWrapper
-    >>> w = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9))
+    >>> w = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1,
+    ...                                  momentum=0.9))
     >>> optim_scalars(w)
     {'lr': 0.1, 'momentum': 0.9}
 """
@@ -36,7 +37,8 @@ __all__ = ["MetricLogger", "default_trackers", "flatten_values", "init_trackers"
            "parse_losses"]
 
 
-def parse_losses(outputs: torch.Tensor | Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def parse_losses(outputs: torch.Tensor | Mapping[str, Any]
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Sum every entry whose key contains ``'loss'``; keep all entries for logging.
 
     Args:
@@ -51,7 +53,8 @@ def parse_losses(outputs: torch.Tensor | Mapping[str, Any]) -> tuple[torch.Tenso
         TypeError: ``outputs`` is neither, or no key contains ``'loss'``.
 
     Example:
-        >>> total, log_vars = parse_losses({'loss_a': torch.tensor(1.0), 'loss_b': torch.tensor(2.0),
+        >>> total, log_vars = parse_losses({'loss_a': torch.tensor(1.0),
+        ...                                 'loss_b': torch.tensor(2.0),
         ...                                 'acc': torch.tensor(0.5)})
         >>> float(total), sorted(log_vars)
         (3.0, ['acc', 'loss', 'loss_a', 'loss_b'])
@@ -65,14 +68,16 @@ def parse_losses(outputs: torch.Tensor | Mapping[str, Any]) -> tuple[torch.Tenso
     for key, value in outputs.items():
         if isinstance(value, torch.Tensor):
             log_vars[key] = value.mean()
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        elif (isinstance(value, (list, tuple)) and value
+              and all(isinstance(v, torch.Tensor) for v in value)):
             log_vars[key] = sum(v.mean() for v in value)
         else:
             raise TypeError(f"the model's output {key!r} must be a tensor or a list of tensors, "
                             f"got {type(value).__name__}")
     losses = [v for k, v in log_vars.items() if "loss" in k]
     if not losses:
-        raise TypeError(f"the model's output dict has no key containing 'loss' (keys: {sorted(outputs)})")
+        raise TypeError(f"the model's output dict has no key containing 'loss' "
+                        f"(keys: {sorted(outputs)})")
     total = sum(losses)
     log_vars = {k: v.detach() for k, v in log_vars.items()}
     log_vars["loss"] = total.detach()
@@ -125,7 +130,8 @@ def optim_scalars(optim_wrapper: Any) -> dict[str, float]:
 
 def default_trackers() -> list[str]:
     """``['tensorboard']`` when TensorBoard is importable, else ``[]``."""
-    found = any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+    found = any(importlib.util.find_spec(name) is not None
+                for name in ("tensorboard", "tensorboardX"))
     return ["tensorboard"] if found else []
 
 
@@ -145,7 +151,8 @@ def init_trackers(accelerator: Any, name: str, config: Mapping[str, Any],
         resumed_at: The iteration the run resumes from; None for a fresh run.
 
     Example:
-        >>> # init_trackers(accelerator, 'digits', {'optim_wrapper.optimizer.lr': 0.1}, resumed_at=12)
+        >>> # init_trackers(accelerator, 'digits', {'optim_wrapper.optimizer.lr': 0.1},
+        >>> #               resumed_at=12)
     """
     init_kwargs = {} if resumed_at is None else {"tensorboard": {"purge_step": resumed_at + 1}}
     accelerator.init_trackers(name, config=dict(config), init_kwargs=init_kwargs)
@@ -216,7 +223,8 @@ class MetricLogger:
             return
         self._file.write(json.dumps(record) + "\n")
         scalars = {f"{record['mode']}/{k}": v for k, v in record.items()
-                   if k not in ("mode", "epoch", "iter") and isinstance(v, float) and math.isfinite(v)}
+                   if k not in ("mode", "epoch", "iter")
+                   and isinstance(v, float) and math.isfinite(v)}
         if self.accelerator.trackers:
             self.accelerator.log(scalars, step=step)
 

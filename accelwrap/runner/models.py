@@ -28,7 +28,6 @@ from torch import nn
 from accelwrap.registry import MODELS
 from accelwrap.runner.data import ring_modes
 
-
 __all__ = ["MODELS", "MLPClassifier", "ToyGAN", "frozen", "mlp"]
 
 

@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from accelwrap.checks.engine import argument_problems, check_component, check_config, default_sections
+from accelwrap.checks.engine import (
+    argument_problems,
+    check_component,
+    check_config,
+    default_sections,
+)
 from accelwrap.errors import ConfigError
 from accelwrap.runner.build import TrainSchedule, parse_train_cfg
 from accelwrap.runner.data import DATASETS, loader_signature

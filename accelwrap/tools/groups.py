@@ -8,7 +8,8 @@ that matches no parameter is an error, as it is when training.
 
 Example:
     >>> rows = param_rows({'model': {'type': 'MLPClassifier', 'hidden_dims': [8], 'norm': True},
-    ...                    'optim_wrapper': {'optimizer': {'type': 'SGD', 'lr': 0.1, 'weight_decay': 1e-4},
+    ...                    'optim_wrapper': {'optimizer': {'type': 'SGD', 'lr': 0.1,
+    ...                                                    'weight_decay': 1e-4},
     ...                                      'paramwise_cfg': {'norm_decay_mult': 0.0}}})
     >>> [(r.name, r.settings['weight_decay'], r.rule) for r in rows[''][2:3]]
     [('net.1.weight', 0.0, 'norm_decay_mult')]

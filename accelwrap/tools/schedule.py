@@ -31,8 +31,8 @@ from typing import Any
 from torch import nn
 
 from accelwrap.optim.optimizer.builder import build_optim_wrapper
-from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
+from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.runner.build import build_schedulers, parse_train_cfg
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.log_output import flatten_values
@@ -97,7 +97,8 @@ def _build(cfg: Mapping[str, Any], epoch_length: int | None,
         require(cfg, "train_dataloader", command="schedule (or pass --epoch-length)")
         epoch_length = len(build_dataloader(cfg["train_dataloader"], "train_dataloader"))
     if not isinstance(epoch_length, int) or epoch_length < 1:
-        raise ValueError(f"epoch length: expected a positive number of iterations, got {epoch_length!r}")
+        raise ValueError(f"epoch length: expected a positive number of iterations, "
+                         f"got {epoch_length!r}")
     model = build_model_cheaply(cfg["model"]) if model is None else model
     wrapper = build_optim_wrapper(model, cfg["optim_wrapper"])
     schedulers = build_schedulers(cfg.get("param_scheduler"), wrapper, schedule, epoch_length)
@@ -120,7 +121,8 @@ def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
     schedule, wrapper, schedulers, epoch_length = _build(cfg, epoch_length, model)
     members = named_members(wrapper)
     lists = _scheduler_lists(schedulers, members)
-    extra = {name: {s.param_name for s in group} - set(_WRAPPER_KEYS) for name, group in lists.items()}
+    extra = {name: {s.param_name for s in group} - set(_WRAPPER_KEYS)
+             for name, group in lists.items()}
     max_iters = schedule.total_iters(epoch_length)
     trace = Trace(epoch_length, max_iters, list(members))
     trace.windows = [_window(name, s, epoch_length, max_iters)
@@ -172,10 +174,12 @@ def _events(trace: Trace) -> list[tuple[int, str]]:
 
 
 def _distinct_columns(trace: Trace) -> list[str]:
-    """Columns whose series differ from every earlier one (``lr.3`` equal to ``lr.0`` is dropped)."""
+    """Columns whose series differ from every earlier one (``lr.3`` equal to ``lr.0`` is
+    dropped)."""
     kept: list[str] = []
     for key, values in trace.columns.items():
-        if not any(trace.columns[k] == values and k.split(".")[0] == key.split(".")[0] for k in kept):
+        if not any(trace.columns[k] == values and k.split(".")[0] == key.split(".")[0]
+                   for k in kept):
             kept.append(key)
     return kept
 

@@ -28,7 +28,8 @@ def test_fsdp_sharded_checkpoints_resume_exactly_and_reshard(tmp_path):
     reference = _run(tmp_path, "ref", tmp_path / "ref_work", 12, "none")
     assert reference[0]["distributed_type"] == "DistributedType.FSDP"
     shards = tmp_path / "ref_work" / "checkpoints" / "iter_12"
-    assert sorted(p.name for p in (shards / "pytorch_model_fsdp_0").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert sorted(p.name for p in (shards / "pytorch_model_fsdp_0").iterdir()) == [
+        ".metadata", "__0_0.distcp", "__1_0.distcp"]
     assert (shards / "optimizer_0").is_dir() and not (shards / "model.safetensors").exists()
 
     work = tmp_path / "work"

@@ -54,13 +54,15 @@ def _mmengine_lrs() -> dict[str, list[float]]:
 def test_gan_in_two_processes(tmp_path):
     work = tmp_path / "ddp"
     trackers = "[tensorboard]" if HAS_TENSORBOARD else "null"
-    args = [str(work), *SHORT, "train_dataloader.batch_size=32", "default_hooks.logger.progress_bar=false",
-            f"default_hooks.logger.trackers={trackers}"]
-    accelerate_launch(tmp_path / "results", WORKER, REPO / "launch_configs" / "cpu_2proc.yaml", args)
+    args = [str(work), *SHORT, "train_dataloader.batch_size=32",
+            "default_hooks.logger.progress_bar=false", f"default_hooks.logger.trackers={trackers}"]
+    accelerate_launch(tmp_path / "results", WORKER, REPO / "launch_configs" / "cpu_2proc.yaml",
+                      args)
     ranks = read_results(tmp_path / "results")
     assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["pid"] != ranks[1]["pid"]
     for rank in ranks:
-        assert rank["num_processes"] == 2 and rank["distributed_type"] == "DistributedType.MULTI_CPU"
+        assert (rank["num_processes"] == 2
+                and rank["distributed_type"] == "DistributedType.MULTI_CPU")
         assert rank["ddp"] == {"generator": "DistributedDataParallel",
                                "discriminator": "DistributedDataParallel"}
         assert rank["epoch_length"] == EPOCH_LENGTH
@@ -95,7 +97,8 @@ def _only_rank_zero_wrote_events(work: Path, pid: int) -> None:
     assert files and writers == {pid}
     events = event_scalars(work)
     assert events == jsonl_as_events(work)
-    assert {"train/generator.lr", "train/discriminator.lr", "train/loss_d", "val/near_mode"} <= set(events)
+    assert {"train/generator.lr", "train/discriminator.lr", "train/loss_d",
+            "val/near_mode"} <= set(events)
 
 
 def test_discriminator_accumulates_across_the_generator_step():
@@ -107,7 +110,8 @@ def test_discriminator_accumulates_across_the_generator_step():
     torch.manual_seed(0)
     model = ToyGAN(hidden_dim=16)
     reference = copy.deepcopy(model)
-    disc = OptimWrapper(torch.optim.SGD(model.discriminator.parameters(), lr=1.0), accumulative_counts=2)
+    disc = OptimWrapper(torch.optim.SGD(model.discriminator.parameters(), lr=1.0),
+                        accumulative_counts=2)
     gen = OptimWrapper(torch.optim.SGD(model.generator.parameters(), lr=0.0))
     wrappers = OptimWrapperDict(discriminator=disc, generator=gen)
     wrappers.initialize_count_status(model, 0, 2)
@@ -123,7 +127,8 @@ def test_discriminator_accumulates_across_the_generator_step():
         fake = reference.sample(8, real.device).detach()
         reference.sample(8, real.device)  # the generator step's draw
         logits = reference.discriminator(torch.cat([real, fake])).squeeze(1)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.cat([torch.ones(8), torch.zeros(8)]))
+        loss = F.binary_cross_entropy_with_logits(logits,
+                                                  torch.cat([torch.ones(8), torch.zeros(8)]))
         total = [t + g for t, g in zip(total, torch.autograd.grad(loss, params))]
     for got, param, grad in zip(model.discriminator.parameters(), params, total):
         torch.testing.assert_close(got, param - grad / 2)

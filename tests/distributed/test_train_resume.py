@@ -33,7 +33,8 @@ def _killed_chain(tmp_path, nproc, kills):
     work = tmp_path / "interrupted"
     for kill in kills:
         resume = ["--resume", "auto"] if (work / "checkpoints").exists() else []
-        proc = train(work, ARGS + resume, nproc=nproc, env={"ACCELWRAP_TEST_KILL": kill}, check=False)
+        proc = train(work, ARGS + resume, nproc=nproc, env={"ACCELWRAP_TEST_KILL": kill},
+                     check=False)
         assert proc.returncode != 0, f"the run was not killed at {kill}"
         if kill.startswith("save:"):
             step = kill.split(":")[1]

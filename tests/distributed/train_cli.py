@@ -40,4 +40,5 @@ def records(work_dir: Path, mode: str | None = None) -> list[dict]:
 
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` with its bytes (to prove nothing changed)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}

@@ -14,7 +14,11 @@ from __future__ import annotations
 import sys
 
 from accelerate.state import PartialState
-from accelerate.utils import DataLoaderConfiguration, DistributedType, FullyShardedDataParallelPlugin
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    DistributedType,
+    FullyShardedDataParallelPlugin,
+)
 
 from accelwrap.optim import make_accelerator
 from accelwrap.runner import Runner

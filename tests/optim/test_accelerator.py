@@ -1,4 +1,5 @@
-"""``prepare`` and ``make_accelerator`` in one process (the 2-process run is in tests/distributed)."""
+"""``prepare`` and ``make_accelerator`` in one process (the 2-process run is in
+tests/distributed)."""
 
 from __future__ import annotations
 

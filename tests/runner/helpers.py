@@ -29,5 +29,6 @@ def run(name: str, work_dir: Path, *overrides: str) -> Runner:
 
 def records(work_dir: Path, mode: str) -> list[dict]:
     """The ``mode`` records of ``scalars.jsonl``."""
-    rows = [json.loads(line) for line in (Path(work_dir) / "scalars.jsonl").read_text().splitlines()]
+    rows = [json.loads(line)
+            for line in (Path(work_dir) / "scalars.jsonl").read_text().splitlines()]
     return [r for r in rows if r["mode"] == mode]

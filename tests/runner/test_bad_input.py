@@ -21,7 +21,8 @@ def trained(tmp_path_factory):
 
 
 def test_unknown_keys_are_listed_with_suggestions(tmp_path):
-    cfg = config("digits_sgd_multistep", tmp_path, "+optim_wraper={}", "+train_dataloader.batchsize=3")
+    cfg = config("digits_sgd_multistep", tmp_path, "+optim_wraper={}",
+                 "+train_dataloader.batchsize=3")
     with pytest.raises(ConfigError) as err:
         Runner.from_cfg(cfg)
     text = str(err.value)
@@ -32,7 +33,8 @@ def test_unknown_keys_are_listed_with_suggestions(tmp_path):
 def test_missing_sections_are_all_named(tmp_path):
     with pytest.raises(ConfigError) as err:
         Runner.from_cfg({"work_dir": str(tmp_path), "model": {"type": "MLPClassifier"}})
-    assert {"train_dataloader: required section is missing", "optim_wrapper: required section is missing",
+    assert {"train_dataloader: required section is missing",
+            "optim_wrapper: required section is missing",
             "train_cfg: required section is missing"} <= set(err.value.problems)
 
 
@@ -56,9 +58,10 @@ def test_nonexistent_resume_path_fails_before_touching_the_work_dir(trained, tmp
 
 def test_checkpoint_of_a_different_model_is_refused_and_nothing_changes(trained):
     before = tree(trained)
-    runner = Runner.from_cfg(config("digits_sgd_multistep", trained, *SHORT, "model.hidden_dims=[32]",
-                                    "+resume=auto"))
-    with pytest.raises(ValueError, match=r"different model: shape mismatch: net.0.weight: checkpoint \[128, 64\] vs model \[32, 64\]"):
+    runner = Runner.from_cfg(config("digits_sgd_multistep", trained, *SHORT,
+                                    "model.hidden_dims=[32]", "+resume=auto"))
+    with pytest.raises(ValueError, match=r"different model: shape mismatch: net.0.weight: "
+                                         r"checkpoint \[128, 64\] vs model \[32, 64\]"):
         runner.train()
     assert tree(trained) == before
 
@@ -78,6 +81,7 @@ def test_train_cfg_counts_name_key_value_and_minimum(key, value, minimum):
     from accelwrap.runner.build import parse_train_cfg
 
     cfg = {"by_epoch": True, "max_epochs": 2, key: value}
-    with pytest.raises(ValueError, match=rf"train_cfg\.{key}: expected an integer >= {minimum}, got {value}"):
+    with pytest.raises(ValueError,
+                       match=rf"train_cfg\.{key}: expected an integer >= {minimum}, got {value}"):
         parse_train_cfg(cfg)
     assert getattr(parse_train_cfg({**cfg, key: minimum}), key) == minimum

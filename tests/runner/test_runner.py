@@ -19,7 +19,8 @@ def test_default_config_reaches_its_stated_accuracy(tmp_path):
     assert len(val) == 10 and val[-1]["accuracy"] >= 0.96
     assert (tmp_path / "config.yaml").is_file()
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "epoch_10"
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_10", "epoch_9", "latest"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_10", "epoch_9",
+                                                                            "latest"]
     assert runner.optim_wrapper.get_lr()["lr"] == pytest.approx([0.001])
 
 
@@ -57,9 +58,9 @@ def test_lr_of_every_iteration_matches_mmengine(tmp_path):
 def test_reduce_on_plateau_steps_after_validation_like_mmengine(tmp_path):
     from mmengine.optim import ReduceOnPlateauLR
 
-    runner = run("digits_plateau", tmp_path, "train_cfg.max_epochs=6", "train_dataloader.batch_size=256",
-                 "param_scheduler.0.patience=0", "param_scheduler.0.factor=0.5",
-                 "optim_wrapper.optimizer.lr=0.5")
+    runner = run("digits_plateau", tmp_path, "train_cfg.max_epochs=6",
+                 "train_dataloader.batch_size=256", "param_scheduler.0.patience=0",
+                 "param_scheduler.0.factor=0.5", "optim_wrapper.optimizer.lr=0.5")
     losses = [r["loss"] for r in records(tmp_path, "val")]
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5, momentum=0.9)
     sched = ReduceOnPlateauLR(opt, monitor="loss", rule="less", factor=0.5, patience=0,
@@ -73,7 +74,8 @@ def test_reduce_on_plateau_steps_after_validation_like_mmengine(tmp_path):
 def test_last_short_accumulation_window_still_updates(tmp_path):
     # 10 iterations with accumulative_counts=4: updates after 4, 8 and the short window 9-10.
     runner = run("digits_sgd_multistep", tmp_path, "train_cfg={by_epoch: false, max_iters: 10}",
-                 "+optim_wrapper.accumulative_counts=4", "optim_wrapper.optimizer={type: Adam, lr: 0.001}",
+                 "+optim_wrapper.accumulative_counts=4",
+                 "optim_wrapper.optimizer={type: Adam, lr: 0.001}",
                  "param_scheduler=null", "default_hooks.checkpoint={interval: 5, by_epoch: false}")
     state = runner.optim_wrapper.optimizer.state_dict()["state"]
     assert {int(s["step"]) for s in state.values()} == {3}
@@ -112,8 +114,10 @@ def test_gan_train_step_with_optim_wrapper_dict_logs_each_member(tmp_path):
     runner = run("gan_ring2d", tmp_path, "train_cfg.max_epochs=2", "train_cfg.val_interval=1",
                  "param_scheduler.generator.1.begin=1")
     first = records(tmp_path, "train")[0]
-    assert {"loss_d", "loss_g", "generator.lr", "discriminator.lr", "generator.momentum"} <= set(first)
-    assert first["generator.lr"] == pytest.approx(1e-4) and first["discriminator.lr"] == pytest.approx(1e-3)
+    assert {"loss_d", "loss_g", "generator.lr", "discriminator.lr",
+            "generator.momentum"} <= set(first)
+    assert (first["generator.lr"] == pytest.approx(1e-4)
+            and first["discriminator.lr"] == pytest.approx(1e-3))
     assert {"near_mode", "mode_dist"} <= set(records(tmp_path, "val")[-1])
     assert sorted(runner.param_schedulers) == ["discriminator", "generator"]
 

@@ -34,7 +34,8 @@ def jsonl_as_events(work_dir: Path) -> dict[str, list[tuple[int, float]]]:
         for record in records(work_dir, mode):
             for key, value in record.items():
                 if key not in ("mode", "epoch", "iter"):
-                    out.setdefault(f"{mode}/{key}", []).append((record["iter"], float(np.float32(value))))
+                    out.setdefault(f"{mode}/{key}", []).append(
+                        (record["iter"], float(np.float32(value))))
     return out
 
 
@@ -58,8 +59,9 @@ def test_tensorboard_gets_train_scalars_every_iteration_and_val_metrics_every_ep
 def test_a_resumed_run_replaces_the_steps_logged_after_its_checkpoint(tmp_path):
     pytest.importorskip("tensorboard")
     short = ["train_cfg.max_epochs=2", "train_dataloader.batch_size=256",
-             "default_hooks.logger.trackers=[tensorboard]", "+default_hooks.checkpoint.by_epoch=false",
-             "default_hooks.checkpoint.interval=4", "default_hooks.checkpoint.max_keep_ckpts=-1"]
+             "default_hooks.logger.trackers=[tensorboard]",
+             "+default_hooks.checkpoint.by_epoch=false", "default_hooks.checkpoint.interval=4",
+             "default_hooks.checkpoint.max_keep_ckpts=-1"]
     # A finished run stands in for one killed after iteration 12. Resumed from its
     # iteration-4 checkpoint, logging every 2nd iteration: TensorBoard must show what
     # scalars.jsonl keeps, iterations 1-4 of the first run and 6, 8, ... of the second.

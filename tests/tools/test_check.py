@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from torch import nn
 
+from accelwrap.checks.engine import check_config, check_optim_wrapper
 from accelwrap.cli import main
 from accelwrap.config import load_config
 from accelwrap.errors import ConfigError
 from accelwrap.runner import Runner
 from accelwrap.runner.models import MODELS
-from accelwrap.checks.engine import check_config, check_optim_wrapper
 
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")
                  if not p.name.startswith("_"))
@@ -39,7 +39,8 @@ default_hooks:
 """)
     assert main(["check", path]) == 1
     err = capsys.readouterr().err
-    assert "1 problem" in err and "default_hooks.checkpoint.by_epoch: True needs train_cfg.by_epoch=True" in err
+    assert ("1 problem" in err
+            and "default_hooks.checkpoint.by_epoch: True needs train_cfg.by_epoch=True" in err)
 
 
 def test_four_kinds_of_mistake_in_one_run(tmp_path, capsys):
@@ -54,8 +55,10 @@ modle: {type: MLPClassifier}
     assert main(["check", path]) == 1
     err = capsys.readouterr().err
     assert "4 problems" in err
-    assert "optim_wrapper.optimizer.type: 'SDG' is not registered in OPTIMIZERS; did you mean 'SGD'?" in err
-    assert "param_scheduler.0 (LinearLR): unexpected argument 'start_factr'; did you mean 'start_factor'?" in err
+    assert ("optim_wrapper.optimizer.type: 'SDG' is not registered in OPTIMIZERS; "
+            "did you mean 'SGD'?" in err)
+    assert ("param_scheduler.0 (LinearLR): unexpected argument 'start_factr'; "
+            "did you mean 'start_factor'?" in err)
     assert "param_scheduler.1.gamma: expected float, got 'fast' (str)" in err
     assert "modle: unknown top-level key; did you mean 'model'?" in err
 
@@ -94,7 +97,8 @@ def test_missing_section_and_bad_file(tmp_path, capsys):
 def test_paramwise_cfg_problems_come_from_the_constructor():
     problems = check_optim_wrapper({"optimizer": {"type": "SGD", "lr": 0.1, "weight_decay": 1e-4},
                                     "paramwise_cfg": {"norm_decay_mul": 0.0}})
-    assert len(problems) == 1 and "norm_decay_mul" in problems[0] and "norm_decay_mult" in problems[0]
+    assert (len(problems) == 1 and "norm_decay_mul" in problems[0]
+            and "norm_decay_mult" in problems[0])
 
 
 def test_every_optim_wrapper_form_is_checked():
@@ -117,7 +121,8 @@ def test_scheduler_dict_per_member_and_conversion():
         "gen": [{"type": "LinearLR", "by_epoch": False, "convert_to_iter_based": True}],
         "disc": {"type": "CosineAnnealingLR", "T_max": 5, "eta_mn": 0.0}}})
     assert any(p.startswith("param_scheduler.gen.0: convert_to_iter_based=True") for p in problems)
-    assert any(p.startswith("param_scheduler.disc (CosineAnnealingLR): unexpected argument 'eta_mn'")
+    assert any(p.startswith("param_scheduler.disc (CosineAnnealingLR): "
+                            "unexpected argument 'eta_mn'")
                for p in problems)
 
 

@@ -72,7 +72,8 @@ def _assert_rows_match(rows_by_member: dict, actual: dict[str, dict]) -> None:
 @pytest.mark.parametrize("merge", [False, True])
 def test_rows_match_the_built_param_groups(merge):
     cfg = {"model": {"type": "_GroupsTestNet"},
-           "optim_wrapper": {**OPTIM, "paramwise_cfg": {**OPTIM["paramwise_cfg"], "merge_groups": merge}}}
+           "optim_wrapper": {**OPTIM, "paramwise_cfg": {**OPTIM["paramwise_cfg"],
+                                                         "merge_groups": merge}}}
     rows = param_rows(cfg)
     _assert_rows_match(rows, _actual(GroupsNet(), cfg["optim_wrapper"]))
     by_name = {row.name: row for row in rows[""]}
@@ -80,7 +81,8 @@ def test_rows_match_the_built_param_groups(merge):
     assert by_name["bn.bias"].rule == "norm_decay_mult"
     assert by_name["head.bias"].rule == "custom_keys['head']"
     assert by_name["conv.bias"].settings["lr"] == pytest.approx(0.2)
-    assert by_name["frozen.weight"].settings == {} and by_name["frozen.weight"].rule.startswith("skipped")
+    assert (by_name["frozen.weight"].settings == {}
+            and by_name["frozen.weight"].rule.startswith("skipped"))
     assert by_name["scale"].module_type == "GroupsNet" and by_name["scale"].shape == (1,)
 
 
@@ -110,14 +112,17 @@ def test_command_prints_table_and_totals(tmp_path, capsys):
 def test_custom_key_matching_nothing_is_an_error(tmp_path, capsys):
     path = tmp_path / "groups.yaml"
     path.write_text(yaml.safe_dump({"model": {"type": "_GroupsTestNet"}, "optim_wrapper": OPTIM}))
-    assert main(["groups", str(path), "optim_wrapper.paramwise_cfg.custom_keys={haed: {lr_mult: 0.1}}"]) == 1
+    assert main(["groups", str(path),
+                 "optim_wrapper.paramwise_cfg.custom_keys={haed: {lr_mult: 0.1}}"]) == 1
     err = capsys.readouterr().err
     assert "custom_keys['haed'] matches no parameter" in err and "'head'" in err
 
 
 def test_table_formats_without_a_config():
-    cfg = {"model": {"type": "_GroupsTestNet", "width": 4}, "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.5}}}
+    cfg = {"model": {"type": "_GroupsTestNet", "width": 4},
+           "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.5}}}
     text = format_table(param_rows(cfg))
-    assert text.splitlines()[0].split() == ["parameter", "shape", "module", "lr", "weight_decay", "rule"]
+    assert text.splitlines()[0].split() == ["parameter", "shape", "module", "lr", "weight_decay",
+                                            "rule"]
     assert text.splitlines()[2].split() == ["scale", "1", "GroupsNet", "0.5", "0", "default"]
     assert "setting 0: 13 tensors" in text  # without paramwise_cfg frozen ones are handed over too

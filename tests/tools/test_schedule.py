@@ -14,8 +14,8 @@ from accelwrap.cli import main
 from accelwrap.config import load_config
 from accelwrap.runner import Runner
 from accelwrap.tools.common import load_plain
-from accelwrap.tools.schedule_plot import panels
 from accelwrap.tools.schedule import simulate
+from accelwrap.tools.schedule_plot import panels
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 QUIET_HOOKS = {"checkpoint": {"interval": 10**6, "save_last": False},
@@ -57,7 +57,8 @@ def test_csv_equals_the_training_log(name, tmp_path, capsys):
         rows = list(csv.DictReader(f))
 
     Runner.from_cfg(load_config(path)).train()
-    records = [json.loads(line) for line in (tmp_path / "work" / "scalars.jsonl").read_text().splitlines()]
+    records = [json.loads(line)
+               for line in (tmp_path / "work" / "scalars.jsonl").read_text().splitlines()]
     train = [r for r in records if r["mode"] == "train"]
 
     assert len(train) == len(rows) > 0
@@ -72,7 +73,8 @@ def test_csv_equals_the_training_log(name, tmp_path, capsys):
 
 
 def test_summary_names_windows_and_milestones(capsys):
-    assert main(["schedule", str(CONFIGS / "digits_sgd_multistep.yaml"), "--epoch-length", "10"]) == 0
+    assert main(["schedule", str(CONFIGS / "digits_sgd_multistep.yaml"),
+                 "--epoch-length", "10"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("100 iterations = 10 epochs x 10 iterations")
     lines = {line.split()[0]: line.split() for line in out.splitlines()[4:] if line[:1].isdigit()}
@@ -99,7 +101,8 @@ def test_scheduled_momentum_and_weight_decay_are_recorded(tmp_path):
          "end_factor": 0.5, "by_epoch": False, "end": 20}]
     trace = simulate(cfg, epoch_length=5)
     assert set(panels(trace)) == {("", "momentum"), ("", "weight_decay")}
-    assert trace.columns["momentum.0"][0] == 0.9 and trace.columns["momentum.0"][20] == pytest.approx(0.85)
+    assert (trace.columns["momentum.0"][0] == 0.9
+            and trace.columns["momentum.0"][20] == pytest.approx(0.85))
     # weight_decay groups differ (paramwise: 0.05 and 0.0): two lines, one of them all zero
     decays = panels(trace)[("", "weight_decay")]
     assert len(decays) == 2 and any(set(v) == {0.0} for v in decays.values())
@@ -128,7 +131,8 @@ def test_without_matplotlib_csv_and_summary_still_work(tmp_path, capsys, monkeyp
 
 
 def test_bad_epoch_length_and_missing_sections(tmp_path, capsys):
-    assert main(["schedule", str(CONFIGS / "digits_sgd_multistep.yaml"), "--epoch-length", "0"]) == 1
+    assert main(["schedule", str(CONFIGS / "digits_sgd_multistep.yaml"),
+                 "--epoch-length", "0"]) == 1
     assert "epoch length" in capsys.readouterr().err
     path = tmp_path / "x.yaml"
     path.write_text("optim_wrapper: {optimizer: {type: SGD, lr: 0.1}}\n")

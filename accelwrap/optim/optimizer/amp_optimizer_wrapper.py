@@ -216,4 +216,5 @@ class AmpOptimWrapper(OptimWrapper):
             self.loss_scaler.load_state_dict(scaler_state)
         super().load_state_dict(state)
 
-__all__ = ["DTYPES", "MIXED_PRECISION", "AmpOptimWrapper", "param_device_type", "resolve_dtype", "scaler_kwargs"]
+__all__ = ["DTYPES", "MIXED_PRECISION", "AmpOptimWrapper", "param_device_type", "resolve_dtype",
+           "scaler_kwargs"]

@@ -64,7 +64,8 @@ class ApexOptimWrapper(OptimWrapper):
         self._inner_count += 1
 
     def state_dict(self) -> dict:
-        """The wrapper's state (:meth:`OptimWrapper.state_dict`) plus apex's under ``'apex_amp'``."""
+        """The wrapper's state (:meth:`OptimWrapper.state_dict`) plus apex's under
+        ``'apex_amp'``."""
         state = super().state_dict()
         state["apex_amp"] = self._amp.state_dict()
         return state

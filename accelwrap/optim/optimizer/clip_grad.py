@@ -89,7 +89,8 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
                 f"clipping by value takes {', '.join(_KEYS['value'])}")
     required = _REQUIRED[kind]
     if required not in args:
-        raise ValueError(f"clip_grad: clipping by {kind} needs {required!r}, got {dict(clip_grad)!r}")
+        raise ValueError(f"clip_grad: clipping by {kind} needs {required!r}, "
+                         f"got {dict(clip_grad)!r}")
     if "norm_type" in args:
         args["norm_type"] = float(args["norm_type"])
     return ClipGrad(kind, args)

@@ -32,8 +32,13 @@ from torch.optim import Optimizer
 
 from accelwrap.errors import suggest
 from accelwrap.optim.optimizer.paramwise import ParamwiseRules, is_dcn, merge_param_groups
-from accelwrap.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS,
-                                check_arguments, to_plain)
+from accelwrap.registry import (
+    OPTIM_WRAPPER_CONSTRUCTORS,
+    OPTIM_WRAPPERS,
+    OPTIMIZERS,
+    check_arguments,
+    to_plain,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +167,8 @@ class DefaultOptimWrapperConstructor:
         for name, param in module.named_parameters(recurse=False):
             full_name = f"{prefix}.{name}" if prefix else name
             if id(param) in seen:
-                logger.warning("%s is skipped: it is a duplicate (bypass_duplicate=True)", full_name)
+                logger.warning("%s is skipped: it is a duplicate (bypass_duplicate=True)",
+                               full_name)
                 self._record(full_name, "skipped: duplicate (bypass_duplicate)")
                 continue
             if not param.requires_grad:
@@ -182,7 +188,8 @@ class DefaultOptimWrapperConstructor:
             self._records.setdefault(full_name, rule)
 
     def param_groups(self, model: nn.Module) -> list[Any]:
-        """What the optimizer is given: parameter groups, or all parameters without ``paramwise_cfg``.
+        """What the optimizer is given: parameter groups, or all parameters without
+        ``paramwise_cfg``.
 
         Args:
             model: The model (DDP / compiled wrappers are stripped).

@@ -307,7 +307,8 @@ class OptimWrapper(BaseOptimWrapper):
         if self._accumulative_counts == 1:
             return loss
         factor = self._accumulative_counts
-        if self._max_counts != -1 and self._inner_count >= self._max_counts - self._remainder_counts:
+        if (self._max_counts != -1
+                and self._inner_count >= self._max_counts - self._remainder_counts):
             factor = self._remainder_counts
             if factor <= 0:
                 raise ValueError(

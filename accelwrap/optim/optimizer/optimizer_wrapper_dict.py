@@ -146,7 +146,8 @@ class OptimWrapperDict(OptimWrapper):
         return len(self.optim_wrappers)
 
     def __repr__(self) -> str:
-        return "".join(f"name: {name}\n{wrapper!r}" for name, wrapper in self.optim_wrappers.items())
+        return "".join(f"name: {name}\n{wrapper!r}"
+                       for name, wrapper in self.optim_wrappers.items())
 
 
 def members_of(optim_wrapper: Any) -> dict[str, Any] | None:

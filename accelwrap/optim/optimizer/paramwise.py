@@ -50,7 +50,8 @@ DCN_CLASS_NAMES = frozenset({"DeformConv2d", "ModulatedDeformConv2d"})
 
 
 def is_norm(module: nn.Module) -> bool:
-    """Whether ``module`` is a normalisation layer (BatchNorm, InstanceNorm, GroupNorm, LayerNorm, RMSNorm)."""
+    """Whether ``module`` is a normalisation layer (BatchNorm, InstanceNorm, GroupNorm,
+    LayerNorm, RMSNorm)."""
     return isinstance(module, NORM_TYPES)
 
 
@@ -164,7 +165,8 @@ class ParamwiseRules:
         settings.update(entry)
         return settings
 
-    def _lr_rule(self, name: str, module: nn.Module, prefix: str, in_dcn: bool | None) -> str | None:
+    def _lr_rule(self, name: str, module: nn.Module, prefix: str,
+                 in_dcn: bool | None) -> str | None:
         rule = None
         if "bias_lr_mult" in self.mults and name == "bias" and not (is_norm(module) or in_dcn):
             rule = "bias_lr_mult"

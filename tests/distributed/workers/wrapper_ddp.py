@@ -41,7 +41,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler
 
 def global_batches(world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(0)
-    return [(torch.randn(world * BATCH, 4, generator=gen), torch.randn(world * BATCH, 2, generator=gen))
+    return [(torch.randn(world * BATCH, 4, generator=gen),
+             torch.randn(world * BATCH, 2, generator=gen))
             for _ in range(STEPS)]
 
 

@@ -37,7 +37,8 @@ def make_model() -> nn.Module:
 
 def batches(world: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(1)
-    return [(torch.randn(world * BATCH, 4, generator=gen), torch.randn(world * BATCH, 2, generator=gen))
+    return [(torch.randn(world * BATCH, 4, generator=gen),
+             torch.randn(world * BATCH, 2, generator=gen))
             for _ in range(STEPS)]
 
 

@@ -16,8 +16,14 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from accelwrap.optim import AmpOptimWrapper, ApexOptimWrapper, OptimWrapperDict, make_accelerator
-from tests.optim.optimizer.wrapper_cases import (assert_same, make_data, make_model, make_optimizer,
-                                       params_of, train)
+from tests.optim.optimizer.wrapper_cases import (
+    assert_same,
+    make_data,
+    make_model,
+    make_optimizer,
+    params_of,
+    train,
+)
 
 MODES = ("plain", "accelerator")
 
@@ -187,7 +193,8 @@ def test_mixed_precision_mismatch_says_what_to_pass():
     accelerator = Accelerator(cpu=True)
     with pytest.raises(ValueError, match=r"Accelerator\(mixed_precision='bf16'\).*mixed_precision="
                                          r"'no'.*make_accelerator"):
-        AmpOptimWrapper(make_optimizer("sgd", make_model()), dtype="bfloat16", accelerator=accelerator)
+        AmpOptimWrapper(make_optimizer("sgd", make_model()), dtype="bfloat16",
+                        accelerator=accelerator)
 
 
 def test_make_accelerator_follows_the_wrapper_config():

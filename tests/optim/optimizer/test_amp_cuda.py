@@ -1,6 +1,7 @@
 """The CUDA paths: fp16 AMP with torch's CUDA GradScaler, through an Accelerator too, and
 bitsandbytes' 8-bit optimizers. Skipped with a reason on a machine without a CUDA GPU
-(CI has none); they run on a GPU machine (`python -m pytest tests/optim/optimizer/test_amp_cuda.py`).
+(CI has none); they run on a GPU machine
+(`python -m pytest tests/optim/optimizer/test_amp_cuda.py`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (CPU AMP is covered by test_amp.py)")
 
 
-def _model_and_data(seed: int = 0) -> tuple[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+def _model_and_data(seed: int = 0
+                    ) -> tuple[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)).cuda()
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 4)).cuda()
     data = [(torch.randn(8, 16, device="cuda"), torch.randn(8, 4, device="cuda")) for _ in range(6)]
     return model, data
 

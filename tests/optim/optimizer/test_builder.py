@@ -10,8 +10,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from accelwrap.errors import UnknownTypeError
-from accelwrap.optim import (DefaultOptimWrapperConstructor, OptimWrapper, OptimWrapperDict,
-                             build_optim_wrapper)
+from accelwrap.optim import (
+    DefaultOptimWrapperConstructor,
+    OptimWrapper,
+    OptimWrapperDict,
+    build_optim_wrapper,
+)
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 SGD = {"type": "SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
@@ -52,7 +56,8 @@ def test_single_optimizer_config_builds_and_is_not_mutated(as_dictconfig):
 def test_type_defaults_to_optim_wrapper_and_may_be_a_class():
     model = nn.Linear(2, 1)
     assert type(build_optim_wrapper(model, {"optimizer": SGD})) is OptimWrapper
-    assert type(build_optim_wrapper(model, {"type": OptimWrapper, "optimizer": SGD})) is OptimWrapper
+    assert (type(build_optim_wrapper(model, {"type": OptimWrapper, "optimizer": SGD}))
+            is OptimWrapper)
     wrapper = build_optim_wrapper(model, {"optimizer": {"type": torch.optim.Adam, "lr": 0.1}})
     assert isinstance(wrapper.optimizer, torch.optim.Adam)
 
@@ -80,7 +85,8 @@ def test_unknown_wrapper_argument_lists_accepted_ones():
 
 
 def test_unknown_optimizer_type_and_argument():
-    with pytest.raises(UnknownTypeError, match="'Adamw' is not registered in OPTIMIZERS; did you mean 'AdamW'"):
+    with pytest.raises(UnknownTypeError,
+                       match="'Adamw' is not registered in OPTIMIZERS; did you mean 'AdamW'"):
         build_optim_wrapper(nn.Linear(2, 1), {"optimizer": {"type": "Adamw", "lr": 0.1}})
     with pytest.raises(TypeError, match="OPTIMIZERS 'Adam': unexpected argument 'momentum'"):
         build_optim_wrapper(nn.Linear(2, 1), {"optimizer": {"type": "Adam", "momentum": 0.9}})
@@ -104,7 +110,8 @@ def test_prebuilt_optimizer_is_wrapped():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
     wrapper = build_optim_wrapper(model, {"optimizer": optimizer, "accumulative_counts": 3})
     assert wrapper.optimizer is optimizer and wrapper._accumulative_counts == 3
-    with pytest.raises(ValueError, match="'paramwise_cfg' and 'constructor' need an optimizer config"):
+    with pytest.raises(ValueError,
+                       match="'paramwise_cfg' and 'constructor' need an optimizer config"):
         build_optim_wrapper(model, {"optimizer": optimizer, "paramwise_cfg": {"bias_lr_mult": 2}})
 
 
@@ -116,7 +123,8 @@ def test_runtime_accelerator_reaches_the_wrapper():
     cfg = {"optimizer": SGD}
     wrapper = build_optim_wrapper(model, cfg, accelerator=accelerator)
     assert wrapper.accelerator is accelerator and cfg == {"optimizer": SGD}
-    with pytest.raises(ValueError, match="'accelerator' is set both in the config and as an argument"):
+    with pytest.raises(ValueError,
+                       match="'accelerator' is set both in the config and as an argument"):
         build_optim_wrapper(model, {"optimizer": SGD, "accelerator": accelerator},
                             accelerator=accelerator)
 

@@ -1,4 +1,5 @@
-"""DefaultOptimWrapperConstructor beyond MMEngine: RMSNorm, merging, describe(), errors, subclasses."""
+"""DefaultOptimWrapperConstructor beyond MMEngine: RMSNorm, merging, describe(), errors,
+subclasses."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def test_rmsnorm_counts_as_a_norm_layer():
 
 def test_merged_groups_keep_every_parameters_numbers():
     model = Tiny()
-    paramwise = {"bias_lr_mult": 2.0, "norm_decay_mult": 0.0, "custom_keys": {"head": {"lr_mult": 0.5}}}
+    paramwise = {"bias_lr_mult": 2.0, "norm_decay_mult": 0.0,
+                 "custom_keys": {"head": {"lr_mult": 0.5}}}
     per_param = groups_of(paramwise, model=model)
     merged = groups_of({**paramwise, "merge_groups": True}, model=model)
     assert settings_of(merged, model) == settings_of(per_param, model)
@@ -137,7 +139,8 @@ def test_custom_decay_mult_and_lr_mult_without_bases():
                    "bias_lr_mult": 2.0}, optimizer={"type": "Lion"})
     message = str(info.value)
     assert message.startswith("3 problems in the configuration")
-    assert "paramwise_cfg.custom_keys['head'].decay_mult multiplies the optimizer's weight_decay" in message
+    assert ("paramwise_cfg.custom_keys['head'].decay_mult multiplies the optimizer's weight_decay"
+            in message)
     assert "paramwise_cfg.custom_keys['head'].lr_mult multiplies the optimizer's lr" in message
     assert "paramwise_cfg.bias_lr_mult multiplies the optimizer's lr" in message
 
@@ -193,7 +196,8 @@ def test_missing_or_bad_optimizer_entry():
 
 
 def test_unknown_optimizer_type_fails_at_construction():
-    with pytest.raises(UnknownTypeError, match="'SDG' is not registered in OPTIMIZERS; did you mean 'SGD'"):
+    with pytest.raises(UnknownTypeError,
+                       match="'SDG' is not registered in OPTIMIZERS; did you mean 'SGD'"):
         DefaultOptimWrapperConstructor({"optimizer": {"type": "SDG", "lr": 0.1}})
 
 

@@ -140,7 +140,8 @@ def test_zero_redundancy_optimizer_resolves_its_local_type_first():
 
     assert OPTIMIZERS.get("ZeroRedundancyOptimizer") is ZeroRedundancyOptimizer
     params = [torch.nn.Parameter(torch.zeros(2))]
-    with pytest.raises(UnknownTypeError, match="'SDG' is not registered in OPTIMIZERS; did you mean 'SGD'"):
+    with pytest.raises(UnknownTypeError,
+                       match="'SDG' is not registered in OPTIMIZERS; did you mean 'SGD'"):
         ZeroRedundancyOptimizer(params, optimizer_type="SDG", lr=0.1)
     with pytest.raises(TypeError, match="optimizer_type must name a local torch.optim.Optimizer"):
         ZeroRedundancyOptimizer(params, optimizer_type="ZeroRedundancyOptimizer", lr=0.1)

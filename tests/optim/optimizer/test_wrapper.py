@@ -15,8 +15,15 @@ from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper as MMOptimWrapper
 
 from accelwrap.optim import OptimWrapper, prepare
-from tests.optim.optimizer.wrapper_cases import (assert_same, make_data, make_model, make_optimizer,
-                                       mm_clip, params_of, train)
+from tests.optim.optimizer.wrapper_cases import (
+    assert_same,
+    make_data,
+    make_model,
+    make_optimizer,
+    mm_clip,
+    params_of,
+    train,
+)
 
 CLIPS = {
     "none": None,
@@ -39,7 +46,8 @@ def build(mode: str, optimizer: torch.optim.Optimizer, model, **kwargs):
         return OptimWrapper(optimizer, **kwargs), model
     accelerator = Accelerator(cpu=True, step_scheduler_with_optimizer=False)
     if mode == "accelerator":  # way (a): wrap the optimizer accelerator.prepare returned
-        return OptimWrapper(accelerator.prepare(optimizer), accelerator=accelerator, **kwargs), model
+        return (OptimWrapper(accelerator.prepare(optimizer), accelerator=accelerator, **kwargs),
+                model)
     wrapper = SlowOptimWrapper(optimizer, **kwargs)  # way (b): the prepare helper
     model, wrapper = prepare(accelerator, model, wrapper)
     assert not wrapper._direct
@@ -92,7 +100,8 @@ def test_manual_backward_step_zero_grad_matches_mmengine(mode):
     mm_model = make_model()
     mm = MMOptimWrapper(make_optimizer("adamw", mm_model), clip_grad=dict(max_norm=0.5))
     model = make_model()
-    wrapper, model = build(mode, make_optimizer("adamw", model), model, clip_grad=dict(max_norm=0.5))
+    wrapper, model = build(mode, make_optimizer("adamw", model), model,
+                           clip_grad=dict(max_norm=0.5))
     for w, m in ((mm, mm_model), (wrapper, model)):
         for x, y in data:
             w.backward(F.mse_loss(m(x), y))

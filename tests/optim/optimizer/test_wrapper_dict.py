@@ -9,7 +9,13 @@ from mmengine.optim import OptimWrapper as MMOptimWrapper
 from mmengine.optim import OptimWrapperDict as MMOptimWrapperDict
 
 from accelwrap.optim import OptimWrapper, OptimWrapperDict, make_accelerator, prepare
-from tests.optim.optimizer.wrapper_cases import assert_same, make_data, make_model, make_optimizer, params_of
+from tests.optim.optimizer.wrapper_cases import (
+    assert_same,
+    make_data,
+    make_model,
+    make_optimizer,
+    params_of,
+)
 
 
 def build(wrapper_cls, dict_cls, gen_model, disc_model):
