@@ -53,7 +53,7 @@ class ConfigLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 exponent floats and duplicate keys refused.
 
     Example:
-        >>> parse_yaml('lr: 1e-4\nwd: 5E-2\nsteps: 10')
+        >>> parse_yaml('lr: 1e-4\\nwd: 5E-2\\nsteps: 10')
         {'lr': 0.0001, 'wd': 0.05, 'steps': 10}
     """
 
