@@ -19,7 +19,7 @@ from torch import nn
 
 from accelwrap.errors import suggest
 from accelwrap.optim import _accelerate_compat as glue
-from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
+from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper, check_not_optimizer
 from accelwrap.registry import OPTIM_WRAPPERS
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -93,8 +93,9 @@ def param_device_type(optimizer: torch.optim.Optimizer) -> str:
 class AmpOptimWrapper(OptimWrapper):
     """``OptimWrapper`` with automatic mixed precision (autocast + loss scaling).
 
+    Arguments and their order are MMEngine's: the optimizer is passed by keyword.
+
     Args:
-        optimizer: The torch optimizer.
         loss_scale: ``'dynamic'``, a float (fixed scale) or a dict of ``GradScaler``
             arguments. Used for float16 only; bfloat16 needs no scaling. With an
             accelerator the scaler is the accelerator's: build it with
@@ -102,7 +103,8 @@ class AmpOptimWrapper(OptimWrapper):
         dtype: ``'float16'``, ``'bfloat16'``, a torch dtype, or ``None`` (float16 on
             CUDA, bfloat16 on CPU; with an accelerator, the accelerator's precision).
         use_fsdp: Use ``ShardedGradScaler`` (no accelerator, raw FSDP).
-        **kwargs: ``accumulative_counts``, ``clip_grad``, ``accelerator``.
+        **kwargs: ``optimizer`` (required), ``accumulative_counts``, ``clip_grad``,
+            ``accelerator``.
 
     Attributes:
         loss_scaler: The ``GradScaler`` (disabled for bfloat16); its state is saved
@@ -111,7 +113,7 @@ class AmpOptimWrapper(OptimWrapper):
 
     Example:
         >>> model = nn.Linear(4, 2)
-        >>> wrapper = AmpOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1),
+        >>> wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
         ...                           dtype='bfloat16')
         >>> with wrapper.optim_context(model):
         ...     out = model(torch.ones(3, 4))
@@ -122,16 +124,17 @@ class AmpOptimWrapper(OptimWrapper):
 
     valid_dtypes = tuple(DTYPES)
 
-    def __init__(self, optimizer: torch.optim.Optimizer, loss_scale: str | float | dict = "dynamic",
+    def __init__(self, loss_scale: str | float | dict = "dynamic",
                  dtype: str | torch.dtype | None = None, use_fsdp: bool = False,
                  **kwargs: Any) -> None:
+        check_not_optimizer(type(self).__name__, "loss_scale", loss_scale)
         self._scaler_kwargs = scaler_kwargs(loss_scale)
         self._static = float(loss_scale) if isinstance(loss_scale, (int, float)) else None
         self._dtype_setting = dtype
         if dtype is not None:
             resolve_dtype(dtype, "cpu")
         self._use_fsdp = use_fsdp
-        super().__init__(optimizer, **kwargs)
+        super().__init__(**kwargs)
 
     def _static_scale(self) -> float | None:
         return self._static

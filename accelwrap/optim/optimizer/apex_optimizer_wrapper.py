@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
+from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper, check_not_optimizer
 from accelwrap.registry import OPTIM_WRAPPERS
 
 
@@ -21,28 +21,41 @@ from accelwrap.registry import OPTIM_WRAPPERS
 class ApexOptimWrapper(OptimWrapper):
     """``OptimWrapper`` on NVIDIA apex's ``amp`` (CUDA only; see :class:`AmpOptimWrapper`).
 
+    Arguments and their order are MMEngine's: everything before ``**kwargs`` goes to
+    ``apex.amp.initialize`` (see apex's documentation), and the optimizer is passed by
+    keyword.
+
     Args:
-        optimizer: The torch optimizer.
         opt_level: apex optimisation level, ``'O0'`` to ``'O3'``.
         loss_scale: ``'dynamic'`` or a number.
-        **kwargs: Other ``apex.amp.initialize`` arguments (``enabled``,
-            ``cast_model_type``, ``patch_torch_functions``, ``keep_batchnorm_fp32``,
-            ``master_weights``, ``cast_model_outputs``, ``num_losses``, ``verbosity``,
-            ``min_loss_scale``, ``max_loss_scale``) and ``OptimWrapper`` arguments.
+        enabled: Whether apex's amp is on.
+        cast_model_type: dtype the model is cast to (None: what ``opt_level`` says).
+        patch_torch_functions: Patch torch functions to run in fp16.
+        keep_batchnorm_fp32: Keep batch-norm weights in fp32.
+        master_weights: Keep fp32 master weights.
+        cast_model_outputs: dtype the model outputs are cast to.
+        num_losses: How many losses are back-propagated with separate scalers.
+        verbosity: apex's logging level.
+        min_loss_scale: Floor of the dynamic loss scale.
+        max_loss_scale: Ceiling of the dynamic loss scale.
+        **kwargs: ``optimizer`` (required) and the other ``OptimWrapper`` arguments.
 
     Raises:
         ImportError: apex is not installed.
 
     Example:
-        >>> wrapper = ApexOptimWrapper(optimizer, opt_level='O1')  # doctest: +SKIP
+        >>> wrapper = ApexOptimWrapper(opt_level='O1', optimizer=optimizer)  # doctest: +SKIP
     """
 
-    _APEX_KEYS = ("enabled", "cast_model_type", "patch_torch_functions", "keep_batchnorm_fp32",
-                  "master_weights", "cast_model_outputs", "num_losses", "verbosity",
-                  "min_loss_scale", "max_loss_scale")
-
-    def __init__(self, optimizer: torch.optim.Optimizer, opt_level: str = "O1",
-                 loss_scale: float | str | None = "dynamic", **kwargs: Any) -> None:
+    def __init__(self, opt_level: str = "O1", loss_scale: float | str | None = "dynamic",
+                 enabled: bool | None = True, cast_model_type: torch.dtype | None = None,
+                 patch_torch_functions: bool | None = None,
+                 keep_batchnorm_fp32: bool | str | None = None,
+                 master_weights: bool | None = None,
+                 cast_model_outputs: torch.dtype | None = None, num_losses: int = 1,
+                 verbosity: int = 1, min_loss_scale: float | None = None,
+                 max_loss_scale: float | None = 2.0**24, **kwargs: Any) -> None:
+        check_not_optimizer(type(self).__name__, "opt_level", opt_level)
         try:
             import apex.amp as apex_amp
         except ImportError as err:
@@ -52,10 +65,15 @@ class ApexOptimWrapper(OptimWrapper):
                 "torch's native AMP, which also runs on CPU (dtype='bfloat16' or 'float16')."
             ) from err
         self._amp = apex_amp
-        self._amp_kwargs = {"opt_level": opt_level, "loss_scale": loss_scale,
-                            **{k: kwargs.pop(k) for k in self._APEX_KEYS if k in kwargs}}
+        self._amp_kwargs = {
+            "opt_level": opt_level, "loss_scale": loss_scale, "enabled": enabled,
+            "cast_model_type": cast_model_type, "patch_torch_functions": patch_torch_functions,
+            "keep_batchnorm_fp32": keep_batchnorm_fp32, "master_weights": master_weights,
+            "cast_model_outputs": cast_model_outputs, "num_losses": num_losses,
+            "verbosity": verbosity, "min_loss_scale": min_loss_scale,
+            "max_loss_scale": max_loss_scale}
         self._pending_amp_state = None
-        super().__init__(optimizer, **kwargs)
+        super().__init__(**kwargs)
 
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """Back-propagate the loss scaled by apex; count it."""

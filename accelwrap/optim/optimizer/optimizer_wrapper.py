@@ -38,6 +38,22 @@ def check_accumulative_counts(value: Any) -> int:
     return value
 
 
+def check_not_optimizer(owner: str, argument: str, value: Any) -> None:
+    """Refuse an optimizer given where MMEngine's signature has ``argument`` first.
+
+    ``AmpOptimWrapper(loss_scale='dynamic', dtype=None, use_fsdp=False, **kwargs)`` takes
+    the optimizer as a keyword, as in MMEngine; ``AmpOptimWrapper(optimizer)`` would
+    otherwise make the optimizer the loss scale.
+
+    Raises:
+        TypeError: ``value`` is an optimizer.
+    """
+    if isinstance(value, torch.optim.Optimizer):
+        raise TypeError(f"{owner}: the first positional argument is {argument!r}, as in MMEngine, "
+                        f"but got a {type(value).__name__} optimizer; pass it as "
+                        f"{owner}(optimizer=..., ...)")
+
+
 @OPTIM_WRAPPERS.register_module()
 class OptimWrapper(BaseOptimWrapper):
     """A common interface for updating parameters: accumulation, clipping, stepping.
@@ -326,4 +342,4 @@ class OptimWrapper(BaseOptimWrapper):
                 f"optimizer: \n{self.optimizer!r}\n")
 
 
-__all__ = ["OptimWrapper", "check_accumulative_counts"]
+__all__ = ["OptimWrapper", "check_accumulative_counts", "check_not_optimizer"]

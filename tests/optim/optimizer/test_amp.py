@@ -31,11 +31,11 @@ MODES = ("plain", "accelerator")
 def amp_wrapper(mode: str, dtype: str, model, **kwargs) -> AmpOptimWrapper:
     optimizer = make_optimizer("sgd", model)
     if mode == "plain":
-        return AmpOptimWrapper(optimizer, dtype=dtype, **kwargs)
+        return AmpOptimWrapper(optimizer=optimizer, dtype=dtype, **kwargs)
     cfg = dict(type="AmpOptimWrapper", dtype=dtype, loss_scale=kwargs.get("loss_scale", "dynamic"))
     accelerator = make_accelerator(cfg, cpu=True)
-    return AmpOptimWrapper(accelerator.prepare(optimizer), dtype=dtype, accelerator=accelerator,
-                           **kwargs)
+    return AmpOptimWrapper(optimizer=accelerator.prepare(optimizer), dtype=dtype,
+                           accelerator=accelerator, **kwargs)
 
 
 def mmengine_amp(monkeypatch):
@@ -121,7 +121,8 @@ def test_fp16_overflow_skips_the_step(mode):
 
 def test_static_loss_scale_is_kept_after_overflow():
     model = make_model()
-    wrapper = AmpOptimWrapper(make_optimizer("sgd", model), dtype="float16", loss_scale=512.0)
+    wrapper = AmpOptimWrapper(optimizer=make_optimizer("sgd", model), dtype="float16",
+                              loss_scale=512.0)
     x, y = make_data(1)[0]
     wrapper.update_params(F.mse_loss(model(x), y) * float("inf"))
     assert wrapper.step_was_skipped and wrapper.loss_scaler.get_scale() == 512.0
@@ -139,20 +140,21 @@ def test_autocast_really_runs_low_precision(mode, dtype, want):
 
 
 def test_default_dtype_is_bf16_on_cpu():
-    assert AmpOptimWrapper(make_optimizer("sgd", make_model())).cast_dtype == torch.bfloat16
+    wrapper = AmpOptimWrapper(optimizer=make_optimizer("sgd", make_model()))
+    assert wrapper.cast_dtype == torch.bfloat16
 
 
 def test_state_dict_carries_the_loss_scaler():
     model = make_model()
-    wrapper = AmpOptimWrapper(make_optimizer("sgd", model), dtype="float16")
+    wrapper = AmpOptimWrapper(optimizer=make_optimizer("sgd", model), dtype="float16")
     x, y = make_data(1)[0]
     wrapper.update_params(F.mse_loss(model(x), y) * float("inf"))
     state = wrapper.state_dict()
     assert state["loss_scaler"]["scale"] == 32768.0
-    fresh = AmpOptimWrapper(make_optimizer("sgd", model), dtype="float16")
+    fresh = AmpOptimWrapper(optimizer=make_optimizer("sgd", model), dtype="float16")
     fresh.load_state_dict(state)
     assert fresh.loss_scaler.get_scale() == 32768.0 and "loss_scaler" in state
-    assert "loss_scaler" in AmpOptimWrapper(make_optimizer("sgd", model)).state_dict()
+    assert "loss_scaler" in AmpOptimWrapper(optimizer=make_optimizer("sgd", model)).state_dict()
 
 
 class SlowAmpOptimWrapper(AmpOptimWrapper):
@@ -167,9 +169,9 @@ def test_two_fp16_wrappers_unscale_only_their_own_optimizer(cls):
     accelerator = make_accelerator(mixed_precision="fp16", cpu=True)
     gen_model, disc_model = make_model(0), make_model(1)
     wrappers = OptimWrapperDict(
-        gen=cls(make_optimizer("sgd", gen_model), clip_grad=dict(max_norm=0.1),
+        gen=cls(optimizer=make_optimizer("sgd", gen_model), clip_grad=dict(max_norm=0.1),
                 accelerator=accelerator),
-        disc=cls(make_optimizer("sgd", disc_model), accumulative_counts=2,
+        disc=cls(optimizer=make_optimizer("sgd", disc_model), accumulative_counts=2,
                              clip_grad=dict(max_norm=0.1), accelerator=accelerator))
     x, y = make_data(1)[0]
     with wrappers["disc"].optim_context(disc_model):
@@ -182,18 +184,18 @@ def test_two_fp16_wrappers_unscale_only_their_own_optimizer(cls):
 
 def test_dtype_typo():
     with pytest.raises(ValueError, match=r"dtype='bfloat61'.*did you mean 'bfloat16'"):
-        AmpOptimWrapper(make_optimizer("sgd", make_model()), dtype="bfloat61")
+        AmpOptimWrapper(optimizer=make_optimizer("sgd", make_model()), dtype="bfloat61")
     with pytest.raises(ValueError, match=r"torch.float32 cannot be autocast"):
-        AmpOptimWrapper(make_optimizer("sgd", make_model()), dtype=torch.float32)
+        AmpOptimWrapper(optimizer=make_optimizer("sgd", make_model()), dtype=torch.float32)
     with pytest.raises(TypeError, match=r"loss_scale must be 'dynamic'"):
-        AmpOptimWrapper(make_optimizer("sgd", make_model()), loss_scale="static")
+        AmpOptimWrapper(optimizer=make_optimizer("sgd", make_model()), loss_scale="static")
 
 
 def test_mixed_precision_mismatch_says_what_to_pass():
     accelerator = Accelerator(cpu=True)
     with pytest.raises(ValueError, match=r"Accelerator\(mixed_precision='bf16'\).*mixed_precision="
                                          r"'no'.*make_accelerator"):
-        AmpOptimWrapper(make_optimizer("sgd", make_model()), dtype="bfloat16",
+        AmpOptimWrapper(optimizer=make_optimizer("sgd", make_model()), dtype="bfloat16",
                         accelerator=accelerator)
 
 
@@ -205,13 +207,14 @@ def test_make_accelerator_follows_the_wrapper_config():
     accelerator = make_accelerator(cfg, cpu=True)
     assert accelerator.mixed_precision == "fp16"
     assert accelerator.scaler.get_scale() == 256.0
-    wrapper = AmpOptimWrapper(make_optimizer("sgd", make_model()), accelerator=accelerator)
+    wrapper = AmpOptimWrapper(optimizer=make_optimizer("sgd", make_model()),
+                              accelerator=accelerator)
     assert wrapper.cast_dtype == torch.float16 and wrapper.loss_scaler is accelerator.scaler
 
 
 def test_apex_missing_is_explained():
     with pytest.raises(ImportError, match=r"NVIDIA apex.*CUDA.*Use AmpOptimWrapper"):
-        ApexOptimWrapper(make_optimizer("sgd", make_model()))
+        ApexOptimWrapper(optimizer=make_optimizer("sgd", make_model()))
 
 
 def test_apex_state_dict_keeps_the_base_settings_of_a_multi_group_optimizer(monkeypatch):
@@ -224,7 +227,7 @@ def test_apex_state_dict_keeps_the_base_settings_of_a_multi_group_optimizer(monk
     fake_apex.amp = fake_amp
     monkeypatch.setitem(sys.modules, "apex", fake_apex)
     monkeypatch.setitem(sys.modules, "apex.amp", fake_amp)
-    wrapper = ApexOptimWrapper(make_optimizer("adamw", make_model()))
+    wrapper = ApexOptimWrapper(optimizer=make_optimizer("adamw", make_model()))
     state = wrapper.state_dict()
     assert state["apex_amp"] == {"loss_scaler0": {"loss_scale": 128.0}}
     assert state["base_param_settings"]["lr"] == 0.05
@@ -238,7 +241,7 @@ def test_apex_state_dict_keeps_the_base_settings_of_a_multi_group_optimizer(monk
 def test_plain_cpu_accelerator_gets_the_wrappers_loss_scaler_for_fp16(mixed_precision, scaled):
     accelerator = Accelerator(cpu=True, mixed_precision=mixed_precision)
     assert accelerator.scaler is None  # what Accelerate leaves out on CPU
-    wrapper = AmpOptimWrapper(make_optimizer("sgd", make_model()), loss_scale=512.0,
+    wrapper = AmpOptimWrapper(optimizer=make_optimizer("sgd", make_model()), loss_scale=512.0,
                               accelerator=accelerator)
     if scaled:
         assert wrapper.loss_scaler is accelerator.scaler and accelerator.scaler.get_scale() == 512.0

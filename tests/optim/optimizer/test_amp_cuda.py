@@ -27,7 +27,7 @@ def _model_and_data(seed: int = 0
 
 def test_fp16_default_on_cuda_matches_a_torch_amp_loop():
     model, data = _model_and_data()
-    wrapper = AmpOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     assert wrapper.cast_dtype == torch.float16 and wrapper.loss_scaler.is_enabled()
     ref_model, _ = _model_and_data()
     ref_opt = torch.optim.SGD(ref_model.parameters(), lr=0.1)
@@ -48,7 +48,7 @@ def test_fp16_default_on_cuda_matches_a_torch_amp_loop():
 
 def test_fp16_overflow_on_cuda_skips_and_halves_the_scale():
     model, data = _model_and_data()
-    wrapper = AmpOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     before = [p.detach().clone() for p in model.parameters()]
     scale = wrapper.loss_scaler.get_scale()
     with wrapper.optim_context(model):

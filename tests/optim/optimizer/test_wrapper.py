@@ -164,5 +164,5 @@ def test_plain_wrapper_creates_no_accelerator_state():
     from accelwrap.optim import AmpOptimWrapper
     model = make_model()
     train(OptimWrapper(make_optimizer("sgd", model), accumulative_counts=2), model, make_data(4))
-    train(AmpOptimWrapper(make_optimizer("sgd", model)), model, make_data(2))
+    train(AmpOptimWrapper(optimizer=make_optimizer("sgd", model)), model, make_data(2))
     assert not AcceleratorState._shared_state and not PartialState._shared_state
