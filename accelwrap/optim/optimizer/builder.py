@@ -1,4 +1,4 @@
-"""Building optimizers and their wrappers from configs (mirrors ``mmengine.optim.optimizer.builder``).
+"""Optimizers and their wrappers built from configs (``mmengine.optim.optimizer.builder``).
 
 **The optimizer catalogue**: every ``torch.optim`` optimizer plus optional third-party ones.
 
@@ -12,7 +12,13 @@ Names follow MMEngine, so a config written for ``mmengine`` builds the same clas
   (``Lion``), Sophia (``SophiaG``, ``Sophia``, ``DecoupledSophia``, ``Sophia2``),
   bitsandbytes (``AdamW8bit``, ``PagedLion8bit``, ...; its classes whose names clash
   with torch's get a ``bnb_`` prefix, e.g. ``'bnb_AdamW'``);
-* ``'ZeroRedundancyOptimizer'`` (:mod:`accelwrap.optim.optimizer.zero_optimizer`).
+* ``'ZeroRedundancyOptimizer'`` (:mod:`accelwrap.optim.optimizer.zero_optimizer`);
+* ``'Optimizer'``, torch's base class, as MMEngine registers it.
+
+Each family has MMEngine's ``register_*_optimizers()`` function and ``*_OPTIMIZERS`` list
+(``TORCH_OPTIMIZERS``, ``DADAPTATION_OPTIMIZERS``, ``LION_OPTIMIZERS``,
+``SOPHIA_OPTIMIZERS``, ``BITSANDBYTES_OPTIMIZERS``, ``TRANSFORMERS_OPTIMIZERS``,
+``NPU_OPTIMIZERS``): the names registered because the package is installed.
 
 Third-party packages are never imported here: when a package is installed its names are
 registered lazily (imported on first build, so ``import accelwrap`` stays cheap); when
@@ -83,17 +89,26 @@ _BNB_NAMES = (
 
 # registered name -> candidate (module, attribute, pip package); the first importable wins.
 Provider = tuple[str, str, str]
-THIRD_PARTY: dict[str, tuple[Provider, ...]] = {
-    **{name: (("dadaptation", name, "dadaptation"),)
-       for name in ("DAdaptAdaGrad", "DAdaptAdam", "DAdaptSGD")},
-    "Lion": (("lion_pytorch", "Lion", "lion-pytorch"),),
-    "SophiaG": (("Sophia", "SophiaG", "Sophia-Optimizer"), ("sophia_opt", "SophiaG", "sophia-opt")),
-    **{name: (("Sophia", name, "Sophia-Optimizer"),)
-       for name in ("Sophia", "DecoupledSophia", "Sophia2")},
-    **{name: (("bitsandbytes.optim", name, "bitsandbytes"),) for name in _BNB_NAMES},
-    **{f"bnb_{name}": (("bitsandbytes.optim", name, "bitsandbytes"),) for name in _BNB_CLASHING},
-    "Adafactor": (("transformers", "Adafactor", "transformers"),),
+# MMEngine's families of optional optimizers, each with its own register_* function and list.
+FAMILIES: dict[str, dict[str, tuple[Provider, ...]]] = {
+    "dadaptation": {name: (("dadaptation", name, "dadaptation"),)
+                    for name in ("DAdaptAdaGrad", "DAdaptAdam", "DAdaptSGD")},
+    "lion": {"Lion": (("lion_pytorch", "Lion", "lion-pytorch"),)},
+    "sophia": {
+        "SophiaG": (("Sophia", "SophiaG", "Sophia-Optimizer"),
+                    ("sophia_opt", "SophiaG", "sophia-opt")),
+        **{name: (("Sophia", name, "Sophia-Optimizer"),)
+           for name in ("Sophia", "DecoupledSophia", "Sophia2")},
+    },
+    "bitsandbytes": {
+        **{name: (("bitsandbytes.optim", name, "bitsandbytes"),) for name in _BNB_NAMES},
+        **{f"bnb_{name}": (("bitsandbytes.optim", name, "bitsandbytes"),)
+           for name in _BNB_CLASHING},
+    },
+    "transformers": {"Adafactor": (("transformers", "Adafactor", "transformers"),)},
 }
+THIRD_PARTY: dict[str, tuple[Provider, ...]] = {
+    name: providers for family in FAMILIES.values() for name, providers in family.items()}
 
 # extra sentence for a missing name that is easy to confuse with another one.
 NOTES = {"Adafactor": " (torch's own Adafactor is registered as 'TorchAdafactor')"}
@@ -102,15 +117,22 @@ NOTES = {"Adafactor": " (torch's own Adafactor is registered as 'TorchAdafactor'
 def register_torch_optimizers() -> list[str]:
     """Register every optimizer class of ``torch.optim`` in ``OPTIMIZERS``.
 
+    As in MMEngine, the base class ``torch.optim.Optimizer`` is registered too (as
+    ``'Optimizer'``), so ``OPTIMIZERS.get('Optimizer')`` resolves.
+
     Returns:
-        The registered names (torch's ``Adafactor`` appears as ``'TorchAdafactor'``).
+        The registered names (torch's ``Adafactor`` appears as ``'TorchAdafactor'``,
+        the name it is registered under; MMEngine lists ``'Adafactor'`` here).
+
+    Example:
+        >>> 'Optimizer' in register_torch_optimizers()
+        True
     """
     names = []
     for attr in dir(torch.optim):
         cls = getattr(torch.optim, attr)
-        if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)):
-            continue
-        if cls is torch.optim.Optimizer:
+        if attr.startswith("__") or not (inspect.isclass(cls)
+                                         and issubclass(cls, torch.optim.Optimizer)):
             continue
         name = TORCH_RENAMES.get(attr, attr)
         OPTIMIZERS.register_module(name=name, module=cls, force=True)
@@ -126,19 +148,14 @@ def _installed(module: str) -> bool:
         return False
 
 
-def register_third_party_optimizers() -> list[str]:
-    """Register the optional optimizers whose package is installed, lazily.
+def _register_family(family: str) -> list[str]:
+    """Register lazily the names of ``family`` whose package is installed; hint the rest.
 
-    Names whose package is missing get a hint instead, so asking for them says which
-    ``pip install`` brings them. Names already registered (for example by a user with
-    ``force=True``) are left alone.
-
-    Returns:
-        The names registered (not yet imported).
+    Names already registered (for example by a user with ``force=True``) are left alone.
     """
     names = []
-    for name, providers in THIRD_PARTY.items():
-        if name in OPTIMIZERS:
+    for name, providers in FAMILIES[family].items():
+        if name in OPTIMIZERS._module_dict:
             continue
         found = next((p for p in providers if _installed(p[0])), None)
         if found is None:
@@ -154,19 +171,95 @@ def register_third_party_optimizers() -> list[str]:
     return names
 
 
+def register_dadaptation_optimizers() -> list[str]:
+    """Register ``DAdaptAdaGrad``, ``DAdaptAdam``, ``DAdaptSGD`` if ``dadaptation`` is installed.
+
+    Returns:
+        The names registered (imported on first use), as MMEngine's function returns.
+    """
+    return _register_family("dadaptation")
+
+
+def register_lion_optimizers() -> list[str]:
+    """Register ``Lion`` if ``lion-pytorch`` is installed; returns the names registered."""
+    return _register_family("lion")
+
+
+def register_sophia_optimizers() -> list[str]:
+    """Register Sophia's optimizers (``SophiaG``, ...) if installed; returns the names."""
+    return _register_family("sophia")
+
+
+def register_bitsandbytes_optimizers() -> list[str]:
+    """Register bitsandbytes' optimizers if installed; returns the names registered.
+
+    Its classes named like torch's (``Adam``, ``AdamW``, ``Lion``, ...) get a ``bnb_``
+    prefix, always (MMEngine prefixes only names already taken when it runs, so there
+    ``'Lion'`` would mean bitsandbytes' Lion when lion-pytorch is absent).
+    """
+    return _register_family("bitsandbytes")
+
+
+def register_transformers_optimizers() -> list[str]:
+    """Register transformers' ``Adafactor`` if transformers is installed; returns the names."""
+    return _register_family("transformers")
+
+
+def register_torch_npu_optimizers() -> list[str]:
+    """Register ``torch_npu.optim``'s optimizers when an Ascend NPU is available.
+
+    Not called when accelwrap is imported (importing ``torch_npu`` is slow and has side
+    effects), so ``NPU_OPTIMIZERS`` starts empty; call it on an NPU machine.
+
+    Returns:
+        The names registered; empty without ``torch_npu`` or an available NPU.
+    """
+    if not _installed("torch_npu"):
+        return []
+    torch_npu = importlib.import_module("torch_npu")
+    if not (hasattr(torch_npu, "optim") and torch.npu.is_available()):
+        return []
+    names = []
+    for attr in dir(torch_npu.optim):
+        cls = getattr(torch_npu.optim, attr)
+        if (attr.startswith("__") or attr in OPTIMIZERS._module_dict
+                or not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer))):
+            continue
+        OPTIMIZERS.register_module(module=cls)
+        names.append(attr)
+    return names
+
+
+def register_third_party_optimizers() -> list[str]:
+    """Register every optional optimizer family (see :data:`FAMILIES`), lazily.
+
+    Returns:
+        The names registered (not yet imported), all families together.
+    """
+    return [name for family in FAMILIES for name in _register_family(family)]
+
+
 def register_zero_redundancy_optimizer() -> None:
     """Register ``'ZeroRedundancyOptimizer'``, imported on first use.
 
     ``torch.distributed.optim`` takes most of a second to import, so the class lives in
     :mod:`accelwrap.optim.optimizer.zero_optimizer` and is loaded only when somebody asks for it.
     """
-    if "ZeroRedundancyOptimizer" not in OPTIMIZERS:
-        OPTIMIZERS.register_lazy("ZeroRedundancyOptimizer", "accelwrap.optim.optimizer.zero_optimizer",
+    if "ZeroRedundancyOptimizer" not in OPTIMIZERS._module_dict:
+        OPTIMIZERS.register_lazy("ZeroRedundancyOptimizer",
+                                 "accelwrap.optim.optimizer.zero_optimizer",
                                  hint="this torch build needs torch.distributed")
 
 
 TORCH_OPTIMIZERS = register_torch_optimizers()
-THIRD_PARTY_OPTIMIZERS = register_third_party_optimizers()
+NPU_OPTIMIZERS: list[str] = []  # filled by calling register_torch_npu_optimizers()
+DADAPTATION_OPTIMIZERS = register_dadaptation_optimizers()
+LION_OPTIMIZERS = register_lion_optimizers()
+SOPHIA_OPTIMIZERS = register_sophia_optimizers()
+BITSANDBYTES_OPTIMIZERS = register_bitsandbytes_optimizers()
+TRANSFORMERS_OPTIMIZERS = register_transformers_optimizers()
+THIRD_PARTY_OPTIMIZERS = (DADAPTATION_OPTIMIZERS + LION_OPTIMIZERS + SOPHIA_OPTIMIZERS
+                          + BITSANDBYTES_OPTIMIZERS + TRANSFORMERS_OPTIMIZERS)
 register_zero_redundancy_optimizer()
 
 
@@ -275,6 +368,13 @@ def _build_members(model: nn.Module, cfg: dict[str, Any], accelerator: Any) -> A
     return OptimWrapperDict(**wrappers)
 
 
-__all__ = ["THIRD_PARTY", "THIRD_PARTY_OPTIMIZERS", "TORCH_OPTIMIZERS", "TORCH_RENAMES",
-           "build_optim_wrapper", "register_third_party_optimizers", "register_torch_optimizers",
-           "register_zero_redundancy_optimizer"]
+__all__ = [
+    "BITSANDBYTES_OPTIMIZERS", "DADAPTATION_OPTIMIZERS", "FAMILIES", "LION_OPTIMIZERS",
+    "NPU_OPTIMIZERS", "OPTIMIZERS", "OPTIM_WRAPPER_CONSTRUCTORS", "SOPHIA_OPTIMIZERS",
+    "THIRD_PARTY", "THIRD_PARTY_OPTIMIZERS", "TORCH_OPTIMIZERS", "TORCH_RENAMES",
+    "TRANSFORMERS_OPTIMIZERS", "build_optim_wrapper", "register_bitsandbytes_optimizers",
+    "register_dadaptation_optimizers", "register_lion_optimizers", "register_sophia_optimizers",
+    "register_third_party_optimizers", "register_torch_npu_optimizers",
+    "register_torch_optimizers", "register_transformers_optimizers",
+    "register_zero_redundancy_optimizer",
+]
