@@ -61,8 +61,9 @@ def param_groups_of(target: Any, owner: str) -> list[dict]:
                         f"{sorted(groups)}; schedule each member separately, e.g. with "
                         "build_param_schedulers(cfg, optim_wrapper), which returns a dict of lists")
     if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
-        raise TypeError(f"{owner}: optimizer must be a torch optimizer or an OptimWrapper (anything "
-                        f"with a param_groups list of dicts), got {type(target).__name__}")
+        raise TypeError(f"{owner}: optimizer must be a torch optimizer or an OptimWrapper "
+                        f"(anything with a param_groups list of dicts), got "
+                        f"{type(target).__name__}")
     return groups
 
 
@@ -203,7 +204,8 @@ class ParamScheduler(LRScheduler):
         _check_int("end", end, owner)
         _check_int("last_step", last_step, owner, minimum=-1)
         if end <= begin:
-            raise ValueError(f"{owner}: end must be larger than begin, got begin={begin}, end={end}")
+            raise ValueError(f"{owner}: end must be larger than begin, got begin={begin}, "
+                             f"end={end}")
         if not isinstance(by_epoch, bool):
             raise TypeError(f"{owner}: by_epoch must be True or False, got {by_epoch!r}")
 

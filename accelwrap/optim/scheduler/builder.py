@@ -125,5 +125,6 @@ def step_param_schedulers(schedulers: SchedulerList | Mapping[str, SchedulerList
                 scheduler.step()
             elif when == "epoch" and scheduler.by_epoch:
                 scheduler.step()
-            elif when == "val" and scheduler.by_epoch and getattr(scheduler, "need_val_args", False):
+            elif (when == "val" and scheduler.by_epoch
+                  and getattr(scheduler, "need_val_args", False)):
                 scheduler.step(metrics)

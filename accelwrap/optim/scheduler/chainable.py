@@ -25,8 +25,8 @@ from accelwrap.optim.scheduler.base import INF, ParamScheduler
 class ChainableScheduler(ParamScheduler):
     """A scheduler whose math comes from a family class (``family`` class attribute).
 
-    Generated classes (``CosineAnnealingLR`` ...) call this with the family's own
-    arguments in ``options``; the values are the family's closed form composed as
+    The classes made from a family (``CosineAnnealingLR`` ...) call this with the family's
+    own arguments in ``options``; the values are the family's closed form composed as
     described in the module docstring.
 
     Args:
@@ -40,7 +40,7 @@ class ChainableScheduler(ParamScheduler):
         TypeError: A family argument has the wrong type.
     """
 
-    family: type = None  # set on generated classes
+    family: type = None  # set by make_scheduler
     _state_keys = ParamScheduler._state_keys + ("_anchor", "_written")
 
     def __init__(self, optimizer: Any, param_name: str, options: dict[str, Any], begin: int = 0,

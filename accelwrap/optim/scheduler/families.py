@@ -1,4 +1,4 @@
-"""The math of every chainable schedule family, each written once.
+"""The math and the prose of every chainable schedule family, each written once.
 
 A family is built with the base value of every param group (``bases``), the length of the
 scheduler's window (``span = end - begin``) and its own arguments. It answers, for the
@@ -9,9 +9,13 @@ step ``t`` counted from ``begin``:
 * :meth:`Family.forced` -- values that replace the affine form at special steps (a cosine
   restart), or ``None``.
 
-The LR, Momentum and Param scheduler classes are generated from these in
-:mod:`accelwrap.optim.scheduler.variants`; :mod:`accelwrap.optim.scheduler.chainable`
-turns the closed forms into MMEngine's chained numbers.
+A family's docstring is the prose of its schedulers and its keyword-only ``__init__``
+arguments (names, types, defaults) are their arguments:
+:func:`~accelwrap.optim.scheduler.factory.make_scheduler` turns a family into its LR,
+Momentum and Param classes (declared in ``lr_scheduler``, ``momentum_scheduler`` and
+``param_scheduler``), and
+:mod:`accelwrap.optim.scheduler.chainable` turns the closed forms into MMEngine's chained
+numbers.
 
 Example:
     >>> from accelwrap.optim.scheduler.families import Linear
@@ -61,8 +65,8 @@ def number(name: str, value: Any, low: float | None = None, high: float | None =
 def eta_mins(bases: list[float], eta_min: Any, eta_min_ratio: Any) -> list[float]:
     """Per-group minimum: ``eta_min``, or ``base * eta_min_ratio`` (0 when neither is given)."""
     if eta_min is not None and eta_min_ratio is not None:
-        raise ValueError(f"give either eta_min or eta_min_ratio, not both (got eta_min={eta_min!r}, "
-                         f"eta_min_ratio={eta_min_ratio!r})")
+        raise ValueError(f"give either eta_min or eta_min_ratio, not both (got "
+                         f"eta_min={eta_min!r}, eta_min_ratio={eta_min_ratio!r})")
     if eta_min_ratio is not None:
         return [base * number("eta_min_ratio", eta_min_ratio) for base in bases]
     return [number("eta_min", 0.0 if eta_min is None else eta_min)] * len(bases)
@@ -76,10 +80,25 @@ def half_cosine(t: float, period: float) -> float:
 class Family:
     """Base class: a closed-form schedule of an anchor value.
 
+    A subclass declares its schedulers' arguments as keyword-only ``__init__`` parameters
+    with type hints and defaults, documents them in its docstring's ``Args`` (whose summary
+    speaks of "the value": the learning rate, the momentum or ``param_name``), and may set
+    the class attributes below.
+
     Args:
         bases: ``initial_<param>`` of every param group.
         span: ``end - begin`` of the scheduler.
     """
+
+    #: MMEngine's positional order of the arguments after ``optimizer`` (and ``param_name``)
+    #: where it is not "the family's arguments, then begin, end, last_step, by_epoch, verbose".
+    order: tuple[str, ...] | None = None
+    #: The family's arguments that count epochs (converted by ``convert_to_iter_based``).
+    epoch_counts: tuple[str, ...] = ()
+    #: The family's arguments in the schedulers' docstring examples.
+    example: str = ""
+    #: The statement that steps the scheduler in those examples.
+    example_step: str = "sched.step()"
 
     def __init__(self, bases: list[float], span: int) -> None:
         self.bases = bases
@@ -105,9 +124,16 @@ class Family:
 
 
 class Constant(Family):
-    """``factor`` until the last step of the window, then 1."""
+    """Multiply the value by a constant ``factor`` until the last step of the window.
 
-    def __init__(self, bases: list[float], span: int, factor: float = 1.0 / 3) -> None:
+    Args:
+        factor: Multiplier in (0, 1] applied until ``end - 1``. Defaults to 1/3 (0 is
+            refused: restoring the value would divide by zero).
+    """
+
+    example = "factor=0.5, end=4"
+
+    def __init__(self, bases: list[float], span: int, *, factor: float = 1.0 / 3) -> None:
         super().__init__(bases, span)
         # factor=0 would divide by zero when the window ends (MMEngine multiplies by 1/factor).
         self.scale = number("factor", factor, 0.0, 1.0, low_open=True)
@@ -118,9 +144,15 @@ class Constant(Family):
 
 
 class Exponential(Family):
-    """``gamma ** t``."""
+    """Multiply the value by ``gamma`` at every step.
 
-    def __init__(self, bases: list[float], span: int, gamma: float) -> None:
+    Args:
+        gamma: Multiplicative decay per step (>= 0).
+    """
+
+    example = "gamma=0.9"
+
+    def __init__(self, bases: list[float], span: int, *, gamma: float) -> None:
         super().__init__(bases, span)
         self.gamma = number("gamma", gamma, 0.0)
 
@@ -129,9 +161,20 @@ class Exponential(Family):
 
 
 class Linear(Family):
-    """From ``start_factor`` to ``end_factor`` in a straight line over the window."""
+    """Scale the value by a factor moving linearly from ``start_factor`` to ``end_factor``.
 
-    def __init__(self, bases: list[float], span: int, start_factor: float = 1.0 / 3,
+    A warm-up when the factors are below 1. The factor at step ``t`` is ``start_factor +
+    (end_factor - start_factor) * t / (end - begin - 1)``.
+
+    Args:
+        start_factor: Factor at the first step, in (0, 1]. Defaults to 1/3 (0 is refused:
+            the chained update would divide by zero; use e.g. 1e-3).
+        end_factor: Factor at the last step of the window, in [0, 1]. Defaults to 1.
+    """
+
+    example = "start_factor=0.1, end=5"
+
+    def __init__(self, bases: list[float], span: int, *, start_factor: float = 1.0 / 3,
                  end_factor: float = 1.0) -> None:
         super().__init__(bases, span)
         # start_factor=0 would divide by zero in MMEngine's chained update.
@@ -146,9 +189,18 @@ class Linear(Family):
 
 
 class Step(Family):
-    """``gamma ** (t // step_size)``."""
+    """Multiply the value by ``gamma`` every ``step_size`` steps.
 
-    def __init__(self, bases: list[float], span: int, step_size: int, gamma: float = 0.1) -> None:
+    Args:
+        step_size: Steps between decays (a positive integer once converted to iterations).
+        gamma: Multiplicative decay. Defaults to 0.1.
+    """
+
+    epoch_counts = ("step_size",)
+    example = "step_size=3, gamma=0.5"
+
+    def __init__(self, bases: list[float], span: int, *, step_size: float,
+                 gamma: float = 0.1) -> None:
         super().__init__(bases, span)
         self.step_size = integer("step_size", step_size)
         self.gamma = number("gamma", gamma, 0.0)
@@ -158,9 +210,18 @@ class Step(Family):
 
 
 class MultiStep(Family):
-    """``gamma ** (number of milestones <= t)``."""
+    """Multiply the value by ``gamma`` at every milestone.
 
-    def __init__(self, bases: list[float], span: int, milestones: list[int],
+    Args:
+        milestones: Strictly increasing step indices (counted from ``begin``).
+        gamma: Multiplicative decay at each milestone. Defaults to 0.1.
+    """
+
+    order = ("milestones", "gamma", "last_step", "begin", "end", "by_epoch", "verbose")
+    epoch_counts = ("milestones",)
+    example = "milestones=[8, 11], gamma=0.1"
+
+    def __init__(self, bases: list[float], span: int, *, milestones: list[float],
                  gamma: float = 0.1) -> None:
         super().__init__(bases, span)
         values = [integer("each milestone", m, 0) for m in sequence("milestones", milestones)]
@@ -175,9 +236,19 @@ class MultiStep(Family):
 
 
 class Poly(Family):
-    """``eta_min + (anchor - eta_min) * (1 - t / T) ** power`` with ``T = span - 1``."""
+    """Decay the value polynomially to ``eta_min`` over the window.
 
-    def __init__(self, bases: list[float], span: int, eta_min: float = 0,
+    The value at step ``t`` is ``eta_min + (v0 - eta_min) * (1 - t / (end - begin - 1)) **
+    power``, where ``v0`` is the value the scheduler took over.
+
+    Args:
+        eta_min: Value at the last step. Defaults to 0.
+        power: Exponent of the polynomial. Defaults to 1.
+    """
+
+    example = "eta_min=0.0, power=2.0, end=10"
+
+    def __init__(self, bases: list[float], span: int, *, eta_min: float | list[float] | None = 0,
                  power: float = 1.0) -> None:
         super().__init__(bases, span)
         self.eta_min = number("eta_min", eta_min)
@@ -192,10 +263,27 @@ class Poly(Family):
 
 
 class CosineAnnealing(Family):
-    """Half a cosine from the anchor to ``eta_min`` over ``T_max`` steps (periodic after)."""
+    """Anneal the value along half a cosine from its current value to ``eta_min``.
 
-    def __init__(self, bases: list[float], span: int, T_max: float | None = None,
-                 eta_min: float | None = None, eta_min_ratio: float | None = None) -> None:
+    The value at step ``t`` of the window is ``eta_min + (v0 - eta_min) * (1 + cos(pi * t /
+    T_max)) / 2``, where ``v0`` is the value the scheduler took over (SGDR without
+    restarts). Past ``T_max`` the cosine climbs back, as in MMEngine.
+
+    Args:
+        T_max: Half-period in steps (positive). Defaults to ``end - begin``.
+        eta_min: Minimum value. Defaults to 0 when ``eta_min_ratio`` is not given.
+        eta_min_ratio: The minimum as a fraction of each group's initial value; give either
+            this or ``eta_min``. Defaults to None.
+    """
+
+    order = ("T_max", "eta_min", "begin", "end", "last_step", "by_epoch", "verbose",
+             "eta_min_ratio")
+    epoch_counts = ("T_max",)
+    example = "T_max=10, eta_min=1e-4, end=10"
+
+    def __init__(self, bases: list[float], span: int, *, T_max: float | None = None,
+                 eta_min: float | list[float] | None = None,
+                 eta_min_ratio: float | None = None) -> None:
         super().__init__(bases, span)
         if T_max is None:
             T_max = span
@@ -217,10 +305,26 @@ class CosineAnnealing(Family):
 
 
 class CosineRestart(Family):
-    """Cosine annealing restarted at the start of every period from ``base * weight``."""
+    """Anneal the value along a cosine, restarted at the start of every period.
 
-    def __init__(self, bases: list[float], span: int, periods: list[int],
-                 restart_weights: Any = (1,), eta_min: float | None = None,
+    Period ``i`` starts from ``initial value * restart_weights[i]`` and anneals to
+    ``eta_min``; after the last period the value is held.
+
+    Args:
+        periods: Length of every cosine period (positive integers once converted).
+        restart_weights: Multiplier of the initial value at each restart, one per period.
+            Defaults to ``(1,)``.
+        eta_min: Minimum value. Defaults to 0 when ``eta_min_ratio`` is not given (MMEngine
+            requires one of the two).
+        eta_min_ratio: The minimum as a fraction of each group's initial value; give either
+            this or ``eta_min``. Defaults to None.
+    """
+
+    epoch_counts = ("periods",)
+    example = "periods=[5, 5], restart_weights=[1, 0.5], eta_min=0.0"
+
+    def __init__(self, bases: list[float], span: int, *, periods: list[float],
+                 restart_weights: list[float] = (1,), eta_min: float | list[float] | None = None,
                  eta_min_ratio: float | None = None) -> None:
         super().__init__(bases, span)
         self.periods = [integer("each period", p) for p in sequence("periods", periods)]

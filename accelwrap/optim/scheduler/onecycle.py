@@ -43,10 +43,29 @@ def per_group(name: str, value: Any, count: int) -> list[float]:
 
 
 class OneCycle(Family):
-    """Two or three phases between ``eta_max / div_factor``, ``eta_max`` and the minimum."""
+    """Set the value by the 1cycle policy (Super-Convergence, Smith & Topin).
 
-    def __init__(self, bases: list[float], span: int, eta_max: Any = 0,
-                 total_steps: int | None = None, pct_start: float = 0.3,
+    It rises from ``eta_max / div_factor`` to ``eta_max`` over ``pct_start`` of the cycle,
+    then falls to ``eta_max / div_factor / final_div_factor`` (or, with ``three_phase``,
+    falls back first and then to the minimum). Values are absolute, not chained; stepping
+    past ``total_steps`` raises.
+
+    Args:
+        eta_max: Peak value: one number or one per param group. Defaults to 0.
+        total_steps: Steps in the cycle. Defaults to ``end - begin``.
+        pct_start: Fraction of the cycle spent rising, in [0, 1]. Defaults to 0.3.
+        anneal_strategy: ``'cos'`` or ``'linear'``. Defaults to ``'cos'``.
+        div_factor: The start value is ``eta_max / div_factor``. Defaults to 25.
+        final_div_factor: The minimum is the start value / ``final_div_factor``.
+            Defaults to 1e4.
+        three_phase: Use three phases (rise, fall back, anneal). Defaults to False.
+    """
+
+    epoch_counts = ("total_steps",)
+    example = "eta_max=0.1, total_steps=10, end=10"
+
+    def __init__(self, bases: list[float], span: int, *, eta_max: float | list[float] = 0,
+                 total_steps: float | None = None, pct_start: float = 0.3,
                  anneal_strategy: str = "cos", div_factor: float = 25.0,
                  final_div_factor: float = 1e4, three_phase: bool = False) -> None:
         super().__init__(bases, span)
@@ -68,8 +87,8 @@ class OneCycle(Family):
         else:
             self.phases = [(rise_end, starts, peaks), (self.total - 1, peaks, lows)]
         if rise_end == 0:
-            raise ValueError(f"pct_start * total_steps = {pct} * {self.total} = 1 leaves the rising "
-                             "phase no length; choose another pct_start")
+            raise ValueError(f"pct_start * total_steps = {pct} * {self.total} = 1 leaves the "
+                             "rising phase no length; choose another pct_start")
 
     @classmethod
     def initial_values(cls, group_count: int, eta_max: Any = 0, div_factor: float = 25.0,
@@ -81,7 +100,8 @@ class OneCycle(Family):
     def coefficients(self, t: int) -> Coefficients:
         if t >= self.total:
             raise ValueError(f"stepped past total_steps={self.total} (this is step {t + 1}); "
-                             "raise total_steps or end the scheduler earlier (end=begin+total_steps)")
+                             "raise total_steps or end the scheduler earlier "
+                             "(end=begin+total_steps)")
         start_step = 0.0
         for end_step, starts, stops in self.phases[:-1]:
             if t <= end_step:

@@ -1,9 +1,13 @@
-"""``ReduceOnPlateau``: multiply the value by ``factor`` when a validation metric stops improving.
+"""``ReduceOnPlateau``: multiply the value by ``factor`` when a validation metric stalls.
 
 Stepped like MMEngine's: ``step()`` after every training epoch only counts epochs (for
 ``begin``/``end``); ``step(metrics)`` after validation compares ``metrics[monitor]`` with the
 best value so far. A monitor missing from the metrics is an error naming the metrics
 present (MMEngine's KeyError, also a ValueError here).
+
+:class:`ReduceOnPlateau` is the plateau family: the checked settings of the
+``ReduceOnPlateau*`` schedulers. Like a chainable family, its docstring is their prose and
+its keyword-only arguments are theirs.
 
 Example:
     >>> import torch
@@ -22,9 +26,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from accelwrap.errors import suggest
+from accelwrap.optim._accelerate_compat import check_not_multistepped
 from accelwrap.optim.scheduler.base import INF, ParamScheduler
 from accelwrap.optim.scheduler.families import integer, number
-from accelwrap.optim._accelerate_compat import check_not_multistepped
 
 
 class MetricNotFoundError(KeyError, ValueError):
@@ -41,47 +45,41 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-class ReduceOnPlateauScheduler(ParamScheduler):
-    """Reduce the scheduled value when ``metrics[monitor]`` has not improved for a while.
+class ReduceOnPlateau:
+    """Reduce the value when a validation metric stops improving.
 
-    Generated classes (``ReduceOnPlateauLR`` ...) pass the plateau arguments in ``options``:
-    ``monitor``, ``rule`` ('less'/'greater'), ``factor``, ``patience``, ``threshold``,
-    ``threshold_rule`` ('rel'/'abs'), ``cooldown``, ``min_value``, ``eps``.
+    Stepped with the validation metrics (``step(metrics)``, ``need_val_args`` is True);
+    ``step()`` without metrics only counts epochs. After more than ``patience`` validations
+    without improvement the value is multiplied by ``factor`` (not below ``min_value``).
 
     Args:
-        optimizer: A torch optimizer or an ``OptimWrapper``.
-        param_name: The param-group key to schedule.
-        options: The plateau arguments.
-        begin, end, last_step, by_epoch, verbose: See :class:`ParamScheduler`;
-            ``by_epoch`` must be True.
+        optimizer: The scheduled optimizer or ``OptimWrapper`` (to match ``min_value``
+            lists to its param groups).
+        monitor: Name of the metric to watch. Defaults to ``'loss'``.
+        rule: ``'less'`` (lower is better) or ``'greater'``. Defaults to ``'less'``.
+        factor: Multiplier in [0, 1) applied on a plateau. Defaults to 0.1.
+        patience: Validations without improvement that are tolerated. Defaults to 10.
+        threshold: Minimum change that counts as improvement. Defaults to 1e-4.
+        threshold_rule: ``'rel'`` (relative to the best) or ``'abs'``. Defaults to ``'rel'``.
+        cooldown: Validations to wait after a reduction. Defaults to 0.
+        min_value: Lower bound: one number or one per param group. Defaults to 0.
+        eps: Changes smaller than this are skipped. Defaults to 1e-8.
 
     Raises:
-        ValueError: An argument is out of range, or ``by_epoch`` is False.
+        ValueError: An argument is out of range or not one of its choices.
+        TypeError: An argument has the wrong type.
     """
 
-    need_val_args = True
-    epoch_count_args = None
-    _step_at_construction = False
-    _state_keys = ParamScheduler._state_keys + ("best", "num_bad_epochs", "cooldown_counter")
+    order: tuple[str, ...] | None = None
+    #: Not convertible to iteration-based: it is stepped after validation.
+    epoch_counts: tuple[str, ...] | None = None
+    example = "monitor='loss', patience=2"
+    example_step = "sched.step({'loss': 0.5})"
 
-    def __init__(self, optimizer: Any, param_name: str, options: dict[str, Any], begin: int = 0,
-                 end: int = INF, last_step: int = -1, by_epoch: bool = True,
-                 verbose: bool = False) -> None:
-        owner = type(self).__name__
-        if by_epoch is not True:
-            raise ValueError(f"{owner} only supports by_epoch=True (it is stepped after each "
-                             f"validation), got by_epoch={by_epoch!r}")
-        try:
-            self._configure(optimizer, **options)
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"{owner}: {exc}") from None
-        super().__init__(optimizer, param_name, begin=begin, end=end, last_step=last_step,
-                         by_epoch=by_epoch, verbose=verbose)
-
-    def _configure(self, optimizer: Any, monitor: str = "loss", rule: str = "less",
-                   factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
-                   threshold_rule: str = "rel", cooldown: int = 0, min_value: Any = 0.0,
-                   eps: float = 1e-8) -> None:
+    def __init__(self, optimizer: Any, *, monitor: str = "loss", rule: str = "less",
+                 factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                 threshold_rule: str = "rel", cooldown: int = 0,
+                 min_value: float | list[float] = 0.0, eps: float = 1e-8) -> None:
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be a metric name, got {monitor!r}")
         self.monitor = monitor
@@ -96,9 +94,6 @@ class ReduceOnPlateauScheduler(ParamScheduler):
         self.threshold = number("threshold", threshold, 0.0)
         self.eps = number("eps", eps, 0.0)
         self.min_values = self._min_values(optimizer, min_value)
-        self.best = math.inf if self.rule == "less" else -math.inf
-        self.num_bad_epochs = 0
-        self.cooldown_counter = 0
 
     @staticmethod
     def _min_values(optimizer: Any, min_value: Any) -> list[float]:
@@ -113,6 +108,50 @@ class ReduceOnPlateauScheduler(ParamScheduler):
             raise ValueError(f"min_value has {len(min_value)} values but the optimizer has "
                              f"{len(inner or groups)} param groups: {list(min_value)}")
         return values
+
+
+class ReduceOnPlateauScheduler(ParamScheduler):
+    """Reduce the scheduled value when ``metrics[monitor]`` has not improved for a while.
+
+    The ``ReduceOnPlateau*`` classes pass the arguments of their family (``family``, a
+    :class:`ReduceOnPlateau` by default) in ``options``; the checked settings become
+    attributes of the scheduler (``monitor``, ``rule``, ``factor``, ``patience``,
+    ``threshold``, ``threshold_rule``, ``cooldown``, ``min_values``, ``eps``).
+
+    Args:
+        optimizer: A torch optimizer or an ``OptimWrapper``.
+        param_name: The param-group key to schedule.
+        options: The plateau arguments.
+        begin, end, last_step, by_epoch, verbose: See :class:`ParamScheduler`;
+            ``by_epoch`` must be True.
+
+    Raises:
+        ValueError: An argument is out of range, or ``by_epoch`` is False.
+    """
+
+    family: type = ReduceOnPlateau
+    need_val_args = True
+    epoch_count_args = None
+    _step_at_construction = False
+    _state_keys = ParamScheduler._state_keys + ("best", "num_bad_epochs", "cooldown_counter")
+
+    def __init__(self, optimizer: Any, param_name: str, options: dict[str, Any], begin: int = 0,
+                 end: int = INF, last_step: int = -1, by_epoch: bool = True,
+                 verbose: bool = False) -> None:
+        owner = type(self).__name__
+        if by_epoch is not True:
+            raise ValueError(f"{owner} only supports by_epoch=True (it is stepped after each "
+                             f"validation), got by_epoch={by_epoch!r}")
+        try:
+            settings = self.family(optimizer, **options)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{owner}: {exc}") from None
+        vars(self).update(vars(settings))
+        self.best = math.inf if self.rule == "less" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        super().__init__(optimizer, param_name, begin=begin, end=end, last_step=last_step,
+                         by_epoch=by_epoch, verbose=verbose)
 
     def _prepare(self) -> None:
         self._global_step = 0

@@ -13,9 +13,8 @@ import math
 import warnings
 from collections.abc import Iterable
 
-import torch
-
 import mmengine.optim  # noqa: F401 - registers MMEngine's schedulers
+import torch
 from mmengine.optim import OptimWrapper as MMOptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS as MM_SCHEDULERS
 

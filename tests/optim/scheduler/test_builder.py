@@ -1,4 +1,4 @@
-"""``build_param_schedulers``, exports, generated signatures and the docstring examples."""
+"""``build_param_schedulers``, exports, declared signatures and the docstring examples."""
 
 from __future__ import annotations
 
@@ -13,8 +13,18 @@ from omegaconf import OmegaConf
 import accelwrap.optim
 import accelwrap.optim.scheduler as scheduler_pkg
 from accelwrap.optim import OptimWrapper, OptimWrapperDict
-from accelwrap.optim.scheduler import (build_param_schedulers, base, builder,
-                                       families, onecycle, plateau, variants)
+from accelwrap.optim.scheduler import (
+    base,
+    build_param_schedulers,
+    builder,
+    factory,
+    families,
+    lr_scheduler,
+    momentum_scheduler,
+    onecycle,
+    param_scheduler,
+    plateau,
+)
 from accelwrap.registry import PARAM_SCHEDULERS
 
 
@@ -25,12 +35,16 @@ def wrapper(lr: float = 0.1) -> OptimWrapper:
 def test_every_registered_class_is_exported_with_mmengine_names():
     import mmengine.optim.scheduler as mm
 
-    assert sorted(PARAM_SCHEDULERS.keys()) == sorted(n for n in mm.__all__ if n != "_ParamScheduler")
+    assert sorted(PARAM_SCHEDULERS.keys()) == sorted(n for n in mm.__all__
+                                                     if n != "_ParamScheduler")
     for name in PARAM_SCHEDULERS.keys():
         cls = PARAM_SCHEDULERS.get(name)
         assert getattr(accelwrap.optim, name) is cls is getattr(scheduler_pkg, name)
         assert issubclass(cls, torch.optim.lr_scheduler.LRScheduler)
-        assert cls.__module__ == variants.__name__ and cls.__doc__
+        declaring = {"LR": lr_scheduler, "Momentum": momentum_scheduler}
+        home = next((m for suffix, m in declaring.items() if name.endswith(suffix)),
+                    param_scheduler)
+        assert cls.__module__ == home.__name__ and cls.__doc__
 
 
 def test_signatures_follow_mmengine():
@@ -86,9 +100,10 @@ def test_momentum_maps_to_betas_for_adam():
     assert opt.param_groups[0]["betas"] == (0.9, 0.99)
 
 
-@pytest.mark.parametrize("module", [scheduler_pkg, base, builder, families, onecycle, plateau,
-                                    variants, *(PARAM_SCHEDULERS.get(n) for n in
-                                                PARAM_SCHEDULERS.keys())],
+@pytest.mark.parametrize("module", [scheduler_pkg, base, builder, factory, families, onecycle,
+                                    plateau, param_scheduler, lr_scheduler, momentum_scheduler,
+                                    *(PARAM_SCHEDULERS.get(n) for n in
+                                      PARAM_SCHEDULERS.keys())],
                          ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     finder = doctest.DocTestFinder(recurse=not isinstance(module, type))

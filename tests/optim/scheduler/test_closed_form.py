@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from accelwrap.optim.scheduler import (CosineAnnealingLR, CosineRestartLR, ExponentialLR,
-                                       LinearLR, MultiStepLR, OneCycleLR, PolyLR, StepLR)
+from accelwrap.optim.scheduler import (
+    CosineAnnealingLR,
+    CosineRestartLR,
+    ExponentialLR,
+    LinearLR,
+    MultiStepLR,
+    OneCycleLR,
+    PolyLR,
+    StepLR,
+)
 
 BASE = 0.2
 
@@ -31,7 +39,8 @@ def close(actual: list[float], expected: list[float]) -> None:
 
 def test_cosine_is_half_a_cosine():
     T, eta_min = 12, 0.01
-    expected = [eta_min + (BASE - eta_min) * (1 + math.cos(math.pi * t / T)) / 2 for t in range(T + 1)]
+    expected = [eta_min + (BASE - eta_min) * (1 + math.cos(math.pi * t / T)) / 2
+                for t in range(T + 1)]
     close(values(CosineAnnealingLR, T + 1, T_max=T, eta_min=eta_min, end=T + 1), expected)
 
 

@@ -6,9 +6,18 @@ import pytest
 import torch
 
 from accelwrap.optim import OptimWrapper, OptimWrapperDict
-from accelwrap.optim.scheduler import (ConstantLR, CosineAnnealingLR, CosineRestartLR, LinearLR,
-                                       LinearMomentum, MetricNotFoundError, MultiStepLR,
-                                       OneCycleLR, ReduceOnPlateauLR, StepLR)
+from accelwrap.optim.scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    CosineRestartLR,
+    LinearLR,
+    LinearMomentum,
+    MetricNotFoundError,
+    MultiStepLR,
+    OneCycleLR,
+    ReduceOnPlateauLR,
+    StepLR,
+)
 from accelwrap.registry import PARAM_SCHEDULERS
 
 
@@ -29,14 +38,15 @@ def test_end_not_after_begin(opt, cls):
 
 
 def test_negative_t_max(opt):
-    with pytest.raises(ValueError, match=r"CosineAnnealingLR: T_max must be in \(0.0, None\], got -3"):
+    with pytest.raises(ValueError,
+                       match=r"CosineAnnealingLR: T_max must be in \(0.0, None\], got -3"):
         CosineAnnealingLR(opt, T_max=-3)
 
 
 @pytest.mark.parametrize("milestones", [[5, 3], [3, 3]])
 def test_non_increasing_milestones(opt, milestones):
-    with pytest.raises(ValueError, match=r"MultiStepLR: milestones must be strictly increasing, got "
-                                         + str(milestones).replace("[", r"\[")):
+    with pytest.raises(ValueError, match=r"MultiStepLR: milestones must be strictly increasing, "
+                                         r"got " + str(milestones).replace("[", r"\[")):
         MultiStepLR(opt, milestones=milestones)
 
 
@@ -58,8 +68,8 @@ def test_plateau_monitor_missing_names_key_and_metrics(opt):
 def test_plateau_arguments(opt):
     with pytest.raises(ValueError, match="only supports by_epoch=True"):
         ReduceOnPlateauLR(opt, by_epoch=False)
-    with pytest.raises(ValueError, match=r"rule must be one of \['less', 'greater'\], got 'lesser'; "
-                                         "did you mean 'less'"):
+    with pytest.raises(ValueError, match=r"rule must be one of \['less', 'greater'\], got "
+                                         "'lesser'; did you mean 'less'"):
         ReduceOnPlateauLR(opt, rule="lesser")
     with pytest.raises(ValueError, match=r"factor must be < 1.0 .* got 1.5"):
         ReduceOnPlateauLR(opt, factor=1.5)
@@ -75,14 +85,16 @@ def test_onecycle_past_total_steps_raises(opt):
     sched = OneCycleLR(opt, eta_max=0.5, total_steps=3, by_epoch=False)
     sched.step()
     sched.step()
-    with pytest.raises(ValueError, match=r"OneCycleLR: stepped past total_steps=3 \(this is step 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"OneCycleLR: stepped past total_steps=3 \(this is step 4\)"):
         sched.step()
 
 
 def test_onecycle_arguments(opt):
     with pytest.raises(ValueError, match="anneal_strategy must be 'cos' or 'linear', got 'cosine'"):
         OneCycleLR(opt, eta_max=0.5, total_steps=10, anneal_strategy="cosine")
-    with pytest.raises(ValueError, match="eta_max has 2 values but the optimizer has 1 param groups"):
+    with pytest.raises(ValueError,
+                       match="eta_max has 2 values but the optimizer has 1 param groups"):
         OneCycleLR(opt, eta_max=[0.5, 0.1], total_steps=10)
     with pytest.raises(ValueError, match=r"div_factor must be in \(0.0, None\], got 0"):
         OneCycleLR(opt, eta_max=0.5, total_steps=10, div_factor=0)
@@ -91,8 +103,8 @@ def test_onecycle_arguments(opt):
 def test_converted_counts_are_integers(opt):
     sched = build(dict(type="MultiStepLR", milestones=[1.5, 3], convert_to_iter_based=True), opt, 7)
     assert sched.schedule.milestones == [11, 21] and not sched.by_epoch
-    restart = build(dict(type="CosineRestartLR", periods=[0.5, 1.5], restart_weights=[1, 1], eta_min=0.0,
-                         convert_to_iter_based=True), opt, 7)
+    restart = build(dict(type="CosineRestartLR", periods=[0.5, 1.5], restart_weights=[1, 1],
+                         eta_min=0.0, convert_to_iter_based=True), opt, 7)
     assert restart.schedule.periods == [4, 11]
     step = build(dict(type="StepLR", step_size=0.5, begin=0.5, end=2.5,
                       convert_to_iter_based=True), opt, 5)
@@ -127,7 +139,8 @@ def test_targets(opt):
 def test_arguments_and_types(opt):
     with pytest.raises(TypeError, match="MultiStepLR: missing a required argument: 'milestones'"):
         MultiStepLR(opt)
-    with pytest.raises(TypeError, match="unexpected argument 'milestone'; did you mean 'milestones'"):
+    with pytest.raises(TypeError,
+                       match="unexpected argument 'milestone'; did you mean 'milestones'"):
         build(dict(type="MultiStepLR", milestone=[2]), opt)
     with pytest.raises(TypeError, match="StepLR: begin must be an integer, got 1.5"):
         StepLR(opt, step_size=2, begin=1.5)
@@ -138,8 +151,9 @@ def test_arguments_and_types(opt):
         StepLR(opt, step_size=2, last_step=3)
     with pytest.raises(ValueError, match="give either eta_min or eta_min_ratio, not both"):
         CosineRestartLR(opt, periods=[2], eta_min=0.0, eta_min_ratio=0.1)
-    with pytest.raises(ValueError, match=r"periods and restart_weights must be non-empty and of the "
-                                         r"same length, got periods=\[2, 3\], restart_weights=\[1\]"):
+    with pytest.raises(ValueError, match=r"periods and restart_weights must be non-empty and of "
+                                         r"the same length, got periods=\[2, 3\], "
+                                         r"restart_weights=\[1\]"):
         CosineRestartLR(opt, periods=[2, 3])
     with pytest.raises(TypeError, match="milestones must be a list, got 3"):
         MultiStepLR(opt, milestones=3)

@@ -17,7 +17,8 @@ SUFFIXES = ("ParamScheduler", "Momentum", "LR")
 # Per family: configurations in epochs (by_epoch=True) and in iterations (by_epoch=False)
 # for a run of 6 epochs x 5 iterations.
 FAMILY_CASES = {
-    "Constant": [dict(factor=0.5, begin=1, end=4), dict(factor=0.25, by_epoch=False, begin=3, end=17)],
+    "Constant": [dict(factor=0.5, begin=1, end=4),
+                 dict(factor=0.25, by_epoch=False, begin=3, end=17)],
     "CosineAnnealing": [
         dict(eta_min=0.001), dict(T_max=2, eta_min_ratio=0.1, begin=1),
         dict(by_epoch=False, T_max=7, eta_min=0.002, begin=2, end=26),
@@ -27,8 +28,8 @@ FAMILY_CASES = {
         dict(by_epoch=False, periods=[7, 10, 5], restart_weights=[1, 0.6, 0.3], eta_min_ratio=0.1,
              begin=2)],
     "Exponential": [dict(gamma=0.8, begin=1), dict(gamma=0.95, by_epoch=False, end=20)],
-    "Linear": [dict(start_factor=0.25, end=4), dict(start_factor=0.1, end_factor=0.5, by_epoch=False,
-                                                    begin=2, end=12)],
+    "Linear": [dict(start_factor=0.25, end=4),
+               dict(start_factor=0.1, end_factor=0.5, by_epoch=False, begin=2, end=12)],
     "MultiStep": [dict(milestones=[2, 4], gamma=0.5), dict(milestones=[0, 7, 13], by_epoch=False)],
     "OneCycle": [dict(eta_max=0.5, by_epoch=False),
                  dict(eta_max=0.3, total_steps=20, pct_start=0.4, anneal_strategy="linear",

@@ -1,11 +1,11 @@
-"""Generated scheduler signatures carry types, so config checks can judge values."""
+"""Declared scheduler signatures carry types, so config checks can judge values."""
 
 import inspect
 
 import pytest
 
-from accelwrap.registry import PARAM_SCHEDULERS
 from accelwrap.checks.value_types import value_problems
+from accelwrap.registry import PARAM_SCHEDULERS
 
 
 @pytest.mark.parametrize("name", PARAM_SCHEDULERS.keys())
