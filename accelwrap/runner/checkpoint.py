@@ -1,6 +1,8 @@
 """Atomic, resumable checkpoints on ``accelerator.save_state`` / ``load_state``.
 
-Layout of ``<work_dir>/checkpoints``::
+What one checkpoint folder holds (its parts, files, writers) is declared once, in
+:mod:`accelwrap.runner.checkpoint_parts`; this module writes, finds, prunes and loads
+such folders. Layout of ``<work_dir>/checkpoints``::
 
     iter_40/               one complete checkpoint (Accelerate's files + runner_state.json)
     epoch_3/
@@ -28,22 +30,33 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import CheckpointError
+from accelwrap.runner.checkpoint_parts import (
+    FINGERPRINT_KEY,
+    STATE_FILE,
+    Layout,
+    load_own_files,
+    missing_files,
+    missing_message,
+    save_own_files,
+)
 from accelwrap.runner.durable import fsync_all, tree_paths
 
-STATE_FILE = "runner_state.json"
+# Re-exported: accelwrap.tools.merge_shards and the benchmarks import them from here.
+from accelwrap.runner.weights import fingerprint_problems, load_weights, merge_sharded, shape_map
+
 LATEST_FILE = "latest"
 TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"
 KILL_ENV = "ACCELWRAP_TEST_KILL"
 
-__all__ = ["CheckpointManager", "find_latest", "fingerprint_problems", "is_complete", "kill_point",
-           "load_weights", "merge_sharded", "read_state", "resolve_resume", "restore_rng",
-           "rng_snapshot", "shape_map"]
+__all__ = ["STATE_FILE", "CheckpointManager", "find_latest", "fingerprint_problems",
+           "is_complete", "kill_point", "load_weights", "merge_sharded", "read_state",
+           "resolve_resume", "restore_rng", "rng_snapshot", "shape_map"]
 
 
 def kill_point(stage: str, iteration: int) -> None:
@@ -127,6 +140,10 @@ class CheckpointManager:
             already prepared).
         directory: The checkpoint folder (usually ``<work_dir>/checkpoints``).
         max_keep: Keep at most this many complete checkpoints (None or <= 0: all).
+        layout: The run's :class:`~accelwrap.runner.checkpoint_parts.Layout`; when set
+            (the ``Runner`` sets it once everything is prepared), a save that did not
+            write every declared file is never published, and a checkpoint lacking one
+            is refused before anything loads.
 
     Example:
         >>> # inside a training script, on every process:
@@ -134,20 +151,26 @@ class CheckpointManager:
         >>> # manager.save('iter_100', {'iter': 100, 'epoch': 1})
     """
 
-    def __init__(self, accelerator: Any, directory: str | os.PathLike, max_keep: int | None = None) -> None:
+    def __init__(self, accelerator: Any, directory: str | os.PathLike,
+                 max_keep: int | None = None, layout: Layout | None = None) -> None:
         self.accelerator = accelerator
         self.directory = Path(directory)
         self.max_keep = max_keep if max_keep and max_keep > 0 else None
+        self.layout = layout
 
-    def save(self, name: str, state: dict[str, Any]) -> Path:
+    def save(self, name: str, state: dict[str, Any], loop: Any = None) -> Path:
         """Write checkpoint ``name`` atomically and point ``latest`` at it.
 
         Args:
             name: Folder name, e.g. ``'iter_40'``.
             state: JSON-serializable runner state (must contain ``iter``).
+            loop: The training loop, for parts accelwrap writes into files of their own.
 
         Returns:
             The checkpoint folder.
+
+        Raises:
+            CheckpointError: A declared file was not written (nothing is published).
         """
         acc = self.accelerator
         tmp, final = self.directory / f"{TMP_PREFIX}{name}", self.directory / name
@@ -157,7 +180,15 @@ class CheckpointManager:
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
+        save_own_files(loop, tmp)
         acc.wait_for_everyone()
+        if self.layout is not None:
+            # Every rank looks (so that all raise together), before the main one renames.
+            missing = missing_files(tmp, self.layout, skip=(STATE_FILE,))
+            acc.wait_for_everyone()
+            if missing:
+                raise CheckpointError(f"saving checkpoint {str(final)!r} wrote no "
+                                      + missing_message(missing, self.layout))
         kill_point("save", int(state["iter"]))
         if acc.is_main_process:
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
@@ -204,31 +235,43 @@ class CheckpointManager:
         """Turn a ``resume`` setting into a checkpoint folder (see :func:`resolve_resume`)."""
         return resolve_resume(resume, self.directory)
 
-    def load(self, path: str | os.PathLike, fingerprint: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    def load(self, path: str | os.PathLike, fingerprint: dict[str, list[int]] | None = None,
+             loop: Any = None) -> dict[str, Any]:
         """Load checkpoint ``path`` into the prepared objects; return the runner state.
 
         Args:
             path: A complete checkpoint folder.
             fingerprint: The current model's ``{parameter name: shape}``; when given,
                 a checkpoint of a different model is refused before anything loads.
+            loop: The training loop, for parts accelwrap writes into files of their own.
 
         Returns:
             The runner state saved with the checkpoint.
 
         Raises:
             ValueError: The checkpoint belongs to a different model.
-            CheckpointError: Accelerate could not load it (the message names the folder).
+            CheckpointError: A declared file is missing, or Accelerate could not load the
+                checkpoint (the message names the folder, the file and its part).
         """
         state = read_state(path)
-        if fingerprint is not None and "model" in state:
-            problems = fingerprint_problems(state["model"], fingerprint)
+        if fingerprint is not None and FINGERPRINT_KEY in state:
+            problems = fingerprint_problems(state[FINGERPRINT_KEY], fingerprint)
             if problems:
                 raise ValueError(f"checkpoint {str(path)!r} was saved from a different model: "
                                  + "; ".join(problems))
+        if self.layout is not None:
+            # Ranks the saving run did not have start from their seeded RNG (as in Accelerate).
+            saved_ranks = int(state.get("world_size", self.layout.world_size))
+            layout = replace(self.layout, world_size=min(saved_ranks, self.layout.world_size))
+            missing = missing_files(path, layout)
+            if missing:
+                raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "
+                                      + missing_message(missing, layout))
         try:
             self.accelerator.load_state(str(path))
         except (RuntimeError, KeyError, FileNotFoundError, ValueError) as err:
             raise CheckpointError(f"loading checkpoint {str(path)!r} failed: {err}") from err
+        load_own_files(loop, Path(path))
         return state
 
 
@@ -239,7 +282,8 @@ def rng_snapshot() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    snap = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    snap = {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         snap["cuda"] = torch.cuda.get_rng_state_all()
     return snap
@@ -261,54 +305,8 @@ def restore_rng(snapshot: dict[str, Any] | None) -> None:
         torch.cuda.set_rng_state_all(snapshot["cuda"])
 
 
-def load_weights(model: Any, source: str | os.PathLike) -> None:
-    """Load model weights (strictly) from a checkpoint folder or a weights file.
-
-    Args:
-        model: The (unprepared) model.
-        source: A checkpoint folder holding ``model.safetensors`` (or
-            ``pytorch_model.bin``), a ``.safetensors`` file, or a torch file
-            (loaded with ``weights_only=True``; a ``state_dict`` key is looked into).
-
-    Raises:
-        FileNotFoundError: Nothing loadable at ``source``.
-        ValueError: The weights belong to a different model.
-
-    Example:
-        >>> import tempfile, torch
-        >>> path = tempfile.mkdtemp() + '/w.pt'
-        >>> torch.save(torch.nn.Linear(2, 1).state_dict(), path)
-        >>> load_weights(torch.nn.Linear(2, 1), path)
-        >>> load_weights(torch.nn.Linear(3, 1), path)
-        Traceback (most recent call last):
-        ...
-        ValueError: load_from=...: shape mismatch: weight: checkpoint [1, 2] vs model [1, 3]
-    """
-    import torch
-
-    path = Path(source)
-    if path.is_dir():
-        candidates = [path / "model.safetensors", path / "pytorch_model.bin"]
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise FileNotFoundError(f"load_from={str(source)!r}: the folder holds neither "
-                                    "model.safetensors nor pytorch_model.bin")
-    if not path.is_file():
-        raise FileNotFoundError(f"load_from={str(source)!r}: no such file or folder")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        weights = load_file(str(path))
-    else:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-        weights = weights.get("state_dict", weights) if isinstance(weights, dict) else weights
-    problems = fingerprint_problems(shape_map(weights), shape_map(model.state_dict()))
-    if problems:
-        raise ValueError(f"load_from={str(source)!r} holds weights of a different model: "
-                         + "; ".join(problems))
-    model.load_state_dict(weights)
-
-
-def resolve_resume(resume: bool | str | os.PathLike | None, directory: str | os.PathLike) -> Path | None:
+def resolve_resume(resume: bool | str | os.PathLike | None,
+                   directory: str | os.PathLike) -> Path | None:
     """Turn a ``resume`` setting into a checkpoint folder, or None to start fresh.
 
     Args:
@@ -342,56 +340,3 @@ def resolve_resume(resume: bool | str | os.PathLike | None, directory: str | os.
     reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"
     raise FileNotFoundError(f"resume={str(resume)!r}: the path {reason}; expected a checkpoint "
                             f"folder such as {str(Path(directory) / 'iter_100')!r}, or 'auto'")
-
-
-def shape_map(state_dict: Mapping[str, Any]) -> dict[str, list[int]]:
-    """``{name: shape}`` of a state dict: the model fingerprint :func:`fingerprint_problems` compares.
-
-    Example:
-        >>> import torch
-        >>> shape_map(torch.nn.Linear(3, 2).state_dict())
-        {'weight': [2, 3], 'bias': [2]}
-    """
-    return {name: list(value.shape) for name, value in state_dict.items()}
-
-
-def fingerprint_problems(saved: dict[str, list[int]], current: dict[str, list[int]],
-                         limit: int = 5) -> list[str]:
-    """Differences between two ``{parameter name: shape}`` maps, at most ``limit`` of each kind."""
-    missing = [k for k in current if k not in saved]
-    unexpected = [k for k in saved if k not in current]
-    shapes = [f"{k}: checkpoint {saved[k]} vs model {current[k]}"
-              for k in current if k in saved and list(saved[k]) != list(current[k])]
-    problems = []
-    for label, items in (("missing in the checkpoint", missing),
-                         ("not in the model", unexpected), ("shape mismatch", shapes)):
-        if items:
-            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-            problems.append(f"{label}: {', '.join(items[:limit])}{more}")
-    return problems
-
-
-def merge_sharded(checkpoint: str | os.PathLike, output_dir: str | os.PathLike) -> Path:
-    """Merge an FSDP ``SHARDED_STATE_DICT`` checkpoint's model shards into one file.
-
-    Args:
-        checkpoint: A checkpoint folder holding ``pytorch_model_fsdp_0/``.
-        output_dir: Where ``model.safetensors`` is written.
-
-    Returns:
-        The merged weights file.
-
-    Raises:
-        FileNotFoundError: The checkpoint has no sharded model folder.
-
-    Example:
-        >>> # merge_sharded('work_dirs/fsdp/checkpoints/iter_40', 'merged')
-    """
-    from accelerate.utils import merge_fsdp_weights
-
-    shards = Path(checkpoint) / "pytorch_model_fsdp_0"
-    if not shards.is_dir():
-        raise FileNotFoundError(f"{str(checkpoint)!r} has no 'pytorch_model_fsdp_0' folder; "
-                                "only FSDP SHARDED_STATE_DICT checkpoints need merging")
-    merge_fsdp_weights(str(shards), str(output_dir), safe_serialization=True)
-    return Path(output_dir) / "model.safetensors"

@@ -83,7 +83,8 @@ def _executor() -> ThreadPoolExecutor:
     global _pool, _fork_hook_installed
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="accelwrap-fsync")
+            _pool = ThreadPoolExecutor(max_workers=MAX_WORKERS,
+                                       thread_name_prefix="accelwrap-fsync")
             if not _fork_hook_installed and hasattr(os, "register_at_fork"):
                 # A forked child (a DataLoader worker) has none of the parent's threads.
                 os.register_at_fork(after_in_child=_forget_pool)

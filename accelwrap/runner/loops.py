@@ -19,11 +19,9 @@ from typing import Any
 import torch
 
 from accelwrap.optim.scheduler import step_param_schedulers
-from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.runner.checkpoint import kill_point, restore_rng
+from accelwrap.runner.checkpoint_parts import collect_state, restore_state
 from accelwrap.runner.log_output import MetricLogger, optim_scalars, parse_losses
-
-STATE_FORMAT = 1
 
 __all__ = ["TrainLoop", "call_model", "validate"]
 
@@ -67,37 +65,16 @@ class TrainLoop:
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
-        """The JSON-serializable runner state stored with each checkpoint."""
-        wrappers = {}
-        for name, wrapper in named_members(self.runner.optim_wrapper).items():
-            base = wrapper.base_param_settings
-            wrappers[name] = {
-                "inner_count": wrapper.inner_count,
-                "skipped_steps": getattr(wrapper, "skipped_steps", 0),
-                "base_param_settings": None if base is None else
-                {k: v for k, v in base.items() if k != "params" and _jsonable(v)},
-            }
-        return {"format": STATE_FORMAT, "epoch": self.epoch, "iter": self.iter,
-                "batch_in_epoch": self.batch_in_epoch, "epoch_length": self.runner.epoch_length,
-                "max_iters": self.runner.max_iters,
-                "world_size": self.runner.accelerator.num_processes,
-                "model": self.runner.fingerprint, "wrappers": wrappers}
+        """The JSON-serializable runner state stored with each checkpoint.
+
+        Its keys are those of the parts accelwrap writes into ``runner_state.json``
+        (:data:`~accelwrap.runner.checkpoint_parts.PARTS`).
+        """
+        return collect_state(self)
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Continue from a saved state (after ``accelerator.load_state``)."""
-        self.epoch, self.iter = int(state["epoch"]), int(state["iter"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        if state.get("epoch_length") != self.runner.epoch_length:
-            # Another world size or batch size: the position inside the epoch means
-            # something else now; restart the epoch from its first batch.
-            self.batch_in_epoch = 0
-        self._last_saved = self.iter
-        for name, wrapper in named_members(self.runner.optim_wrapper).items():
-            saved = state.get("wrappers", {}).get(name, {})
-            if saved.get("base_param_settings") and wrapper.base_param_settings is not None:
-                wrapper.base_param_settings.update(saved["base_param_settings"])
-            if "skipped_steps" in saved and hasattr(wrapper, "skipped_steps"):
-                wrapper.skipped_steps = saved["skipped_steps"]
+        restore_state(self, state)
 
     # ------------------------------------------------------------------- run
     def run(self, resume_rng: dict[str, Any] | None = None) -> None:
@@ -148,7 +125,8 @@ class TrainLoop:
         self.batch_in_epoch += 1
         if self._logger.should_log(self.iter):
             # The learning rate this iteration used, as MMEngine logs it.
-            self._logger.log_train(self.epoch, self.iter, {**log_vars, **optim_scalars(runner.optim_wrapper)})
+            scalars = {**log_vars, **optim_scalars(runner.optim_wrapper)}
+            self._logger.log_train(self.epoch, self.iter, scalars)
         step_param_schedulers(self._schedulers, "iter")
         self._logger.advance()
         if not runner.schedule.by_epoch and runner.schedule.val_due(self.iter, runner.max_iters):
@@ -200,7 +178,7 @@ class TrainLoop:
         self._logger.flush()
         at_epoch_end = self._pending == "epoch" and self.batch_in_epoch == 0
         name = f"epoch_{self.epoch}" if at_epoch_end else f"iter_{self.iter}"
-        self.runner.checkpoints.save(name, self.state())
+        self.runner.checkpoints.save(name, self.state(), loop=self)
         self._last_saved = self.iter
         self._pending = None
 
@@ -225,15 +203,11 @@ def validate(runner: Any) -> dict[str, float]:
                 outputs = {"loss": parse_losses(call_model(runner.train_model, batch))[0]}
             for name, value in outputs.items():
                 value = torch.as_tensor(value).detach().float()
-                gathered = acc.gather(value.reshape(1)) if value.ndim == 0 else acc.gather_for_metrics(value)
+                gathered = (acc.gather(value.reshape(1)) if value.ndim == 0
+                            else acc.gather_for_metrics(value))
                 total = totals.setdefault(name, [0.0, 0])
                 total[0] += float(gathered.sum())
                 total[1] += gathered.numel()
     runner.train_model.train()
     return {name: total / max(count, 1) for name, (total, count) in totals.items()}
 
-
-def _jsonable(value: Any) -> bool:
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return True
-    return isinstance(value, (list, tuple)) and all(_jsonable(v) for v in value)

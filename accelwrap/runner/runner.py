@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from accelwrap.errors import ConfigError
 from accelwrap.optim.accelerator import prepare
@@ -36,12 +37,14 @@ from accelwrap.optim.optimizer import OptimWrapper, build_optim_wrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.registry import to_plain
 from accelwrap.runner import build
-from accelwrap.runner.checkpoint import CheckpointManager, load_weights, rng_snapshot, shape_map
-from accelwrap.runner.settings import REQUIRED_KEYS, runner_config_problems
+from accelwrap.runner.checkpoint import CheckpointManager, rng_snapshot
+from accelwrap.runner.checkpoint_parts import Layout
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.log_output import init_trackers
 from accelwrap.runner.loops import TrainLoop
+from accelwrap.runner.settings import REQUIRED_KEYS, runner_config_problems
+from accelwrap.runner.weights import load_weights, shape_map
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +99,8 @@ class Runner:
         self.schedule = build.parse_train_cfg(train_cfg)
         self.checkpoint_cfg, self.logger_cfg = parse_default_hooks(default_hooks, self.schedule)
         seed, diff_rank_seed = _parse_randomness(randomness)
-        self.accelerator = build.build_accelerator(accelerator or {}, optim_wrapper, str(self.work_dir),
-                                                   self.logger_cfg.trackers)
+        self.accelerator = build.build_accelerator(accelerator or {}, optim_wrapper,
+                                                   str(self.work_dir), self.logger_cfg.trackers)
         self.checkpoints = CheckpointManager(self.accelerator, self.work_dir / "checkpoints",
                                              self.checkpoint_cfg.max_keep_ckpts)
         self.resume_from = self.checkpoints.resolve(resume)
@@ -155,9 +158,10 @@ class Runner:
         self.max_iters = self.schedule.total_iters(self.epoch_length)
         wrapper = (optim_wrapper_cfg if isinstance(optim_wrapper_cfg, OptimWrapper)
                    else build_optim_wrapper(self.model, optim_wrapper_cfg))
-        schedulers = build.build_schedulers(scheduler_cfg, wrapper, self.schedule, self.epoch_length)
-        flat = [s for group in (schedulers.values() if isinstance(schedulers, dict) else [schedulers])
-                for s in group]
+        schedulers = build.build_schedulers(scheduler_cfg, wrapper, self.schedule,
+                                            self.epoch_length)
+        groups = schedulers.values() if isinstance(schedulers, dict) else [schedulers]
+        flat = [s for group in groups for s in group]
         self.custom_step = callable(getattr(self.model, "train_step", None))
         if self.custom_step:
             names = [n for n, m in self.model.named_children() if any(True for _ in m.parameters())]
@@ -166,9 +170,14 @@ class Runner:
                 setattr(self.model, name, module)
             self.train_model = self.model
         else:
+            names = [""]
             self.train_model, _, *_ = prepare(acc, self.model, wrapper, *flat)
         self.optim_wrapper = wrapper
         self.param_schedulers = schedulers
+        # What Accelerate now saves, so that saves and loads check the declared files.
+        self.checkpoints.layout = Layout.of(
+            acc, models=len(names), optimizers=len(named_members(wrapper)),
+            schedulers=sum(isinstance(s, LRScheduler) for s in flat))
 
     # ---------------------------------------------------------------- training
     def train(self) -> nn.Module:
@@ -180,7 +189,7 @@ class Runner:
         loop = TrainLoop(self)
         resume_rng = None
         if self.resume_from is not None:
-            state = self.checkpoints.load(self.resume_from, self.fingerprint)
+            state = self.checkpoints.load(self.resume_from, self.fingerprint, loop=loop)
             loop.restore(state)
             if loop.batch_in_epoch > 0:
                 resume_rng = rng_snapshot()  # the RNG as saved (see TrainLoop.run)
@@ -195,7 +204,9 @@ class Runner:
         self.accelerator.wait_for_everyone()
         for tracker in self.accelerator.trackers:
             tracker.finish()
-        return self.accelerator.unwrap_model(self.train_model) if not self.custom_step else self.model
+        if self.custom_step:
+            return self.model
+        return self.accelerator.unwrap_model(self.train_model)
 
     def _write_run_files(self, resumed_at: int | None) -> None:
         acc = self.accelerator

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from accelwrap.runner.checkpoint import (CheckpointManager, find_latest, fingerprint_problems,
-                                         is_complete, resolve_resume)
+from accelwrap.runner.checkpoint import CheckpointManager, find_latest, is_complete, resolve_resume
+from accelwrap.runner.weights import fingerprint_problems
 
 
 def _fake(directory, name, iteration, complete=True):

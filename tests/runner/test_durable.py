@@ -51,7 +51,8 @@ class Recorder:
         return [inode for kind, inode in self.events[:end] if kind == "fsync"]
 
     def index(self, kind: str, dst: os.PathLike) -> int:
-        return next(i for i, (k, d) in enumerate(self.events) if k == kind and d[1] == os.fspath(dst))
+        return next(i for i, (k, d) in enumerate(self.events)
+                    if k == kind and d[1] == os.fspath(dst))
 
 
 def _tree(root):

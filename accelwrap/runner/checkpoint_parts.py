@@ -1,0 +1,379 @@
+"""What a checkpoint contains: every part, its files, who writes it and what it is for.
+
+:data:`PARTS` is the one declaration. :class:`~accelwrap.runner.checkpoint.CheckpointManager`
+reads it to check that a save wrote, and a checkpoint to be loaded holds, every declared
+file; :func:`collect_state` / :func:`restore_state` build and apply ``runner_state.json``
+from the parts accelwrap writes; the README's checkpoint table is :func:`parts_table`.
+
+A checkpoint folder is exactly what ``accelerator.save_state`` writes plus
+``runner_state.json``, so a user's own ``accelerator.load_state(folder)`` loads it. Parts
+written by Accelerate are declared with Accelerate's file names (``model.safetensors``,
+``optimizer_1.bin``, ``random_states_0.pkl``, ...), for the run's :class:`Layout` (how many
+models, optimizers and schedulers were prepared, a loss scaler, the process count, the
+engine). A later part (EMA) is one more :class:`CheckpointPart` entry: its files (their
+count read from the :class:`Layout`) and, for a part accelwrap writes into its own file,
+``save``/``load`` hooks that the manager calls with the training loop.
+
+Example:
+    >>> layout = Layout(models=1, optimizers=1, schedulers=2, world_size=1)
+    >>> declared_files(layout)
+    ['model.safetensors', 'optimizer.bin', 'scheduler.bin', 'scheduler_1.bin', \
+'random_states_0.pkl', 'runner_state.json']
+    >>> part_of('scheduler_1.bin', layout).name
+    'schedulers'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accelwrap.errors import CheckpointError
+from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
+
+__all__ = ["ACCELERATE", "ACCELWRAP", "ENGINES", "FINGERPRINT_KEY", "PARTS", "STATE_FILE",
+           "STATE_FORMAT", "CheckpointPart", "Files", "Layout", "collect_state", "declared_files",
+           "load_own_files", "missing_files", "missing_message", "part_of", "parts_table",
+           "restore_state", "save_own_files"]
+
+STATE_FILE = "runner_state.json"
+STATE_FORMAT = 1
+FINGERPRINT_KEY = "model"
+ACCELERATE = "Accelerate's `save_state`"
+ACCELWRAP = "accelwrap"
+ENGINES = ("plain", "fsdp_sharded", "fsdp_full", "other")
+_ENGINE_NOTE = {"plain": "", "fsdp_sharded": " (FSDP sharded)", "fsdp_full": " (FSDP full)"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The set-up of a run, as far as it decides a checkpoint's file names.
+
+    Attributes:
+        models: Models prepared with the accelerator (a ``train_step`` model: each
+            direct sub-module with parameters).
+        optimizers: Optimizers prepared (one per ``OptimWrapperDict`` member).
+        schedulers: ``LRScheduler`` objects prepared.
+        scaler: Whether the accelerator holds a ``GradScaler`` (fp16).
+        world_size: Processes that save (each writes its own RNG file).
+        engine: ``'plain'`` (one process, DDP), ``'fsdp_sharded'`` (FSDP
+            ``SHARDED_STATE_DICT`` through DCP), ``'fsdp_full'`` (FSDP
+            ``FULL_STATE_DICT``) or ``'other'`` (DeepSpeed, Megatron, per-rank FSDP
+            files: the engine's own model and optimizer files, not declared here).
+    """
+
+    models: int = 1
+    optimizers: int = 1
+    schedulers: int = 0
+    scaler: bool = False
+    world_size: int = 1
+    engine: str = "plain"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"Layout.engine: expected one of {list(ENGINES)}, got {self.engine!r}")
+
+    @classmethod
+    def of(cls, accelerator: Any, models: int, optimizers: int, schedulers: int) -> Layout:
+        """The layout of a run on ``accelerator`` with the given numbers of prepared objects.
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> acc = SimpleNamespace(scaler=None, num_processes=2, distributed_type='MULTI_CPU')
+            >>> Layout.of(acc, models=1, optimizers=1, schedulers=0).world_size
+            2
+        """
+        return cls(models=models, optimizers=optimizers, schedulers=schedulers,
+                   scaler=getattr(accelerator, "scaler", None) is not None,
+                   world_size=accelerator.num_processes, engine=_engine(accelerator))
+
+
+def _engine(accelerator: Any) -> str:
+    kind = getattr(accelerator.distributed_type, "value", accelerator.distributed_type)
+    if kind in ("DEEPSPEED", "MEGATRON_LM"):
+        return "other"
+    if kind != "FSDP":
+        return "plain"
+    plugin = accelerator.state.fsdp_plugin
+    state_dict_type = getattr(plugin.state_dict_type, "name", str(plugin.state_dict_type))
+    if state_dict_type.endswith("FULL_STATE_DICT"):
+        return "fsdp_full"
+    if state_dict_type.endswith("SHARDED_STATE_DICT") and getattr(plugin, "use_dcp", True):
+        return "fsdp_sharded"
+    return "other"
+
+
+@dataclass(frozen=True)
+class Files:
+    """One file-name pattern of a part, and how many files it names for a :class:`Layout`.
+
+    In ``pattern``, ``{_i}`` is Accelerate's suffix for the i-th object (nothing for the
+    first, ``_1``, ``_2``, ... after it), ``{i}`` the index itself and ``{rank}`` the
+    process index; a trailing ``/`` names a folder.
+
+    Example:
+        >>> Files('optimizer{_i}.bin', lambda layout: layout.optimizers).names(Layout(optimizers=2))
+        ['optimizer.bin', 'optimizer_1.bin']
+    """
+
+    pattern: str
+    count: Callable[[Layout], int]
+    engines: tuple[str, ...] = ENGINES
+
+    def names(self, layout: Layout) -> list[str]:
+        """The file and folder names (folders without their ``/``) for ``layout``."""
+        if layout.engine not in self.engines:
+            return []
+        ranks = range(layout.world_size) if "{rank}" in self.pattern else [0]
+        return [self.pattern.format(_i=f"_{i}" if i else "", i=i, rank=rank).rstrip("/")
+                for i in range(self.count(layout)) for rank in ranks]
+
+    def shown(self) -> str:
+        """The pattern as the README shows it, e.g. ``optimizer.bin``, ``optimizer_<i>.bin``."""
+        note = _ENGINE_NOTE.get(self.engines[0], "") if len(self.engines) == 1 else ""
+        if "{_i}" in self.pattern:
+            first, rest = self.pattern.format(_i="", i=0), self.pattern.format(_i="_<i>", i="<i>")
+            return f"`{first}`, `{rest}`{note}"
+        return f"`{self.pattern.format(i='<i>', rank='<rank>')}`{note}"
+
+
+@dataclass(frozen=True)
+class CheckpointPart:
+    """One part of a checkpoint.
+
+    Attributes:
+        name: What the README and error messages call it.
+        writer: :data:`ACCELERATE` (written and read by ``save_state``/``load_state``) or
+            :data:`ACCELWRAP`.
+        purpose: What it is for.
+        files: Its files (for a part stored in ``runner_state.json``: that file).
+        keys: Its keys in ``runner_state.json`` (parts accelwrap stores there).
+        collect: ``loop -> values of keys`` (same order), for ``runner_state.json``.
+        restore: ``(loop, saved state)``: put the part back after ``load_state``.
+        save: ``(loop, folder)``: write an accelwrap part's own files into ``folder``.
+        load: ``(loop, folder)``: read them back.
+    """
+
+    name: str
+    writer: str
+    purpose: str
+    files: tuple[Files, ...] = field(default=())
+    keys: tuple[str, ...] = ()
+    collect: Callable[[Any], tuple] | None = None
+    restore: Callable[[Any, Mapping[str, Any]], None] | None = None
+    save: Callable[[Any, Path], None] | None = None
+    load: Callable[[Any, Path], None] | None = None
+
+
+def _one(layout: Layout) -> int:
+    return 1
+
+
+# ---------------------------------------------------------------- runner_state.json
+def _progress(loop: Any) -> tuple:
+    runner = loop.runner
+    return (STATE_FORMAT, loop.epoch, loop.iter, runner.max_iters,
+            runner.accelerator.num_processes)
+
+
+def _restore_progress(loop: Any, state: Mapping[str, Any]) -> None:
+    loop.epoch, loop.iter = int(state["epoch"]), int(state["iter"])
+    loop._last_saved = loop.iter
+
+
+def _data_position(loop: Any) -> tuple:
+    return loop.batch_in_epoch, loop.runner.epoch_length
+
+
+def _restore_data_position(loop: Any, state: Mapping[str, Any]) -> None:
+    loop.batch_in_epoch = int(state["batch_in_epoch"])
+    if state.get("epoch_length") != loop.runner.epoch_length:
+        # Another world size or batch size: the position inside the epoch means
+        # something else now; restart the epoch from its first batch.
+        loop.batch_in_epoch = 0
+
+
+def _wrapper_counters(loop: Any) -> tuple:
+    wrappers = {}
+    for name, wrapper in named_members(loop.runner.optim_wrapper).items():
+        base = wrapper.base_param_settings
+        wrappers[name] = {
+            "inner_count": wrapper.inner_count,
+            "skipped_steps": getattr(wrapper, "skipped_steps", 0),
+            "base_param_settings": None if base is None else
+            {k: v for k, v in base.items() if k != "params" and _jsonable(v)},
+        }
+    return (wrappers,)
+
+
+def _restore_wrapper_counters(loop: Any, state: Mapping[str, Any]) -> None:
+    for name, wrapper in named_members(loop.runner.optim_wrapper).items():
+        saved = state.get("wrappers", {}).get(name, {})
+        if saved.get("base_param_settings") and wrapper.base_param_settings is not None:
+            wrapper.base_param_settings.update(saved["base_param_settings"])
+        if "skipped_steps" in saved and hasattr(wrapper, "skipped_steps"):
+            wrapper.skipped_steps = saved["skipped_steps"]
+
+
+def _jsonable(value: Any) -> bool:
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return True
+    return isinstance(value, (list, tuple)) and all(_jsonable(v) for v in value)
+
+
+_STATE = (Files(STATE_FILE, _one),)
+
+PARTS: tuple[CheckpointPart, ...] = (
+    CheckpointPart(
+        "model", ACCELERATE,
+        "Weights of each prepared model (a model with `train_step`: each direct sub-module "
+        "with parameters, in definition order).",
+        files=(Files("model{_i}.safetensors", lambda lay: lay.models, ("plain",)),
+               Files("pytorch_model_fsdp_{i}/", lambda lay: lay.models, ("fsdp_sharded",)),
+               Files("pytorch_model_fsdp{_i}.bin", lambda lay: lay.models, ("fsdp_full",)))),
+    CheckpointPart(
+        "optimizers", ACCELERATE,
+        "State of each optimizer (one per `OptimWrapperDict` member): moment buffers, steps, "
+        "param groups.",
+        files=(Files("optimizer{_i}.bin", lambda lay: lay.optimizers, ("plain", "fsdp_full")),
+               Files("optimizer_{i}/", lambda lay: lay.optimizers, ("fsdp_sharded",)))),
+    CheckpointPart(
+        "schedulers", ACCELERATE,
+        "Progress of each parameter scheduler (`last_step`, ...), in the order they were built.",
+        files=(Files("scheduler{_i}.bin", lambda lay: lay.schedulers),)),
+    CheckpointPart(
+        "loss scaler", ACCELERATE,
+        "The fp16 `GradScaler`'s scale and growth tracker (fp16 runs only).",
+        files=(Files("scaler.pt", lambda lay: int(lay.scaler)),)),
+    CheckpointPart(
+        "RNG states", ACCELERATE,
+        "Python, NumPy and torch (CPU, CUDA) generators of each process, and Accelerate's "
+        "step: dropout and shuffling continue as if never stopped.",
+        files=(Files("random_states_{rank}.pkl", _one),)),
+    CheckpointPart(
+        "runner progress", ACCELWRAP,
+        "Epochs and iterations done, run length, process count; `iter` orders checkpoints. "
+        "Written last: a folder holding it is complete.",
+        files=_STATE, keys=("format", "epoch", "iter", "max_iters", "world_size"),
+        collect=_progress, restore=_restore_progress),
+    CheckpointPart(
+        "data position", ACCELWRAP,
+        "Batches of the current epoch already consumed (skipped on resume); a changed "
+        "`epoch_length` restarts the epoch.",
+        files=_STATE, keys=("batch_in_epoch", "epoch_length"),
+        collect=_data_position, restore=_restore_data_position),
+    CheckpointPart(
+        "optim wrapper counters", ACCELWRAP,
+        "Per OptimWrapper member: `inner_count`, skipped fp16 steps and `base_param_settings`.",
+        files=_STATE, keys=("wrappers",),
+        collect=_wrapper_counters, restore=_restore_wrapper_counters),
+    CheckpointPart(
+        "model fingerprint", ACCELWRAP,
+        "`{parameter: shape}`: resuming refuses a checkpoint of another model before loading.",
+        files=_STATE, keys=(FINGERPRINT_KEY,),
+        collect=lambda loop: (loop.runner.fingerprint,)),
+)
+
+
+# ---------------------------------------------------------------- reading the declaration
+def declared_files(layout: Layout, writer: str | None = None) -> list[str]:
+    """Names at the top of a checkpoint folder of ``layout`` (only ``writer``'s if given)."""
+    names: list[str] = []
+    for part in PARTS:
+        if writer is None or part.writer == writer:
+            names += [n for files in part.files for n in files.names(layout) if n not in names]
+    return names
+
+
+def part_of(name: str, layout: Layout) -> CheckpointPart:
+    """The part a file of a ``layout`` checkpoint belongs to.
+
+    Raises:
+        KeyError: ``name`` is no declared file of ``layout``.
+    """
+    for part in PARTS:
+        if any(name in files.names(layout) for files in part.files):
+            return part
+    raise KeyError(f"{name!r} is no declared checkpoint file; expected one of "
+                   f"{declared_files(layout)}")
+
+
+def missing_files(folder: str | Path, layout: Layout, skip: tuple[str, ...] = ()) -> list[str]:
+    """The declared files of a ``layout`` checkpoint that ``folder`` lacks (``skip`` aside)."""
+    present = {child.name for child in Path(folder).iterdir()}
+    return [name for name in declared_files(layout) if name not in present and name not in skip]
+
+
+def missing_message(missing: list[str], layout: Layout) -> str:
+    """Name each missing file's part and writer, and what ``layout`` expects.
+
+    Example:
+        >>> missing_message(['scaler.pt'], Layout(scaler=True))  # doctest: +ELLIPSIS
+        "scaler.pt (part 'loss scaler', written by Accelerate's save_state); a run with ..."
+    """
+    details = "; ".join(f"{name} (part '{part_of(name, layout).name}', written by "
+                        f"{part_of(name, layout).writer.replace('`', '')})" for name in missing)
+    return (f"{details}; a run with {layout.models} model(s), {layout.optimizers} "
+            f"optimizer(s), {layout.schedulers} scheduler(s), "
+            f"{'a' if layout.scaler else 'no'} loss scaler, {layout.world_size} process(es) "
+            f"and engine {layout.engine!r} has {declared_files(layout)}")
+
+
+def collect_state(loop: Any) -> dict[str, Any]:
+    """``runner_state.json``'s content: every accelwrap part's keys, from the training loop."""
+    state: dict[str, Any] = {}
+    for part in PARTS:
+        if part.collect is not None:
+            state.update(zip(part.keys, part.collect(loop), strict=True))
+    return state
+
+
+def restore_state(loop: Any, state: Mapping[str, Any]) -> None:
+    """Put every accelwrap part of ``state`` back into the training loop.
+
+    Raises:
+        CheckpointError: ``state`` lacks a key a part needs (the message names it).
+    """
+    for part in PARTS:
+        if part.restore is None:
+            continue
+        try:
+            part.restore(loop, state)
+        except KeyError as err:
+            source = getattr(loop.runner, "resume_from", None)
+            raise CheckpointError(
+                f"{STATE_FILE} of checkpoint {str(source)!r} has no key {err.args[0]!r} "
+                f"(part '{part.name}': expected keys {list(part.keys)})") from err
+
+
+def save_own_files(loop: Any, folder: Path) -> None:
+    """Call the ``save`` hook of every part accelwrap writes into files of its own."""
+    for part in PARTS:
+        if part.save is not None and loop is not None:
+            part.save(loop, folder)
+
+
+def load_own_files(loop: Any, folder: Path) -> None:
+    """Call the ``load`` hook of every part accelwrap writes into files of its own."""
+    for part in PARTS:
+        if part.load is not None and loop is not None:
+            part.load(loop, folder)
+
+
+def parts_table() -> str:
+    """The README's checkpoint table: one row per part of :data:`PARTS`.
+
+    Example:
+        >>> parts_table().splitlines()[0]
+        '| Part | Files | Written by | What it is for |'
+    """
+    rows = ["| Part | Files | Written by | What it is for |", "| --- | --- | --- | --- |"]
+    for part in PARTS:
+        if part.keys:
+            files = f"`{STATE_FILE}`: " + ", ".join(f"`{key}`" for key in part.keys)
+        else:
+            files = "; ".join(files.shown() for files in part.files)
+        rows.append(f"| {part.name} | {files} | {part.writer} | {part.purpose} |")
+    return "\n".join(rows) + "\n"

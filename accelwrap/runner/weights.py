@@ -1,0 +1,117 @@
+"""Model weights outside resume: ``load_from``, the model fingerprint, merging FSDP shards.
+
+Example:
+    >>> import torch
+    >>> from accelwrap.runner.weights import fingerprint_problems, shape_map
+    >>> fingerprint_problems(shape_map(torch.nn.Linear(3, 2).state_dict()), {'weight': [2, 3]})
+    ['not in the model: bias']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["fingerprint_problems", "load_weights", "merge_sharded", "shape_map"]
+
+
+def load_weights(model: Any, source: str | os.PathLike) -> None:
+    """Load model weights (strictly) from a checkpoint folder or a weights file.
+
+    Args:
+        model: The (unprepared) model.
+        source: A checkpoint folder holding ``model.safetensors`` (or
+            ``pytorch_model.bin``), a ``.safetensors`` file, or a torch file
+            (loaded with ``weights_only=True``; a ``state_dict`` key is looked into).
+
+    Raises:
+        FileNotFoundError: Nothing loadable at ``source``.
+        ValueError: The weights belong to a different model.
+
+    Example:
+        >>> import tempfile, torch
+        >>> path = tempfile.mkdtemp() + '/w.pt'
+        >>> torch.save(torch.nn.Linear(2, 1).state_dict(), path)
+        >>> load_weights(torch.nn.Linear(2, 1), path)
+        >>> load_weights(torch.nn.Linear(3, 1), path)
+        Traceback (most recent call last):
+        ...
+        ValueError: load_from=...: shape mismatch: weight: checkpoint [1, 2] vs model [1, 3]
+    """
+    import torch
+
+    path = Path(source)
+    if path.is_dir():
+        candidates = [path / "model.safetensors", path / "pytorch_model.bin"]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"load_from={str(source)!r}: the folder holds neither "
+                                    "model.safetensors nor pytorch_model.bin")
+    if not path.is_file():
+        raise FileNotFoundError(f"load_from={str(source)!r}: no such file or folder")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        weights = load_file(str(path))
+    else:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+        weights = weights.get("state_dict", weights) if isinstance(weights, dict) else weights
+    problems = fingerprint_problems(shape_map(weights), shape_map(model.state_dict()))
+    if problems:
+        raise ValueError(f"load_from={str(source)!r} holds weights of a different model: "
+                         + "; ".join(problems))
+    model.load_state_dict(weights)
+
+
+def shape_map(state_dict: Mapping[str, Any]) -> dict[str, list[int]]:
+    """``{name: shape}`` of a state dict: the fingerprint :func:`fingerprint_problems` compares.
+
+    Example:
+        >>> import torch
+        >>> shape_map(torch.nn.Linear(3, 2).state_dict())
+        {'weight': [2, 3], 'bias': [2]}
+    """
+    return {name: list(value.shape) for name, value in state_dict.items()}
+
+
+def fingerprint_problems(saved: dict[str, list[int]], current: dict[str, list[int]],
+                         limit: int = 5) -> list[str]:
+    """Differences between two ``{parameter name: shape}`` maps, at most ``limit`` of each kind."""
+    missing = [k for k in current if k not in saved]
+    unexpected = [k for k in saved if k not in current]
+    shapes = [f"{k}: checkpoint {saved[k]} vs model {current[k]}"
+              for k in current if k in saved and list(saved[k]) != list(current[k])]
+    problems = []
+    for label, items in (("missing in the checkpoint", missing),
+                         ("not in the model", unexpected), ("shape mismatch", shapes)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            problems.append(f"{label}: {', '.join(items[:limit])}{more}")
+    return problems
+
+
+def merge_sharded(checkpoint: str | os.PathLike, output_dir: str | os.PathLike) -> Path:
+    """Merge an FSDP ``SHARDED_STATE_DICT`` checkpoint's model shards into one file.
+
+    Args:
+        checkpoint: A checkpoint folder holding ``pytorch_model_fsdp_0/``.
+        output_dir: Where ``model.safetensors`` is written.
+
+    Returns:
+        The merged weights file.
+
+    Raises:
+        FileNotFoundError: The checkpoint has no sharded model folder.
+
+    Example:
+        >>> # merge_sharded('work_dirs/fsdp/checkpoints/iter_40', 'merged')
+    """
+    from accelerate.utils import merge_fsdp_weights
+
+    shards = Path(checkpoint) / "pytorch_model_fsdp_0"
+    if not shards.is_dir():
+        raise FileNotFoundError(f"{str(checkpoint)!r} has no 'pytorch_model_fsdp_0' folder; "
+                                "only FSDP SHARDED_STATE_DICT checkpoints need merging")
+    merge_fsdp_weights(str(shards), str(output_dir), safe_serialization=True)
+    return Path(output_dir) / "model.safetensors"
