@@ -14,13 +14,15 @@ import difflib
 from collections.abc import Iterable
 
 
-def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
+def suggest(name: str, choices: Iterable[str], n: int = 3, list_all: bool = True) -> str:
     """Return a short "did you mean ..." phrase, or the list of choices when none is close.
 
     Args:
         name: The name the user gave.
         choices: Every valid name.
         n: How many close matches to name at most.
+        list_all: When nothing is close, list the valid names (False: say that none is
+            close, for choices that are not a vocabulary, such as parameter names).
 
     Returns:
         A phrase such as ``"did you mean 'AdamW'?"``; when nothing is close, the
@@ -37,6 +39,8 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     close = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
     if close:
         return "did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?"
+    if not list_all:
+        return "no name is close to it"
     if not choices:
         return "nothing is registered"
     shown = ", ".join(repr(c) for c in choices[:20])

@@ -4,7 +4,9 @@ The rows come from the optimizer wrapper constructor's own ``describe(model)`` -
 same rules ``build_optim_wrapper`` applies -- over the config's model built on the
 ``meta`` device. For an ``OptimWrapperDict`` config (one wrapper config per model
 member) each member's rows are prefixed with the member name. A ``custom_keys`` entry
-that matches no parameter is an error, as it is when training.
+that matches no parameter is a warning, as it is when training (an error with
+``paramwise_cfg.strict_custom_keys: true``); :func:`unmatched_custom_keys` lists them
+for ``accelwrap check``.
 
 Example:
     >>> rows = param_rows({'model': {'type': 'MLPClassifier', 'hidden_dims': [8], 'norm': True},
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -30,17 +34,66 @@ from accelwrap.optim.optimizer.default_constructor import ParamRow
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 
-__all__ = ["format_table", "param_rows", "run_groups"]
+__all__ = ["format_table", "param_rows", "run_groups", "unmatched_custom_keys"]
 
 _FIRST_KEYS = ("lr", "weight_decay")
 
 
-def _constructor_rows(model: nn.Module, cfg: Mapping[str, Any]) -> list[ParamRow]:
-    """Rows of one wrapper config (forms 1 and 2 of ``build_optim_wrapper``)."""
+def _constructor(cfg: Mapping[str, Any]) -> Any:
+    """The constructor one wrapper config names, built as ``build_optim_wrapper`` builds it."""
     wrapper_cfg = {k: v for k, v in cfg.items() if k not in ("constructor", "paramwise_cfg")}
-    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build({
+    return OPTIM_WRAPPER_CONSTRUCTORS.build({
         "type": cfg.get("constructor", "DefaultOptimWrapperConstructor"),
         "optim_wrapper_cfg": wrapper_cfg, "paramwise_cfg": cfg.get("paramwise_cfg")})
+
+
+def _wrappers(cfg: Mapping[str, Any], model: nn.Module) -> dict[str, tuple[nn.Module, Mapping]]:
+    """``{member: (the module it optimizes, its wrapper config)}``; ``''`` for one wrapper."""
+    optim_cfg = cfg["optim_wrapper"]
+    if any(key in optim_cfg for key in SINGLE_KEYS):
+        return {"": (model, optim_cfg)}
+    children = dict(model.named_children())
+    missing = [name for name in optim_cfg if name not in children]
+    if missing:
+        raise ValueError(f"optim_wrapper.{missing[0]}: the model has no submodule "
+                         f"{missing[0]!r} (it has {sorted(children)})")
+    return {name: (children[name], member_cfg) for name, member_cfg in optim_cfg.items()}
+
+
+def unmatched_custom_keys(cfg: Mapping[str, Any],
+                          model: nn.Module) -> tuple[list[str], list[str]]:
+    """Every ``custom_keys`` entry of the config that matches no parameter of ``model``.
+
+    Args:
+        cfg: A config with ``optim_wrapper``.
+        model: The model (built on ``meta`` is enough).
+
+    Returns:
+        ``(errors, warnings)``: one sentence per entry, prefixed with
+        ``optim_wrapper[.member]``; errors are those of wrappers whose ``paramwise_cfg``
+        sets ``strict_custom_keys: true``.
+
+    Example:
+        >>> cfg = {'optim_wrapper': {'optimizer': {'type': 'SGD', 'lr': 0.1},
+        ...        'paramwise_cfg': {'custom_keys': {'haed': {'lr_mult': 0.1}}}}}
+        >>> errors, notes = unmatched_custom_keys(cfg, nn.Linear(2, 2))
+        >>> errors, notes[0][:47]
+        ([], "optim_wrapper.paramwise_cfg.custom_keys['haed']")
+    """
+    errors: list[str] = []
+    notes: list[str] = []
+    for member, (module, member_cfg) in _wrappers(cfg, model).items():
+        find = getattr(_constructor(member_cfg), "unmatched_custom_keys", None)
+        prefix = f"optim_wrapper.{member}." if member else "optim_wrapper."
+        strict = (member_cfg.get("paramwise_cfg") or {}).get("strict_custom_keys", False)
+        (errors if strict else notes).extend(
+            prefix + sentence for sentence in (find(module) if find else []))
+    return errors, notes
+
+
+def _constructor_rows(model: nn.Module, cfg: Mapping[str, Any]) -> list[ParamRow]:
+    """Rows of one wrapper config (forms 1 and 2 of ``build_optim_wrapper``)."""
+    constructor = _constructor(cfg)
     describe = getattr(constructor, "describe", None)
     if not callable(describe):
         raise TypeError(f"optim_wrapper.constructor: {type(constructor).__name__} has no "
@@ -75,22 +128,13 @@ def param_rows(cfg: Mapping[str, Any], model: nn.Module | None = None) -> dict[s
         wrapper); members' row names are prefixed with the member name.
 
     Raises:
-        ValueError: A ``custom_keys`` entry matches nothing, a member is not a
-            submodule, or another rule the constructor enforces is broken.
+        ValueError: A member is not a submodule, a ``custom_keys`` entry matches nothing
+            under ``strict_custom_keys``, or another rule the constructor enforces is broken.
     """
     model = build_model_cheaply(cfg["model"]) if model is None else model
-    optim_cfg = cfg["optim_wrapper"]
-    if any(key in optim_cfg for key in SINGLE_KEYS):
-        return {"": _constructor_rows(model, optim_cfg)}
-    children = dict(model.named_children())
-    rows = {}
-    for name, member_cfg in optim_cfg.items():
-        if name not in children:
-            raise ValueError(f"optim_wrapper.{name}: the model has no submodule {name!r} "
-                             f"(it has {sorted(children)})")
-        rows[name] = [replace(row, name=f"{name}.{row.name}")
-                      for row in _constructor_rows(children[name], member_cfg)]
-    return rows
+    return {member: [replace(row, name=f"{member}.{row.name}") if member else row
+                     for row in _constructor_rows(module, member_cfg)]
+            for member, (module, member_cfg) in _wrappers(cfg, model).items()}
 
 
 def _fmt(value: Any) -> str:
@@ -180,5 +224,10 @@ def run_groups(path: str, overrides: Iterable[str] = (), merged: bool = False) -
     """
     cfg = load_plain(path, overrides)
     require(cfg, "model", "optim_wrapper", command="groups")
-    print(format_table(param_rows(cfg), merged=merged))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = format_table(param_rows(cfg), merged=merged)
+    for warning in caught:
+        print(f"accelwrap groups: warning: {warning.message}", file=sys.stderr)
+    print(table)
     return 0

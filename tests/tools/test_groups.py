@@ -109,11 +109,16 @@ def test_command_prints_table_and_totals(tmp_path, capsys):
     assert line.split()[2:5] == ["2", "20", "-"]
 
 
-def test_custom_key_matching_nothing_is_an_error(tmp_path, capsys):
+def test_custom_key_matching_nothing_is_a_warning_and_with_strict_an_error(tmp_path, capsys):
     path = tmp_path / "groups.yaml"
     path.write_text(yaml.safe_dump({"model": {"type": "_GroupsTestNet"}, "optim_wrapper": OPTIM}))
-    assert main(["groups", str(path),
-                 "optim_wrapper.paramwise_cfg.custom_keys={haed: {lr_mult: 0.1}}"]) == 1
+    typo = "optim_wrapper.paramwise_cfg.custom_keys={haed: {lr_mult: 0.1}}"
+    assert main(["groups", str(path), typo]) == 0
+    err = capsys.readouterr().err
+    assert "warning: paramwise_cfg.custom_keys['haed'] matches no parameter" in err
+    assert "'head'" in err
+    strict = "+optim_wrapper.paramwise_cfg.strict_custom_keys=true"
+    assert main(["groups", str(path), typo, strict]) == 1
     err = capsys.readouterr().err
     assert "custom_keys['haed'] matches no parameter" in err and "'head'" in err
 

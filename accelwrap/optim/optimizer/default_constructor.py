@@ -6,7 +6,9 @@ live in :mod:`accelwrap.optim.optimizer.paramwise`). Beyond MMEngine:
 * ``paramwise_cfg.merge_groups=True`` puts parameters with identical settings into one
   group (fewer groups, same numbers per parameter; off by default so optimizer state
   dicts keep MMEngine's one-group-per-parameter layout);
-* a ``custom_keys`` entry that matches no parameter name is an error listing near names;
+* a ``custom_keys`` entry that matches no parameter name is a warning naming at most five
+  near names (OpenMMLab's shared schedules carry keys for parameters only some model
+  variants have), and an error with ``paramwise_cfg.strict_custom_keys: true``;
 * a parameter reached twice (a shared module) without ``bypass_duplicate=True`` is an
   error naming both paths (torch's message names neither);
 * :meth:`DefaultOptimWrapperConstructor.describe` returns one row per parameter: name,
@@ -14,14 +16,18 @@ live in :mod:`accelwrap.optim.optimizer.paramwise`). Beyond MMEngine:
 
 Custom constructors register with ``@OPTIM_WRAPPER_CONSTRUCTORS.register_module()`` and
 are chosen by ``constructor=`` in the optim-wrapper config; subclasses may override
-``add_params`` (MMEngine's extension point) and list extra ``paramwise_cfg`` keys in
-``extra_paramwise_keys``.
+``add_params`` (MMEngine's extension point) and read their own ``paramwise_cfg`` keys
+(mmpretrain's ``layer_decay_rate``, ``num_layers``, ...). The default constructor refuses
+a key it does not know; a subclass written for MMEngine gets one warning naming the
+keys, which it silences by listing them in ``extra_paramwise_keys`` (a subclass that
+lists them gets the strict check: a typo is an error with suggestions).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +37,12 @@ from torch import nn
 from torch.optim import Optimizer
 
 from accelwrap.errors import suggest
-from accelwrap.optim.optimizer.paramwise import ParamwiseRules, is_dcn, merge_param_groups
+from accelwrap.optim.optimizer.paramwise import (
+    PARAMWISE_KEYS,
+    ParamwiseRules,
+    is_dcn,
+    merge_param_groups,
+)
 from accelwrap.registry import (
     OPTIM_WRAPPER_CONSTRUCTORS,
     OPTIM_WRAPPERS,
@@ -133,10 +144,35 @@ class DefaultOptimWrapperConstructor:
         self.paramwise_cfg = to_plain(paramwise_cfg) if paramwise_cfg is not None else {}
         self.base_lr = self.optimizer_cfg.get("lr")
         self.base_wd = self.optimizer_cfg.get("weight_decay")
-        self.rules = ParamwiseRules.from_cfg(self.paramwise_cfg, self.optimizer_cfg,
-                                             self.extra_paramwise_keys)
+        self._validate_cfg()
         self.optimizer_cls = OPTIMIZERS.get(self.optimizer_cfg["type"])
         self._records: dict[str, str] | None = None
+
+    def _validate_cfg(self) -> None:
+        """Check ``paramwise_cfg`` (every problem at once) and keep its rules in ``self.rules``.
+
+        Raises:
+            ConfigError: Bad values, multipliers without their base, or (for the default
+                constructor) unknown keys.
+        """
+        extra = tuple(self.extra_paramwise_keys)
+        if type(self) is not DefaultOptimWrapperConstructor and not extra:
+            own = tuple(k for k in self.paramwise_cfg if k not in (*PARAMWISE_KEYS, *extra))
+            if own:
+                warnings.warn(f"{type(self).__name__}: paramwise_cfg keys {list(own)} are not "
+                              "DefaultOptimWrapperConstructor's; they are left to the subclass. "
+                              "List them in its extra_paramwise_keys to declare them",
+                              UserWarning, stacklevel=3)
+            extra += own
+        self.rules = ParamwiseRules.from_cfg(self.paramwise_cfg, self.optimizer_cfg, extra)
+
+    def _is_in(self, param_group: dict[str, Any], param_group_list: list[dict[str, Any]]) -> bool:
+        """Whether any parameter of ``param_group`` is already in ``param_group_list``.
+
+        MMEngine's helper, for subclasses that build groups themselves.
+        """
+        seen = {id(p) for group in param_group_list for p in group["params"]}
+        return any(id(p) in seen for p in param_group["params"])
 
     def _pop_optimizer_cfg(self, cfg: dict[str, Any]) -> dict[str, Any]:
         if "optimizer" not in cfg:
@@ -198,8 +234,9 @@ class DefaultOptimWrapperConstructor:
             A list of group dicts, or of parameters when there is no ``paramwise_cfg``.
 
         Raises:
-            ValueError: A ``custom_keys`` entry matches no parameter, or a parameter is
-                reached twice without ``bypass_duplicate=True``.
+            ValueError: A ``custom_keys`` entry matches no parameter (only with
+                ``strict_custom_keys``), or a parameter is reached twice without
+                ``bypass_duplicate=True``.
         """
         model = unwrap_model(model)
         if not self.paramwise_cfg:
@@ -210,16 +247,38 @@ class DefaultOptimWrapperConstructor:
         self._check_duplicates(model, groups)
         return merge_param_groups(groups) if self.rules.merge_groups else groups
 
-    def _check_custom_keys(self, model: nn.Module) -> None:
-        names = [name for name, _, _ in named_params_with_owner(model)]
+    def unmatched_custom_keys(self, model: nn.Module) -> list[str]:
+        """One sentence per ``custom_keys`` entry that matches no parameter name of ``model``.
+
+        Args:
+            model: The model (DDP / compiled wrappers are stripped).
+
+        Returns:
+            The sentences, each naming the key and at most five near names.
+
+        Example:
+            >>> ctor = DefaultOptimWrapperConstructor(
+            ...     dict(optimizer=dict(type='SGD', lr=0.1)),
+            ...     dict(custom_keys={'haed': dict(lr_mult=0.1)}))
+            >>> ctor.unmatched_custom_keys(nn.Sequential())[0][:46]
+            "paramwise_cfg.custom_keys['haed'] matches no p"
+        """
+        names = [name for name, _, _ in named_params_with_owner(unwrap_model(model))]
         matched = {f".{n}" if "." not in n else n for n in names}
-        for key in self.rules.custom_keys:
-            if not any(key in name for name in matched):
-                pieces = {".".join(parts[i:j]) for parts in (n.split(".") for n in names)
-                          for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)}
-                raise ValueError(f"paramwise_cfg.custom_keys[{key!r}] matches no parameter "
-                                 f"name (a key matches when it is a substring of the name); "
-                                 f"{suggest(key, pieces)}")
+        pieces = {".".join(parts[i:j]) for parts in (n.split(".") for n in names)
+                  for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)}
+        return [f"paramwise_cfg.custom_keys[{key!r}] matches no parameter name (a key matches "
+                f"when it is a substring of the name); {suggest(key, pieces, n=5, list_all=False)}"
+                for key in self.rules.custom_keys if not any(key in n for n in matched)]
+
+    def _check_custom_keys(self, model: nn.Module) -> None:
+        unmatched = self.unmatched_custom_keys(model)
+        if unmatched and self.rules.strict_custom_keys:
+            raise ValueError("; ".join(unmatched))
+        for sentence in unmatched:
+            warnings.warn(f"{sentence}. Its settings apply to nothing; set "
+                          "paramwise_cfg.strict_custom_keys: true to make this an error",
+                          UserWarning, stacklevel=4)
 
     def _check_duplicates(self, model: nn.Module, groups: list[dict[str, Any]]) -> None:
         seen: set[int] = set()

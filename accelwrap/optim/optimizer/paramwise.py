@@ -39,7 +39,7 @@ from accelwrap.errors import ConfigError, suggest
 
 MULT_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
              "flat_decay_mult", "dcn_offset_lr_mult")
-FLAG_KEYS = ("bypass_duplicate", "merge_groups")
+FLAG_KEYS = ("bypass_duplicate", "merge_groups", "strict_custom_keys")
 PARAMWISE_KEYS = (*MULT_KEYS, *FLAG_KEYS, "custom_keys")
 
 NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._BatchNorm,
@@ -82,6 +82,7 @@ class ParamwiseRules:
     custom_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     bypass_duplicate: bool = False
     merge_groups: bool = False
+    strict_custom_keys: bool = False
 
     @classmethod
     def from_cfg(cls, paramwise_cfg: Mapping[str, Any] | None, optimizer_cfg: Mapping[str, Any],
@@ -117,7 +118,8 @@ class ParamwiseRules:
                    mults={k: cfg[k] for k in MULT_KEYS if k in cfg},
                    custom_keys={k: dict(v) for k, v in custom.items()},
                    bypass_duplicate=cfg.get("bypass_duplicate", False),
-                   merge_groups=cfg.get("merge_groups", False))
+                   merge_groups=cfg.get("merge_groups", False),
+                   strict_custom_keys=cfg.get("strict_custom_keys", False))
 
     @property
     def sorted_custom_keys(self) -> list[str]:

@@ -168,7 +168,8 @@ def test_bad_custom_keys_shapes():
 
 def test_custom_key_matching_nothing_lists_near_names():
     with pytest.raises(ValueError) as info:
-        groups_of({"custom_keys": {"backbon.1": {"lr_mult": 0.1}, "head": {"lr_mult": 2.0}}})
+        groups_of({"custom_keys": {"backbon.1": {"lr_mult": 0.1}, "head": {"lr_mult": 2.0}},
+                   "strict_custom_keys": True})
     message = str(info.value)
     assert "paramwise_cfg.custom_keys['backbon.1'] matches no parameter name" in message
     assert "did you mean 'backbone.1'" in message
