@@ -72,11 +72,17 @@ def scheduler_signature(family: type, takes_param_name: bool) -> inspect.Signatu
         takes_param_name: Whether ``param_name`` is an argument (the Param variant).
 
     Returns:
-        ``optimizer``, [``param_name``,] then the family's and the common arguments in
-        ``family.order`` or, without one, the family's first.
+        ``optimizer``, ``param_name`` (Param variant only), then the family's and the
+        common arguments: in ``family.order`` where it has one, else the family's first.
 
     Raises:
         ValueError: ``family.order`` does not name each argument exactly once.
+
+    Example:
+        >>> from accelwrap.optim.scheduler.factory import scheduler_signature
+        >>> from accelwrap.optim.scheduler.families import Exponential
+        >>> str(scheduler_signature(Exponential, takes_param_name=True))[:60]
+        '(optimizer: Any, param_name: str, gamma: float, begin: float'
     """
     common = list(inspect.signature(common_arguments, eval_str=True).parameters.values())
     own = [p.replace(kind=_POSITIONAL)
@@ -132,6 +138,13 @@ def scheduler_doc(family: type, name: str, param_name: str | None,
 
     Raises:
         ValueError: An argument is documented neither by the family nor by ``ParamScheduler``.
+
+    Example:
+        >>> from accelwrap.optim.scheduler.factory import scheduler_doc, scheduler_signature
+        >>> from accelwrap.optim.scheduler.families import Exponential
+        >>> signature = scheduler_signature(Exponential, takes_param_name=False)
+        >>> print(scheduler_doc(Exponential, 'ExponentialLR', 'lr', signature).splitlines()[0])
+        Exponential schedule of the learning rate: multiply the value by ``gamma`` at every
     """
     summary, details, family_args = _sections(family.__doc__)
     docs = {**family_args, **_sections(ParamScheduler.__doc__)[2]}
