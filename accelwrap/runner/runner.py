@@ -31,6 +31,7 @@ from typing import Any
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from accelwrap.config import save_config
 from accelwrap.errors import ConfigError
 from accelwrap.optim.accelerator import prepare
 from accelwrap.optim.optimizer import OptimWrapper, build_optim_wrapper
@@ -214,7 +215,6 @@ class Runner:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self.checkpoints.clean_partial()
             if self.cfg is not None:
-                from accelwrap.config import save_config
                 save_config(self.cfg, self.work_dir / "config.yaml")
         if self.logger_cfg.trackers:
             config = _flat_config(self.cfg) if self.cfg is not None else {}
