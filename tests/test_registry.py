@@ -9,8 +9,13 @@ import torch
 from omegaconf import OmegaConf
 
 from accelwrap.errors import RegistryError, UnknownTypeError
-from accelwrap.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS,
-                                PARAM_SCHEDULERS, Registry)
+from accelwrap.registry import (
+    OPTIM_WRAPPER_CONSTRUCTORS,
+    OPTIM_WRAPPERS,
+    OPTIMIZERS,
+    PARAM_SCHEDULERS,
+    Registry,
+)
 
 
 class Box:
@@ -145,7 +150,8 @@ def test_unexpected_argument_lists_accepted_ones(reg):
     message = str(info.value)
     assert "TOYS 'Box': unexpected argument 'sise'; did you mean 'size'?" in message
     assert "accepted: 'size', 'color'" in message
-    with pytest.raises(TypeError, match="unexpected argument 'zzz'; valid names are 'color', 'size'"):
+    with pytest.raises(TypeError,
+                       match="unexpected argument 'zzz'; valid names are 'color', 'size'"):
         reg.build({"type": "Box", "zzz": 1})
 
 
@@ -165,7 +171,8 @@ def test_config_must_be_a_mapping_with_type(reg):
 
 def test_missing_hint_is_shown_until_registered(reg):
     reg.add_missing_hint("Fancy", "`pip install fancy` brings it")
-    with pytest.raises(UnknownTypeError, match="'Fancy' is not available in TOYS: `pip install fancy`"):
+    with pytest.raises(UnknownTypeError,
+                       match="'Fancy' is not available in TOYS: `pip install fancy`"):
         reg.get("Fancy")
     assert "Fancy" not in reg
     reg.register_module(name="Fancy", module=Box)

@@ -23,7 +23,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Load ``ZeroRedundancyOptimizer`` on first use (``torch.distributed.optim`` imports slowly)."""
+    """Load ``ZeroRedundancyOptimizer`` on first use (``torch.distributed.optim`` is slow)."""
     if name == "ZeroRedundancyOptimizer":
         from accelwrap.optim.optimizer.zero_optimizer import ZeroRedundancyOptimizer
         return ZeroRedundancyOptimizer
