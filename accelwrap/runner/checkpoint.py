@@ -47,16 +47,15 @@ from accelwrap.runner.checkpoint_parts import (
 from accelwrap.runner.durable import fsync_all, tree_paths
 
 # Re-exported: accelwrap.tools.merge_shards and the benchmarks import them from here.
-from accelwrap.runner.weights import fingerprint_problems, load_weights, merge_sharded, shape_map
+from accelwrap.runner.weights import fingerprint_problems
 
 LATEST_FILE = "latest"
 TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"
 KILL_ENV = "ACCELWRAP_TEST_KILL"
 
-__all__ = ["STATE_FILE", "CheckpointManager", "find_latest", "fingerprint_problems",
-           "is_complete", "kill_point", "load_weights", "merge_sharded", "read_state",
-           "resolve_resume", "restore_rng", "rng_snapshot", "shape_map"]
+__all__ = ["STATE_FILE", "CheckpointManager", "find_latest", "is_complete", "kill_point",
+           "read_state", "resolve_resume", "restore_rng", "rng_snapshot"]
 
 
 def kill_point(stage: str, iteration: int) -> None:

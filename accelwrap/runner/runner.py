@@ -36,7 +36,7 @@ from accelwrap.errors import ConfigError
 from accelwrap.optim.accelerator import prepare
 from accelwrap.optim.optimizer import OptimWrapper, build_optim_wrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
-from accelwrap.registry import to_plain
+from accelwrap.registry import RUNNERS, to_plain
 from accelwrap.runner import build
 from accelwrap.runner.checkpoint import CheckpointManager, rng_snapshot
 from accelwrap.runner.checkpoint_parts import Layout
@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["REQUIRED_KEYS", "Runner"]
 
 
+@RUNNERS.register_module()
 class Runner:
     """Builds everything a training run needs and runs it.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from accelwrap.runner.checkpoint import merge_sharded
+from accelwrap.runner.weights import merge_sharded
 
 __all__ = ["run_merge_shards"]
 

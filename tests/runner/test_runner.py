@@ -6,11 +6,13 @@ import os
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from accelwrap.errors import LaunchError
+from accelwrap.registry import RUNNERS
 from accelwrap.runner import Runner
-from tests.runner.helpers import records, run
+from tests.runner.helpers import config, records, run
 
 
 def test_default_config_reaches_its_stated_accuracy(tmp_path):
@@ -133,3 +135,10 @@ def test_multi_process_launch_without_a_process_group_fails_loudly(tmp_path, mon
     with pytest.raises(LaunchError, match="WORLD_SIZE=2.*cpu_2proc.yaml"):
         run("digits_sgd_multistep", tmp_path, "+accelerator={cpu: false}")
     assert not os.path.exists(tmp_path / "scalars.jsonl")
+
+
+def test_runners_registry_builds_the_runner_from_a_config(tmp_path):
+    """A project's ``RUNNERS.build(cfg)`` (MMEngine's entry point) gets accelwrap's Runner."""
+    cfg = config("digits_sgd_multistep", tmp_path, "train_cfg.max_epochs=1")
+    runner = RUNNERS.build(OmegaConf.to_container(cfg))
+    assert type(runner) is Runner and runner.schedule.max_epochs == 1
