@@ -144,7 +144,10 @@ class DefaultOptimWrapperConstructor:
         self.paramwise_cfg = to_plain(paramwise_cfg) if paramwise_cfg is not None else {}
         self.base_lr = self.optimizer_cfg.get("lr")
         self.base_wd = self.optimizer_cfg.get("weight_decay")
-        self._validate_cfg()
+        self._validate_cfg()  # before the type: MMEngine reports paramwise problems first
+        if "type" not in self.optimizer_cfg:
+            raise TypeError(f"{type(self).__name__}: 'optimizer' must be a dict with a 'type' "
+                            f"(e.g. {{'type': 'SGD', 'lr': 0.01}}), got {self.optimizer_cfg!r}")
         self.optimizer_cls = OPTIMIZERS.get(self.optimizer_cfg["type"])
         self._records: dict[str, str] | None = None
 
@@ -181,7 +184,7 @@ class DefaultOptimWrapperConstructor:
                 f"(keys given: {sorted(map(str, cfg))}). For several optimizers give one "
                 "wrapper config per model member, or a constructor= that builds them")
         optimizer_cfg = cfg.pop("optimizer")
-        if not isinstance(optimizer_cfg, Mapping) or "type" not in optimizer_cfg:
+        if not isinstance(optimizer_cfg, Mapping):
             raise TypeError(f"{type(self).__name__}: 'optimizer' must be a dict with a 'type' "
                             f"(e.g. {{'type': 'SGD', 'lr': 0.01}}), got {optimizer_cfg!r}")
         return dict(optimizer_cfg)
@@ -287,8 +290,8 @@ class DefaultOptimWrapperConstructor:
                 if id(param) in seen:
                     names = [n for n, p, _ in named_params_with_owner(model) if p is param]
                     raise ValueError(
-                        f"parameter {names[0]!r} is reached under several names ({names}), "
-                        "so it would be in two parameter groups; set "
+                        "some parameters appear in more than one parameter group: parameter "
+                        f"{names[0]!r} is reached under several names ({names}); set "
                         "paramwise_cfg.bypass_duplicate=True to optimize it once")
                 seen.add(id(param))
 

@@ -49,9 +49,10 @@ class OptimWrapperDict(OptimWrapper):
         self.optim_wrappers: dict[str, OptimWrapper] = dict(optim_wrappers)
 
     def _not_here(self, what: str) -> NotImplementedError:
-        return NotImplementedError(f"OptimWrapperDict.{what} is ambiguous; call it on one member, "
-                                   f"e.g. optim_wrapper[{next(iter(self.optim_wrappers), 'gen')!r}]"
-                                   f".{what}(...)")
+        member = next(iter(self.optim_wrappers), "gen")
+        return NotImplementedError(f"`{what}` should be called by each optimizer separately: "
+                                   f"OptimWrapperDict.{what} is ambiguous; call it on one member, "
+                                   f"e.g. optim_wrapper[{member!r}].{what}(...)")
 
     def update_params(self, loss: torch.Tensor, step_kwargs: dict | None = None,
                       zero_kwargs: dict | None = None) -> None:
