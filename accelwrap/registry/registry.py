@@ -319,8 +319,15 @@ class Registry:
         while registry is not None:
             chain.append(registry)
             registry = registry.parent
-        return unknown_name_error(key, [(r.name, r._module_dict, r._missing_hints)
-                                        for r in chain])
+        error = unknown_name_error(key, [(r.name, r._module_dict, r._missing_hints)
+                                         for r in chain])
+        if "did you mean" in str(error) or "is not available" in str(error):
+            return error
+        return type(error)(
+            f"{error} If {key!r} is your own class, register it with "
+            f"@{self._name}.register_module() in a module the config imports: "
+            "custom_imports: {imports: [my_package.my_module]} (or give the registry "
+            "locations=[...] to import)")
 
     def build(self, cfg: Mapping, default_args: Mapping | None = None, **kwargs: Any) -> Any:
         """Build an object from a config whose ``type`` names a registered class.

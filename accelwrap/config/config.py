@@ -9,6 +9,10 @@ Overriding a key the config does not have is an error with suggestions (a typo w
 otherwise train silently with the default); prefix ``+`` to add a new key on purpose
 (``+model.dropout=0.1``). Every problem is collected into one :class:`ConfigError`.
 
+Loading also resolves ``${...}`` variables and ``${calc:...}`` arithmetic, drops helper
+variables (:mod:`accelwrap.config.variables`) and imports the config's ``custom_imports``
+(:mod:`accelwrap.config.imports`).
+
 YAML is read as YAML 1.2 reads numbers, the way Python (and so an MMEngine config)
 writes them: ``1e-4`` and ``5E-3`` are floats, not the strings PyYAML's YAML 1.1 rules
 make of them. A mapping that repeats a key is an error naming both lines (YAML 1.1 would
@@ -37,6 +41,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from accelwrap.config.imports import import_custom_modules
+from accelwrap.config.variables import quote_calc, resolve_config
 from accelwrap.errors import ConfigError, suggest
 
 BASE_KEY = "_base_"
@@ -44,6 +50,7 @@ DELETE_KEY = "_delete_"
 
 __all__ = ["ConfigError", "ConfigLoader", "apply_overrides", "load_config", "merge_configs",
            "parse_yaml", "save_config"]
+
 
 # Exponent floats without a dot (``1e-4``), which YAML 1.1 leaves as strings.
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
@@ -94,6 +101,7 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: builds plain values only
 
 
+
 def _read_yaml(path: Path, chain: tuple[Path, ...]) -> DictConfig:
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
@@ -110,7 +118,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> DictConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-    return OmegaConf.create(data)
+    return OmegaConf.create(quote_calc(data))
 
 
 def merge_configs(base: DictConfig, child: DictConfig) -> DictConfig:
@@ -186,13 +194,15 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> DictC
         ConfigError: Missing file, invalid YAML, an inheritance cycle, or bad overrides
             (all override problems in one report).
     """
-    cfg = _load_tree(Path(path).resolve())
-    return apply_overrides(cfg, overrides)
+    cfg = resolve_config(apply_overrides(_load_tree(Path(path).resolve()), overrides))
+    import_custom_modules(cfg.get("custom_imports"))
+    return cfg
+
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return parse_yaml(text) if text.strip() else ""
+        return quote_calc(parse_yaml(text)) if text.strip() else ""
     except yaml.YAMLError:
         return text
 
