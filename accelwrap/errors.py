@@ -48,15 +48,41 @@ def suggest(name: str, choices: Iterable[str], n: int = 3, list_all: bool = True
     return f"valid names are {shown}{more}"
 
 
-class RegistryError(KeyError):
-    """A registry lookup or registration problem.
-
-    Subclasses ``KeyError`` (what MMEngine raises) but prints as a normal sentence,
-    not as a quoted key.
-    """
+class SentenceKeyError(KeyError):
+    """A ``KeyError`` that prints its message as a sentence, not as a quoted key."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class RegistryError(SentenceKeyError):
+    """A registry lookup or registration problem (a ``KeyError``, as in MMEngine)."""
+
+
+# Errors that are accelwrap's type and MMEngine's at once: where MMEngine raises
+# ``AssertionError`` or ``KeyError`` for a bad argument, accelwrap raises the more
+# precise ``ValueError``/``TypeError`` that is *also* MMEngine's type, so ``except``
+# clauses written for either keep working.
+class ValueAssertionError(ValueError, AssertionError):
+    """A bad value that MMEngine checks with ``assert``.
+
+    Example:
+        >>> issubclass(ValueAssertionError, ValueError), issubclass(
+        ...     ValueAssertionError, AssertionError)
+        (True, True)
+    """
+
+
+class TypeAssertionError(TypeError, AssertionError):
+    """An argument of the wrong type that MMEngine checks with ``assert``."""
+
+
+class ValueKeyError(ValueError, SentenceKeyError):
+    """A bad value for which MMEngine raises ``KeyError`` (a missing key, a bad name)."""
+
+
+class TypeKeyError(TypeError, SentenceKeyError):
+    """A missing or wrong-typed entry for which MMEngine raises ``KeyError``."""
 
 
 class UnknownTypeError(RegistryError):

@@ -4,7 +4,8 @@ A :class:`LazyEntry` stands for a class whose module is imported only on first u
 :func:`object_from_string` resolves a full dotted path such as ``'torch.optim.SGD'``
 (MMEngine's ``get`` accepts those too). The error classes subclass both accelwrap's
 exception and the one MMEngine raises (``KeyError``, ``AssertionError``), so code
-written against either keeps catching them.
+written against either keeps catching them; they are the registry's names for the
+dual-type errors of :mod:`accelwrap.errors`.
 
 Example:
     >>> object_from_string('collections.OrderedDict').__name__
@@ -20,24 +21,27 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from accelwrap.errors import UnknownTypeError, suggest
+from accelwrap.errors import (
+    TypeAssertionError,
+    TypeKeyError,
+    UnknownTypeError,
+    ValueAssertionError,
+    suggest,
+)
 
 __all__ = ["LazyEntry", "MissingTypeError", "RegistryAssertionError", "RegistryTypeError",
            "object_from_string", "unknown_name_error"]
 
 
-class MissingTypeError(TypeError, KeyError):
+class MissingTypeError(TypeKeyError):
     """A config without ``type`` (accelwrap's ``TypeError``, MMEngine's ``KeyError``)."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
-
-class RegistryAssertionError(ValueError, AssertionError):
+class RegistryAssertionError(ValueAssertionError):
     """A value MMEngine checks with ``assert`` (e.g. a child scope registered twice)."""
 
 
-class RegistryTypeError(TypeError, AssertionError):
+class RegistryTypeError(TypeAssertionError):
     """An argument of the wrong type that MMEngine checks with ``assert``."""
 
 

@@ -24,19 +24,37 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
+import warnings
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from torch.optim.lr_scheduler import LRScheduler
 
-from accelwrap.errors import suggest
+from accelwrap.errors import (
+    TypeAssertionError,
+    ValueAssertionError,
+    ValueKeyError,
+    suggest,
+)
 from accelwrap.optim._accelerate_compat import check_not_multistepped
 
 INF = int(1e9)
 COMMON_ARGS = ("begin", "end", "last_step", "by_epoch", "verbose")
+_DOC_LINK = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+OVERRIDDEN_WARNING = (
+    "Seems like `optimizer.step()` has been overridden after parameter value scheduler "
+    "initialization. Please, make sure to call `optimizer.step()` before `scheduler.step()`. "
+    f"See more details at {_DOC_LINK}")
+EARLY_WARNING = (
+    "Detected call of `scheduler.step()` before `optimizer.step()`. In PyTorch 1.1.0 and "
+    "later, you should call them in the opposite order: `optimizer.step()` before "
+    "`scheduler.step()`. Failure to do this will result in PyTorch skipping the first value "
+    f"of the parameter value schedule. See more details at {_DOC_LINK}")
 
 logger = logging.getLogger("accelwrap")
 
@@ -61,8 +79,8 @@ def param_groups_of(target: Any, owner: str) -> list[dict]:
                         f"{sorted(groups)}; schedule each member separately, e.g. with "
                         "build_param_schedulers(cfg, optim_wrapper), which returns a dict of lists")
     if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
-        raise TypeError(f"{owner}: optimizer must be a torch optimizer or an OptimWrapper "
-                        f"(anything with a param_groups list of dicts), got "
+        raise TypeError(f"{owner}: ``optimizer`` should be an Optimizer or an OptimWrapper "
+                        f"(anything with a param_groups list of dicts), but got "
                         f"{type(target).__name__}")
     return groups
 
@@ -87,16 +105,74 @@ def momentum_key(target: Any, groups: list[dict], owner: str) -> tuple[str, bool
         return "momentum", False
     if "betas" in defaults:
         return "momentum", True
-    raise ValueError(f"{owner}: the optimizer ({type(target).__name__}) has neither 'momentum' nor "
-                     f"'betas' in its defaults ({sorted(defaults)}), so there is no momentum to "
-                     "schedule; use a ParamScheduler with param_name= one of those keys instead")
+    raise ValueError(f"{owner}: optimizer must support momentum when using momentum scheduler: "
+                     f"{type(target).__name__} has neither 'momentum' nor 'betas' in its defaults "
+                     f"({sorted(defaults)}); use a ParamScheduler with param_name= one of those "
+                     "keys instead")
 
 
-def _check_int(name: str, value: Any, owner: str, minimum: int | None = None) -> None:
+def _check_int(name: str, value: Any, owner: str, minimum: int | None = None,
+               asserted: bool = False) -> None:
+    """Refuse a non-integer or too small ``value``; ``asserted``: MMEngine asserts this check."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
+        error = TypeAssertionError if asserted else TypeError
+        raise error(f"{owner}: {name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+        error = ValueAssertionError if asserted else ValueError
+        raise error(f"{owner}: {name} must be >= {minimum}, got {value}")
+
+
+def count_optimizer_steps(optimizer: Any) -> bool:
+    """Count ``optimizer.step()`` calls in ``optimizer._global_step``, as MMEngine and torch do.
+
+    The bound ``step`` is replaced by a wrapper (marked ``_with_counter``) that adds 1 to
+    the counter and calls the original; a wrapper already there is kept. The counter is
+    reset to -1, so :meth:`ParamScheduler.step` can tell whether the optimizer stepped
+    before it (and whether ``step`` was replaced since).
+
+    Args:
+        optimizer: The scheduler's target.
+
+    Returns:
+        Whether the target's steps are counted (False when ``step`` is not a bound
+        method, e.g. a bare object with ``param_groups``).
+
+    Example:
+        >>> import torch
+        >>> from accelwrap.optim.scheduler.base import count_optimizer_steps
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> count_optimizer_steps(opt), opt._global_step
+        (True, -1)
+        >>> opt.step(); opt._global_step
+        0
+    """
+    step = getattr(optimizer, "step", None)
+    if not getattr(step, "_with_counter", False):
+        if not inspect.ismethod(step):
+            return False
+        target = weakref.ref(optimizer)  # no reference cycle optimizer -> wrapper -> optimizer
+        func, owner = step.__func__, weakref.ref(step.__self__)
+
+        @functools.wraps(func)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            target()._global_step += 1
+            return func(owner(), *args, **kwargs)
+
+        counted._with_counter = True
+        optimizer.step = counted
+    optimizer._global_step = -1
+    return True
+
+
+def _has_counter(step: Any) -> bool:
+    """Whether ``step`` is the counting wrapper, or wraps it (e.g. Accelerate's fp16 patch)."""
+    for _ in range(8):
+        if getattr(step, "_with_counter", False):
+            return True
+        step = getattr(step, "__wrapped__", None)
+        if step is None:
+            return False
+    return False
 
 
 def epochs_to_iters(value: Any, epoch_length: int, name: str, owner: str) -> Any:
@@ -163,6 +239,8 @@ class ParamScheduler(LRScheduler):
     """
 
     need_val_args: bool = False
+    #: Attributes that describe the configuration (besides the window), MMEngine's names.
+    setting_names: tuple[str, ...] = ()
     #: Arguments (besides begin/end) that count epochs; ``None``: not convertible.
     epoch_count_args: tuple[str, ...] | None = ()
     #: Momentum variants resolve ``param_name`` to ``momentum`` / ``betas[0]``.
@@ -186,6 +264,7 @@ class ParamScheduler(LRScheduler):
                 for group in groups:
                     group["momentum"] = group["betas"][0]
         self._check_param_name(param_name, groups, owner)
+        self._counts_steps = self._step_at_construction and count_optimizer_steps(optimizer)
         self.param_name = param_name
         self.begin, self.end = begin, end
         self.by_epoch, self.verbose = by_epoch, verbose
@@ -202,10 +281,11 @@ class ParamScheduler(LRScheduler):
     def _check_window(begin: Any, end: Any, last_step: Any, by_epoch: Any, owner: str) -> None:
         _check_int("begin", begin, owner, minimum=0)
         _check_int("end", end, owner)
-        _check_int("last_step", last_step, owner, minimum=-1)
+        _check_int("last_step", last_step, owner, minimum=-1, asserted=True)
         if end <= begin:
-            raise ValueError(f"{owner}: end must be larger than begin, got begin={begin}, "
-                             f"end={end}")
+            raise ValueError(f"{owner}: end should be larger than begin, but got begin={begin}, "
+                             f"end={end}; the window is [begin, end) in "
+                             f"{'epochs' if by_epoch else 'iterations'}, end exclusive")
         if not isinstance(by_epoch, bool):
             raise TypeError(f"{owner}: by_epoch must be True or False, got {by_epoch!r}")
 
@@ -216,8 +296,8 @@ class ParamScheduler(LRScheduler):
         for index, group in enumerate(groups):
             if param_name not in group:
                 keys = [k for k in group if k != "params"]
-                raise ValueError(f"{owner}: param_name {param_name!r} is not a key of "
-                                 f"param_groups[{index}]; {suggest(param_name, keys)}")
+                raise ValueKeyError(f"{owner}: param_name {param_name!r} is not a key of "
+                                    f"param_groups[{index}]; {suggest(param_name, keys)}")
 
     def _initial_values(self) -> list[float] | None:
         """Values to force into ``initial_<param_name>`` (OneCycle); None keeps them."""
@@ -232,9 +312,11 @@ class ParamScheduler(LRScheduler):
             elif last_step == -1:
                 group.setdefault(key, group[self.param_name])
             elif key not in group:
-                raise ValueError(f"{owner}: last_step={last_step} resumes a schedule, but "
-                                 f"param_groups[{index}] has no {key!r}; load the optimizer state "
-                                 "first or leave last_step at -1")
+                raise ValueKeyError(f"{owner}: param {key!r} is not specified in "
+                                    f"param_groups[{index}] when resuming an optimizer: "
+                                    f"last_step={last_step} resumes a schedule, which needs the "
+                                    "initial values; load the optimizer state first or leave "
+                                    "last_step at -1")
         return [group[key] for group in groups]
 
     def _prepare(self) -> None:
@@ -247,6 +329,8 @@ class ParamScheduler(LRScheduler):
     def step(self) -> None:
         """Advance one step (epoch or iteration) and update the param groups in the window."""
         check_not_multistepped()
+        if self._global_step == 0 and self._counts_steps:
+            self._warn_if_optimizer_not_stepped()
         self._step_count += 1
         self._global_step += 1
         groups = self.optimizer.param_groups
@@ -256,6 +340,13 @@ class ParamScheduler(LRScheduler):
             if values is not None:
                 self._write(groups, values)
         self._last_value = [group[self.param_name] for group in groups]
+
+    def _warn_if_optimizer_not_stepped(self) -> None:
+        """MMEngine's and torch's warnings, checked on the first step after construction."""
+        if not _has_counter(self.optimizer.step):
+            warnings.warn(OVERRIDDEN_WARNING, UserWarning, stacklevel=3)
+        elif getattr(self.optimizer, "_global_step", 0) < 0:
+            warnings.warn(EARLY_WARNING, UserWarning, stacklevel=3)
 
     def _write(self, groups: list[dict], values: list[float]) -> None:
         name = self.param_name
@@ -290,10 +381,20 @@ class ParamScheduler(LRScheduler):
         The configuration (milestones, T_max, ...) is not included: loading a state into
         a scheduler built with edited arguments continues with the edited schedule.
 
+        ``last_step_offset`` (``last_step`` minus the steps taken inside the window) lets a
+        scheduler whose window was edited count its ``last_step`` in the new window.
+
         Returns:
             A dict that ``torch.load(weights_only=True)`` reads back.
         """
-        return {key: _plain(getattr(self, key)) for key in self._state_keys}
+        state = {key: _plain(getattr(self, key)) for key in self._state_keys}
+        if self._step_at_construction:
+            state["last_step_offset"] = self.last_step - self._steps_in_window()
+        return state
+
+    def _steps_in_window(self) -> int:
+        """How many of the steps 0 .. ``_global_step`` fall in ``[begin, end)``."""
+        return max(0, min(self._global_step, self.end - 1) - self.begin + 1)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the progress saved by :meth:`state_dict`.
@@ -318,6 +419,18 @@ class ParamScheduler(LRScheduler):
         for key in self._state_keys:
             value = state_dict[key]
             setattr(self, key, list(value) if isinstance(value, (list, tuple)) else value)
+        offset = state_dict.get("last_step_offset")
+        if offset is not None and self._step_at_construction:
+            self.last_step = int(offset) + self._steps_in_window()
+            self._resume_value()
+
+    def _resume_value(self) -> None:
+        """After a load: put this step's value of the (possibly edited) schedule in place.
+
+        The optimizer state holds the value the saved run computed; a schedule built with
+        other arguments may want another one at this step. The base class cannot tell (a
+        custom ``_get_value`` may be recursive) and leaves it; chainable schedulers redo it.
+        """
 
     @classmethod
     def build_iter_from_epoch(cls, *args: Any, epoch_length: int, **kwargs: Any) -> ParamScheduler:
@@ -343,11 +456,15 @@ class ParamScheduler(LRScheduler):
         if cls.epoch_count_args is None:
             raise ValueError(f"{owner} cannot be converted to iteration-based "
                              "(convert_to_iter_based=True): it is stepped after validation")
-        _check_int("epoch_length", epoch_length, owner, minimum=1)
+        if isinstance(epoch_length, bool) or not isinstance(epoch_length, int) or epoch_length < 1:
+            raise ValueAssertionError(f"{owner}: `epoch_length` must be a positive integer, but "
+                                      f"got {epoch_length!r} (iterations per epoch, for "
+                                      "convert_to_iter_based=True)")
         arguments = dict(inspect.signature(cls).bind_partial(*args, **kwargs).arguments)
         if not arguments.get("by_epoch", True):
-            raise ValueError(f"{owner}: only an epoch-based scheduler (by_epoch=True) can be "
-                             "converted to iteration-based")
+            raise ValueAssertionError(f"{owner}: Only epoch-based kwargs whose `by_epoch=True` "
+                                      "can be converted to iter-based; this config has "
+                                      "by_epoch=False: drop convert_to_iter_based")
         for name in ("begin", "end", *cls.epoch_count_args):
             if name in arguments:
                 arguments[name] = epochs_to_iters(arguments[name], epoch_length, name, owner)

@@ -113,6 +113,23 @@ class ChainableScheduler(ParamScheduler):
         return result
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the progress saved by :meth:`state_dict` (see :class:`ParamScheduler`)."""
-        super().load_state_dict(state_dict)
+        """Restore the progress saved by :meth:`state_dict` (see :class:`ParamScheduler`).
+
+        The value of the current step is then recomputed with this scheduler's own
+        arguments, so a resumed run whose schedule was edited (``T_max``, ``end``, ...)
+        is at the edited schedule's value from its first iteration on, exactly where a
+        fresh run of the edited schedule would be.
+        """
         self._cache = []
+        super().load_state_dict(state_dict)
+
+    def _resume_value(self) -> None:
+        groups = self.optimizer.param_groups
+        # Only a value this scheduler wrote last is redone: one that another (overlapping or
+        # later) scheduler wrote over is that one's to redo when it is loaded.
+        if self.last_step < 0 or [group[self.param_name] for group in groups] != self._written:
+            return
+        values = self._get_value()
+        if values is not None:
+            self._write(groups, values)
+        self._last_value = [group[self.param_name] for group in groups]

@@ -176,6 +176,38 @@ def _scheduler_init(self: ParamScheduler, *args: Any, **kwargs: Any) -> None:
     cls.scheduler_base.__init__(self, optimizer, param_name, arguments, **common)
 
 
+class FamilyAttribute:
+    """A scheduler attribute read from its family (``sched.T_max``, ``sched.milestones`` ...).
+
+    The value is the one MMEngine's scheduler stores (after ``build_iter_from_epoch``: the
+    converted iteration count). It is read-only: the schedule was computed from it at
+    construction, so assigning would silently change nothing; build a new scheduler.
+
+    Args:
+        name: The attribute's name on the family instance (``scheduler.schedule``).
+
+    Example:
+        >>> import torch
+        >>> from accelwrap.optim.scheduler import CosineAnnealingLR
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> CosineAnnealingLR(opt, begin=5, end=100).T_max
+        95
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return self
+        return getattr(instance.schedule, self.name)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        raise AttributeError(f"{type(instance).__name__}.{self.name} is read-only: the schedule "
+                             f"was computed from it when the scheduler was built; build a new "
+                             f"scheduler with {self.name}={value!r} instead")
+
+
 class _DeclaredSignature:
     """``__signature__`` of a made class, hidden from subclasses with their own ``__init__``."""
 
@@ -223,6 +255,9 @@ def make_scheduler(family: type, *, param_name: str | None,
         "fixed_param_name": param_name,
         "schedules_momentum": param_name == "momentum",
         "epoch_count_args": family.epoch_counts,
+        "setting_names": family.published,
+        **{attr: FamilyAttribute(attr) for attr in family.published
+           if not issubclass(family, ReduceOnPlateau)},
     }
     cls = type(name, (namespace["scheduler_base"],), namespace)
     PARAM_SCHEDULERS.register_module(module=cls)

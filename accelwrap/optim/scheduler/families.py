@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from typing import Any
+
+from accelwrap.errors import ValueAssertionError
 
 Coefficients = tuple[float, list[float]]
 
@@ -63,10 +66,14 @@ def number(name: str, value: Any, low: float | None = None, high: float | None =
 
 
 def eta_mins(bases: list[float], eta_min: Any, eta_min_ratio: Any) -> list[float]:
-    """Per-group minimum: ``eta_min``, or ``base * eta_min_ratio`` (0 when neither is given)."""
+    """Per-group minimum: ``eta_min``, or ``base * eta_min_ratio`` (0 when neither is given).
+
+    Giving both is refused, as in MMEngine (an ``AssertionError`` there), even
+    ``eta_min=0``: the two would contradict each other.
+    """
     if eta_min is not None and eta_min_ratio is not None:
-        raise ValueError(f"give either eta_min or eta_min_ratio, not both (got "
-                         f"eta_min={eta_min!r}, eta_min_ratio={eta_min_ratio!r})")
+        raise ValueAssertionError(f"Either `eta_min` or `eta_min_ratio` should be specified, not "
+                                  f"both: got eta_min={eta_min!r}, eta_min_ratio={eta_min_ratio!r}")
     if eta_min_ratio is not None:
         return [base * number("eta_min_ratio", eta_min_ratio) for base in bases]
     return [number("eta_min", 0.0 if eta_min is None else eta_min)] * len(bases)
@@ -99,6 +106,8 @@ class Family:
     example: str = ""
     #: The statement that steps the scheduler in those examples.
     example_step: str = "sched.step()"
+    #: Attributes the schedulers expose under the same name (MMEngine's, with its values).
+    published: tuple[str, ...] = ()
 
     def __init__(self, bases: list[float], span: int) -> None:
         self.bases = bases
@@ -112,9 +121,9 @@ class Family:
 
     def coefficients(self, t: int) -> Coefficients | None:
         """``(a, b)`` such that the value at step ``t`` is ``a * anchor + b[group]``."""
-        return self.factor(t), self.zeros
+        return self.multiplier(t), self.zeros
 
-    def factor(self, t: int) -> float:
+    def multiplier(self, t: int) -> float:
         """The multiplicative factor at step ``t`` (multiplicative families)."""
         raise NotImplementedError
 
@@ -132,15 +141,16 @@ class Constant(Family):
     """
 
     example = "factor=0.5, end=4"
+    published = ("factor", "total_iters")
 
     def __init__(self, bases: list[float], span: int, *, factor: float = 1.0 / 3) -> None:
         super().__init__(bases, span)
         # factor=0 would divide by zero when the window ends (MMEngine multiplies by 1/factor).
-        self.scale = number("factor", factor, 0.0, 1.0, low_open=True)
-        self.total = span - 1
+        self.factor = number("factor", factor, 0.0, 1.0, low_open=True)
+        self.total_iters = span - 1
 
-    def factor(self, t: int) -> float:
-        return self.scale if t == 0 or t < self.total else 1.0
+    def multiplier(self, t: int) -> float:
+        return self.factor if t == 0 or t < self.total_iters else 1.0
 
 
 class Exponential(Family):
@@ -151,12 +161,13 @@ class Exponential(Family):
     """
 
     example = "gamma=0.9"
+    published = ("gamma",)
 
     def __init__(self, bases: list[float], span: int, *, gamma: float) -> None:
         super().__init__(bases, span)
         self.gamma = number("gamma", gamma, 0.0)
 
-    def factor(self, t: int) -> float:
+    def multiplier(self, t: int) -> float:
         return self.gamma ** t
 
 
@@ -173,19 +184,21 @@ class Linear(Family):
     """
 
     example = "start_factor=0.1, end=5"
+    published = ("start_factor", "end_factor", "total_iters")
 
     def __init__(self, bases: list[float], span: int, *, start_factor: float = 1.0 / 3,
                  end_factor: float = 1.0) -> None:
         super().__init__(bases, span)
         # start_factor=0 would divide by zero in MMEngine's chained update.
-        self.start = number("start_factor", start_factor, 0.0, 1.0, low_open=True)
-        self.stop = number("end_factor", end_factor, 0.0, 1.0)
-        self.total = span - 1
+        self.start_factor = number("start_factor", start_factor, 0.0, 1.0, low_open=True)
+        self.end_factor = number("end_factor", end_factor, 0.0, 1.0)
+        self.total_iters = span - 1
 
-    def factor(self, t: int) -> float:
+    def multiplier(self, t: int) -> float:
+        start = self.start_factor
         if t == 0:
-            return self.start
-        return self.start + (self.stop - self.start) * t / self.total
+            return start
+        return start + (self.end_factor - start) * t / self.total_iters
 
 
 class Step(Family):
@@ -198,6 +211,7 @@ class Step(Family):
 
     epoch_counts = ("step_size",)
     example = "step_size=3, gamma=0.5"
+    published = ("step_size", "gamma")
 
     def __init__(self, bases: list[float], span: int, *, step_size: float,
                  gamma: float = 0.1) -> None:
@@ -205,7 +219,7 @@ class Step(Family):
         self.step_size = integer("step_size", step_size)
         self.gamma = number("gamma", gamma, 0.0)
 
-    def factor(self, t: int) -> float:
+    def multiplier(self, t: int) -> float:
         return self.gamma ** (t // self.step_size)
 
 
@@ -220,6 +234,7 @@ class MultiStep(Family):
     order = ("milestones", "gamma", "last_step", "begin", "end", "by_epoch", "verbose")
     epoch_counts = ("milestones",)
     example = "milestones=[8, 11], gamma=0.1"
+    published = ("milestones", "gamma")
 
     def __init__(self, bases: list[float], span: int, *, milestones: list[float],
                  gamma: float = 0.1) -> None:
@@ -228,11 +243,12 @@ class MultiStep(Family):
         for before, after in zip(values, values[1:]):
             if after <= before:
                 raise ValueError(f"milestones must be strictly increasing, got {list(milestones)}")
-        self.milestones = values
+        self.sorted_milestones = values
+        self.milestones = Counter(values)  # MMEngine's (and torch's) type
         self.gamma = number("gamma", gamma, 0.0)
 
-    def factor(self, t: int) -> float:
-        return self.gamma ** bisect.bisect_right(self.milestones, t)
+    def multiplier(self, t: int) -> float:
+        return self.gamma ** bisect.bisect_right(self.sorted_milestones, t)
 
 
 class Poly(Family):
@@ -247,18 +263,20 @@ class Poly(Family):
     """
 
     example = "eta_min=0.0, power=2.0, end=10"
+    published = ("eta_min", "power", "total_iters")
 
     def __init__(self, bases: list[float], span: int, *, eta_min: float | list[float] | None = 0,
                  power: float = 1.0) -> None:
         super().__init__(bases, span)
         self.eta_min = number("eta_min", eta_min)
         self.power = number("power", power)
-        self.total = span - 1
+        self.total_iters = span - 1
 
     def coefficients(self, t: int) -> Coefficients:
         if t == 0:
             return 1.0, self.zeros
-        a = ((self.total - t) / self.total) ** self.power
+        total = self.total_iters
+        a = ((total - t) / total) ** self.power
         return a, [self.eta_min * (1 - a)] * len(self.bases)
 
 
@@ -280,6 +298,7 @@ class CosineAnnealing(Family):
              "eta_min_ratio")
     epoch_counts = ("T_max",)
     example = "T_max=10, eta_min=1e-4, end=10"
+    published = ("T_max", "eta_min", "eta_min_ratio")
 
     def __init__(self, bases: list[float], span: int, *, T_max: float | None = None,
                  eta_min: float | list[float] | None = None,
@@ -287,7 +306,10 @@ class CosineAnnealing(Family):
         super().__init__(bases, span)
         if T_max is None:
             T_max = span
-        self.period = number("T_max", T_max, 0.0, low_open=True)
+        self.T_max = self.period = number("T_max", T_max, 0.0, low_open=True)
+        if eta_min is None and eta_min_ratio is None:
+            eta_min = 0.0  # MMEngine's default, kept for backward compatibility there
+        self.eta_min, self.eta_min_ratio = eta_min, eta_min_ratio
         self.eta_mins = eta_mins(bases, eta_min, eta_min_ratio)
 
     def coefficients(self, t: int) -> Coefficients:
@@ -322,6 +344,7 @@ class CosineRestart(Family):
 
     epoch_counts = ("periods",)
     example = "periods=[5, 5], restart_weights=[1, 0.5], eta_min=0.0"
+    published = ("periods", "restart_weights", "eta_min", "eta_min_ratio", "cumulative_periods")
 
     def __init__(self, bases: list[float], span: int, *, periods: list[float],
                  restart_weights: list[float] = (1,), eta_min: float | list[float] | None = None,
@@ -331,10 +354,13 @@ class CosineRestart(Family):
         weights = sequence("restart_weights", restart_weights)
         self.weights = [number("each restart weight", w, 0.0) for w in weights]
         if not self.periods or len(self.periods) != len(self.weights):
-            raise ValueError(f"periods and restart_weights must be non-empty and of the same "
-                             f"length, got periods={list(periods)}, "
-                             f"restart_weights={list(restart_weights)}")
-        self.ends = [sum(self.periods[:i + 1]) for i in range(len(self.periods))]
+            raise ValueAssertionError(
+                f"periods and restart_weights should have the same length (and not be empty), "
+                f"got periods={list(periods)}, restart_weights={list(restart_weights)}")
+        self.restart_weights = restart_weights
+        self.ends = self.cumulative_periods = [sum(self.periods[:i + 1])
+                                               for i in range(len(self.periods))]
+        self.eta_min, self.eta_min_ratio = eta_min, eta_min_ratio
         self.eta_mins = eta_mins(bases, eta_min, eta_min_ratio)
 
     def _locate(self, t: int) -> tuple[int, int] | None:

@@ -1,7 +1,9 @@
 """The 1cycle policy: up from ``eta_max / div_factor`` to ``eta_max``, then down to the minimum.
 
 Values are absolute (not chained): ``a = 0`` and ``b`` is the value of every group.
-Unlike MMEngine, stepping past ``total_steps`` raises instead of extrapolating.
+As in torch and MMEngine, a loop of ``total_steps`` iterations that steps the scheduler
+after each one works (the value after the last step continues the last phase's curve, as
+theirs does, and is never trained with); stepping once more raises, as in MMEngine.
 
 Example:
     >>> from accelwrap.optim.scheduler.onecycle import OneCycle
@@ -47,8 +49,8 @@ class OneCycle(Family):
 
     It rises from ``eta_max / div_factor`` to ``eta_max`` over ``pct_start`` of the cycle,
     then falls to ``eta_max / div_factor / final_div_factor`` (or, with ``three_phase``,
-    falls back first and then to the minimum). Values are absolute, not chained; stepping
-    past ``total_steps`` raises.
+    falls back first and then to the minimum). Values are absolute, not chained; the
+    scheduler may be stepped ``total_steps`` times after it is built, not more.
 
     Args:
         eta_max: Peak value: one number or one per param group. Defaults to 0.
@@ -63,6 +65,8 @@ class OneCycle(Family):
 
     epoch_counts = ("total_steps",)
     example = "eta_max=0.1, total_steps=10, end=10"
+    published = ("eta_max", "total_steps", "pct_start", "anneal_strategy", "div_factor",
+                 "final_div_factor", "three_phase")
 
     def __init__(self, bases: list[float], span: int, *, eta_max: float | list[float] = 0,
                  total_steps: float | None = None, pct_start: float = 0.3,
@@ -70,7 +74,11 @@ class OneCycle(Family):
                  final_div_factor: float = 1e4, three_phase: bool = False) -> None:
         super().__init__(bases, span)
         self.total = span if total_steps is None else integer("total_steps", total_steps)
+        self.total_steps = self.total
         pct = number("pct_start", pct_start, 0.0, 1.0)
+        self.eta_max, self.pct_start, self.three_phase = eta_max, pct_start, three_phase
+        self.div_factor, self.final_div_factor = div_factor, final_div_factor
+        self.anneal_strategy = anneal_strategy
         if anneal_strategy not in ANNEALERS:
             raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}; "
                              f"{suggest(str(anneal_strategy), ANNEALERS)}")
@@ -98,9 +106,9 @@ class OneCycle(Family):
         return [peak / divisor for peak in per_group("eta_max", eta_max, group_count)]
 
     def coefficients(self, t: int) -> Coefficients:
-        if t >= self.total:
-            raise ValueError(f"stepped past total_steps={self.total} (this is step {t + 1}); "
-                             "raise total_steps or end the scheduler earlier "
+        if t > self.total:
+            raise ValueError(f"Tried to step {t + 1} times. The specified number of total steps "
+                             f"is {self.total}; raise total_steps or end the scheduler earlier "
                              "(end=begin+total_steps)")
         start_step = 0.0
         for end_step, starts, stops in self.phases[:-1]:

@@ -25,23 +25,20 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from accelwrap.errors import suggest
+from accelwrap.errors import ValueAssertionError, ValueKeyError, suggest
 from accelwrap.optim._accelerate_compat import check_not_multistepped
 from accelwrap.optim.scheduler.base import INF, ParamScheduler
 from accelwrap.optim.scheduler.families import integer, number
 
 
-class MetricNotFoundError(KeyError, ValueError):
+class MetricNotFoundError(ValueKeyError):
     """The monitored metric is not among the validation results (a KeyError, as in MMEngine)."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+def _choice(name: str, value: Any, choices: tuple[str, ...], mode: str) -> str:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}; "
-                         f"{suggest(str(value), choices)}")
+        raise ValueError(f"{mode} {value} is unknown! {name} must be one of {list(choices)}, got "
+                         f"{value!r}; {suggest(str(value), choices)}")
     return value
 
 
@@ -75,6 +72,8 @@ class ReduceOnPlateau:
     epoch_counts: tuple[str, ...] | None = None
     example = "monitor='loss', patience=2"
     example_step = "sched.step({'loss': 0.5})"
+    published = ("monitor", "rule", "factor", "patience", "threshold", "threshold_rule",
+                 "cooldown", "min_values", "eps")
 
     def __init__(self, optimizer: Any, *, monitor: str = "loss", rule: str = "less",
                  factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
@@ -83,14 +82,20 @@ class ReduceOnPlateau:
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be a metric name, got {monitor!r}")
         self.monitor = monitor
-        self.rule = _choice("rule", rule, ("less", "greater"))
-        self.threshold_rule = _choice("threshold_rule", threshold_rule, ("rel", "abs"))
+        self.rule = _choice("rule", rule, ("less", "greater"), "mode")
+        self.threshold_rule = _choice("threshold_rule", threshold_rule, ("rel", "abs"),
+                                      "threshold mode")
         factor = number("factor", factor, 0.0)
         if factor >= 1.0:
-            raise ValueError(f"factor must be < 1.0 (it multiplies the value), got {factor!r}")
+            raise ValueError(f"Factor should be < 1.0: it multiplies the value on a plateau, got "
+                             f"factor={factor!r}")
         self.factor = factor
         self.patience = integer("patience", patience, 0)
         self.cooldown = integer("cooldown", cooldown, 0)
+        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) \
+                and threshold < 0:
+            raise ValueError(f"threshold {threshold} should be >= 0 (the least change that "
+                             "counts as an improvement)")
         self.threshold = number("threshold", threshold, 0.0)
         self.eps = number("eps", eps, 0.0)
         self.min_values = self._min_values(optimizer, min_value)
@@ -105,8 +110,9 @@ class ReduceOnPlateau:
         if inner is not None and len(values) == len(inner) == len(groups) - 1:
             values.append(values[-1])  # the OptimWrapper's base_param_settings group
         if len(values) != len(groups):
-            raise ValueError(f"min_value has {len(min_value)} values but the optimizer has "
-                             f"{len(inner or groups)} param groups: {list(min_value)}")
+            count = len(inner or groups)
+            raise ValueError(f"expected {count} min_lrs, got {len(min_value)}: min_value has "
+                             f"{list(min_value)} but the optimizer has {count} param groups")
         return values
 
 
@@ -140,8 +146,8 @@ class ReduceOnPlateauScheduler(ParamScheduler):
                  verbose: bool = False) -> None:
         owner = type(self).__name__
         if by_epoch is not True:
-            raise ValueError(f"{owner} only supports by_epoch=True (it is stepped after each "
-                             f"validation), got by_epoch={by_epoch!r}")
+            raise ValueAssertionError(f"Now {owner} only support by_epoch=True: it is stepped "
+                                      f"after each validation, got by_epoch={by_epoch!r}")
         try:
             settings = self.family(optimizer, **options)
         except (ValueError, TypeError) as exc:
@@ -183,8 +189,8 @@ class ReduceOnPlateauScheduler(ParamScheduler):
             self._global_step += 1
             return
         if not isinstance(metrics, Mapping):
-            raise TypeError(f"{type(self).__name__}.step: metrics must be a dict of validation "
-                            f"results, got {type(metrics).__name__}")
+            raise TypeError(f"{type(self).__name__}.step: metrics type should be dict (the "
+                            f"validation results), but got type {type(metrics).__name__}")
         groups = self.optimizer.param_groups
         if self.begin <= self._global_step < self.end:
             self.last_step += 1
