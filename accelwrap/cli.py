@@ -1,10 +1,14 @@
-"""The ``accelwrap`` command: look at a config before training with it.
+"""The ``accelwrap`` command: train, port an MMEngine config, look at a config before training.
 
-``accelwrap check CONFIG`` lists every problem in a config; ``accelwrap groups CONFIG``
-prints the parameter groups the optimizer will get; ``accelwrap schedule CONFIG``
-steps the schedulers through the whole run and plots (or writes as CSV) every
-scheduled value. Each takes dotted ``key=value`` overrides after the config path,
-exactly like ``scripts/train.py``. ``accelwrap merge-shards CHECKPOINT OUT`` turns an
+``accelwrap train CONFIG [key=value ...] [--work-dir DIR] [--resume auto|PATH]`` trains
+(:mod:`accelwrap.tools.train`; ``scripts/train.py`` is the same for ``accelerate
+launch``); ``accelwrap convert OLD.py -o NEW.yaml`` turns an MMEngine Python config into
+the YAML accelwrap reads (:mod:`accelwrap.tools.convert`; it runs the Python file, as
+MMEngine does). ``accelwrap check CONFIG`` lists every problem in a config;
+``accelwrap groups CONFIG`` prints the parameter groups the optimizer will get;
+``accelwrap schedule CONFIG`` steps the schedulers through the whole run and plots (or
+writes as CSV) every scheduled value. Each takes dotted ``key=value`` overrides after the
+config path, exactly like ``accelwrap train``. ``accelwrap merge-shards CHECKPOINT OUT`` turns an
 FSDP sharded checkpoint's model into one ``model.safetensors``. Each command lives in
 the :mod:`accelwrap.tools` module of its name.
 
@@ -21,9 +25,11 @@ from collections.abc import Sequence
 
 from accelwrap.errors import ConfigError
 from accelwrap.tools.check import run_check
+from accelwrap.tools.convert import CONVERT_HELP, run_convert
 from accelwrap.tools.groups import run_groups
 from accelwrap.tools.merge_shards import run_merge_shards
 from accelwrap.tools.schedule import run_schedule
+from accelwrap.tools.train import add_train_args, parse_args, run_train
 
 __all__ = ["build_parser", "main"]
 
@@ -37,9 +43,18 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``accelwrap`` parser and one parser per command (``check``, ``groups``, ...)."""
     parser = argparse.ArgumentParser(prog="accelwrap",
-                                     description="Look at a config before training with it; "
+                                     description="Train from a config, port an MMEngine config, "
+                                                 "look at a config before training with it; "
                                                  "merge sharded checkpoints.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser("train", help="train from a YAML config")
+    add_train_args(train)
+    convert = commands.add_parser("convert", help="MMEngine Python config -> accelwrap YAML "
+                                  "(runs the Python file)", description=CONVERT_HELP,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    convert.add_argument("source", help="the MMEngine config (.py; its _base_ files too)")
+    convert.add_argument("-o", "--output", required=True, metavar="NEW.yaml",
+                         help="the YAML to write")
     check = commands.add_parser("check", help="report every problem in a config (exit 1 if any)")
     _add_config_args(check)
     groups = commands.add_parser("groups", help="table of parameters and their optimizer settings")
@@ -56,8 +71,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                                 help="merge an FSDP sharded checkpoint's model into one file")
     merge.add_argument("checkpoint", help="a checkpoint folder holding pytorch_model_fsdp_0/")
     merge.add_argument("output_dir", help="where model.safetensors is written")
-    return parser, {"check": check, "groups": groups, "schedule": schedule,
-                    "merge-shards": merge}
+    return parser, {"train": train, "convert": convert, "check": check, "groups": groups,
+                    "schedule": schedule, "merge-shards": merge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,12 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = build_parser()
     if not argv or argv[0] not in commands:
         parser.parse_args(argv)  # prints help or the usage error, and exits
+    if argv[0] == "train":
+        return run_train(parse_args(argv[1:]))
     # overrides may come before or after options such as --out
     args = commands[argv[0]].parse_intermixed_args(argv[1:])
     args.command = argv[0]
     try:
         if args.command == "check":
             return run_check(args.config, args.overrides)
+        if args.command == "convert":
+            return run_convert(args.source, args.output)
         if args.command == "merge-shards":
             return run_merge_shards(args.checkpoint, args.output_dir)
         if args.command == "groups":

@@ -38,8 +38,7 @@ SECTIONS = frozenset((
     "val_evaluator", "test_evaluator", "optim_wrapper", "param_scheduler", "train_cfg",
     "val_cfg", "test_cfg", "default_hooks", "custom_hooks", "randomness", "resume", "load_from",
     "accelerator", "experiment_name", "auto_scale_lr", "custom_imports", "default_scope",
-    "env_cfg", "visualizer", "vis_backends", "log_processor", "launcher", "log_level",
-    "data_preprocessor"))
+    "env_cfg", "visualizer", "vis_backends", "log_processor", "launcher", "log_level"))
 
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
               ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,

@@ -10,6 +10,9 @@ Example:
 
 from __future__ import annotations
 
+import bisect
+import copy
+import inspect
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,12 +23,16 @@ from torch import nn
 
 from accelwrap.errors import LaunchError
 from accelwrap.optim.accelerator import make_accelerator
+from accelwrap.optim.optimizer.builder import SINGLE_KEYS
 from accelwrap.optim.scheduler import build_param_schedulers
-from accelwrap.registry import check_arguments, to_plain
+from accelwrap.registry import OPTIMIZERS, check_arguments, to_plain
 from accelwrap.runner.models import MODELS
 
-__all__ = ["TrainSchedule", "build_accelerator", "build_model", "build_schedulers",
-           "parse_train_cfg"]
+__all__ = ["LOOP_TYPES", "TrainSchedule", "build_accelerator", "build_model", "build_schedulers",
+           "parse_train_cfg", "scale_lr"]
+
+#: MMEngine's train loops accelwrap runs: ``train_cfg.type`` -> ``by_epoch``.
+LOOP_TYPES = {"EpochBasedTrainLoop": True, "IterBasedTrainLoop": False}
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class TrainSchedule:
         max_iters: Iterations to train (iteration-based only).
         val_interval: Validate every this many epochs / iterations.
         val_begin: First epoch / iteration at which validation may run.
+        dynamic_intervals: ``(milestone, interval)`` pairs, as MMEngine's loops: from
+            the milestone on (once ``count + 1`` reaches it), ``interval`` replaces
+            ``val_interval``.
     """
 
     by_epoch: bool = True
@@ -45,20 +55,66 @@ class TrainSchedule:
     max_iters: int | None = None
     val_interval: int = 1
     val_begin: int = 1
+    dynamic_intervals: tuple[tuple[int, int], ...] = ()
 
     def total_iters(self, epoch_length: int) -> int:
         """Iterations of the whole run for ``epoch_length`` iterations per epoch."""
         return self.max_epochs * epoch_length if self.by_epoch else self.max_iters
 
+    def interval_at(self, count: int) -> int:
+        """The validation interval in force after epoch/iteration ``count`` (1-based).
+
+        Example:
+            >>> s = TrainSchedule(max_epochs=300, val_interval=10, dynamic_intervals=((280, 1),))
+            >>> s.interval_at(278), s.interval_at(279)
+            (10, 1)
+        """
+        milestones = [0, *(m for m, _ in self.dynamic_intervals)]
+        intervals = [self.val_interval, *(i for _, i in self.dynamic_intervals)]
+        return intervals[bisect.bisect(milestones, count + 1) - 1]
+
     def val_due(self, count: int, last: int) -> bool:
         """Whether validation runs after epoch/iteration ``count`` (1-based) of ``last``."""
-        return count >= self.val_begin and (count % self.val_interval == 0 or count == last)
+        return count >= self.val_begin and (count % self.interval_at(count) == 0
+                                            or count == last)
 
 
 def _train_cfg_signature(by_epoch: bool = True, max_epochs: int | None = None,
                          max_iters: int | None = None, val_interval: int = 1,
-                         val_begin: int = 1) -> None:
+                         val_begin: int = 1, dynamic_intervals: list | None = None) -> None:
     """The keys ``train_cfg`` accepts (used to check them)."""
+
+
+def _loop_type(args: dict) -> dict:
+    """``train_cfg`` with MMEngine's ``type`` turned into ``by_epoch`` (and its defaults)."""
+    if "type" not in args:
+        return args
+    args = dict(args)
+    name = args.pop("type")
+    short = name.rsplit(".", 1)[-1] if isinstance(name, str) else name
+    if short not in LOOP_TYPES:
+        raise ValueError(f"train_cfg.type: {name!r} is not a loop accelwrap runs; use "
+                         "EpochBasedTrainLoop (by_epoch: true) or IterBasedTrainLoop "
+                         "(by_epoch: false)")
+    if args.get("by_epoch", LOOP_TYPES[short]) != LOOP_TYPES[short]:
+        raise ValueError(f"train_cfg: type={name!r} contradicts by_epoch={args['by_epoch']!r}")
+    args["by_epoch"] = LOOP_TYPES[short]
+    if not args["by_epoch"]:
+        args.setdefault("val_interval", 1000)  # IterBasedTrainLoop's default in MMEngine
+    return args
+
+
+def _dynamic_intervals(value: Any) -> tuple[tuple[int, int], ...]:
+    pairs = [] if value is None else value
+    if not isinstance(pairs, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in p)
+            for p in pairs):
+        raise ValueError("train_cfg.dynamic_intervals: expected [[milestone, interval], ...] "
+                         f"of positive integers, got {value!r}")
+    if [p[0] for p in pairs] != sorted(p[0] for p in pairs):
+        raise ValueError(f"train_cfg.dynamic_intervals: milestones must increase, got {value!r}")
+    return tuple((int(m), int(i)) for m, i in pairs)
 
 
 def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
@@ -66,7 +122,9 @@ def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
 
     Args:
         cfg: ``dict(by_epoch=True, max_epochs=N)`` or ``dict(by_epoch=False,
-            max_iters=N)``, plus optional ``val_interval`` / ``val_begin``.
+            max_iters=N)`` (or MMEngine's ``type=EpochBasedTrainLoop`` /
+            ``IterBasedTrainLoop`` instead of ``by_epoch``), plus optional
+            ``val_interval`` / ``val_begin`` / ``dynamic_intervals``.
 
     Returns:
         The schedule.
@@ -74,7 +132,12 @@ def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
     Raises:
         TypeError: Unknown keys.
         ValueError: The length key is missing, not a positive integer, or given for
-            the other mode.
+            the other mode; an unknown loop ``type``; malformed ``dynamic_intervals``.
+
+    Example:
+        >>> parse_train_cfg({'type': 'IterBasedTrainLoop', 'max_iters': 5000})
+        TrainSchedule(by_epoch=False, max_epochs=None, max_iters=5000, val_interval=1000, \
+val_begin=1, dynamic_intervals=())
     """
     if isinstance(cfg, TrainSchedule):
         return cfg
@@ -82,7 +145,9 @@ def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
     if not isinstance(args, Mapping):
         raise TypeError(f"train_cfg: expected a dict such as dict(by_epoch=True, max_epochs=3), "
                         f"got {cfg!r}")
+    args = _loop_type(args)
     check_arguments(_train_cfg_signature, args, "train_cfg")
+    args["dynamic_intervals"] = _dynamic_intervals(args.get("dynamic_intervals"))
     by_epoch = args.get("by_epoch", True)
     need, other = ("max_epochs", "max_iters") if by_epoch else ("max_iters", "max_epochs")
     if args.get(other) is not None:
@@ -175,3 +240,71 @@ def build_schedulers(cfg: Any, optim_wrapper: Any, schedule: TrainSchedule,
     return build_param_schedulers(cfg, optim_wrapper, epoch_length=epoch_length,
                                   max_epochs=schedule.max_epochs if schedule.by_epoch else None,
                                   max_iters=schedule.total_iters(epoch_length))
+
+
+def _scaled_optimizer(optimizer: Any, ratio: float, path: str) -> Any:
+    """An optimizer config whose ``lr`` (or the optimizer's default lr) is scaled by ``ratio``."""
+    if not isinstance(optimizer, Mapping):
+        return optimizer
+    lr = optimizer.get("lr")
+    if lr is None and isinstance(optimizer.get("type"), str) and optimizer["type"] in OPTIMIZERS:
+        parameter = inspect.signature(OPTIMIZERS.get(optimizer["type"])).parameters.get("lr")
+        lr = None if parameter is None else parameter.default  # MMEngine scales it too
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool):
+        raise ValueError(f"auto_scale_lr: {path}.lr is {lr!r}; write a number to scale")
+    return {**optimizer, "lr": lr * ratio}
+
+
+def scale_lr(cfg: Mapping, batch_size: int, world_size: int) -> tuple[dict, str | None]:
+    """Apply ``auto_scale_lr`` as MMEngine's runner does: every optimizer lr times the ratio.
+
+    MMEngine multiplies every parameter group's lr by ``batch_size * world_size /
+    base_batch_size`` after building the optimizer and before building the schedulers;
+    scaling each optimizer config's ``lr`` gives the same groups (paramwise multipliers
+    apply to it) and the same scheduler starting values. Absolute scheduler values
+    (``eta_min``, OneCycle's ``eta_max``) are not scaled, as in MMEngine.
+
+    Args:
+        cfg: The plain config (not modified).
+        batch_size: The per-process batch size of the train dataloader.
+        world_size: The number of processes.
+
+    Returns:
+        ``(config, log line)``: a new config with the section consumed, and MMEngine's
+        log sentence (None when scaling is off or the config has no ``auto_scale_lr``).
+
+    Raises:
+        ValueError: ``enable`` is true but ``base_batch_size`` is missing or not positive.
+
+    Example:
+        >>> cfg = {'optim_wrapper': {'optimizer': {'type': 'SGD', 'lr': 0.02}},
+        ...        'auto_scale_lr': {'enable': True, 'base_batch_size': 16}}
+        >>> new, line = scale_lr(cfg, batch_size=4, world_size=2)
+        >>> new['optim_wrapper']['optimizer']['lr'], 'auto_scale_lr' in new
+        (0.01, False)
+        >>> print(line)
+        LR is set based on batch size of 16 and the current batch size is 8. Scaling the \
+original LR by 0.5.
+    """
+    out = {k: copy.deepcopy(v) for k, v in to_plain(cfg).items() if k != "auto_scale_lr"}
+    spec = to_plain(cfg.get("auto_scale_lr")) or {}
+    if not spec.get("enable", False):
+        return out, None
+    base = spec.get("base_batch_size")
+    if not isinstance(base, int) or isinstance(base, bool) or base < 1:
+        raise ValueError("auto_scale_lr.base_batch_size: expected a positive integer, "
+                         f"got {base!r}")
+    real = batch_size * world_size
+    ratio = float(real) / float(base)
+    wrapper = out.get("optim_wrapper") or {}
+    if any(key in wrapper for key in SINGLE_KEYS):
+        if "optimizer" in wrapper:
+            wrapper["optimizer"] = _scaled_optimizer(wrapper["optimizer"], ratio,
+                                                     "optim_wrapper.optimizer")
+    else:
+        for name, member in wrapper.items():
+            if isinstance(member, Mapping) and "optimizer" in member:
+                member["optimizer"] = _scaled_optimizer(member["optimizer"], ratio,
+                                                        f"optim_wrapper.{name}.optimizer")
+    return out, (f"LR is set based on batch size of {base} and the current batch size is "
+                 f"{real}. Scaling the original LR by {ratio}.")

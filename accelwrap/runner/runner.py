@@ -44,7 +44,7 @@ from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.log_output import init_trackers
 from accelwrap.runner.loops import TrainLoop
-from accelwrap.runner.settings import REQUIRED_KEYS, runner_config_problems
+from accelwrap.runner.settings import REQUIRED_KEYS, runner_arguments, runner_config_problems
 from accelwrap.runner.weights import load_weights, shape_map
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,9 @@ class Runner:
         default_hooks: ``dict(checkpoint=dict(interval=1, by_epoch=None,
             max_keep_ckpts=3, save_last=True), logger=dict(interval=1,
             trackers='auto', progress_bar=True))``.
-        randomness: ``dict(seed=0, diff_rank_seed=False)``.
+        randomness: ``dict(seed=0, deterministic=False, diff_rank_seed=False)``
+            (``deterministic`` -> ``torch.use_deterministic_algorithms``, through
+            Accelerate's ``set_seed``).
         resume: False, True/``'auto'`` (latest complete checkpoint in the work dir, if
             any) or a checkpoint path.
         load_from: Weights to start from (a checkpoint folder or a weights file);
@@ -100,13 +102,13 @@ class Runner:
         self.experiment_name = experiment_name or self.work_dir.name
         self.schedule = build.parse_train_cfg(train_cfg)
         self.checkpoint_cfg, self.logger_cfg = parse_default_hooks(default_hooks, self.schedule)
-        seed, diff_rank_seed = _parse_randomness(randomness)
+        seed, diff_rank_seed, deterministic = _parse_randomness(randomness)
         self.accelerator = build.build_accelerator(accelerator or {}, optim_wrapper,
                                                    str(self.work_dir), self.logger_cfg.trackers)
         self.checkpoints = CheckpointManager(self.accelerator, self.work_dir / "checkpoints",
                                              self.checkpoint_cfg.max_keep_ckpts)
         self.resume_from = self.checkpoints.resolve(resume)
-        set_seed(seed, device_specific=diff_rank_seed)
+        set_seed(seed, device_specific=diff_rank_seed, deterministic=deterministic)
         self.seed = seed
         self.model = build.build_model(model)
         self.fingerprint = shape_map(self.model.state_dict())
@@ -136,7 +138,10 @@ class Runner:
         problems = runner_config_problems(plain, cls.config_keys(), required=REQUIRED_KEYS)
         if problems:
             raise ConfigError(problems)
-        return cls(**plain, cfg=cfg)
+        kwargs, notes = runner_arguments(plain, cls.config_keys())
+        for note in notes:
+            logger.info(note)
+        return cls(**kwargs, cfg=cfg)
 
     @classmethod
     def config_keys(cls) -> list[str]:
@@ -223,15 +228,16 @@ class Runner:
         acc.wait_for_everyone()
 
 
-def _parse_randomness(randomness: Mapping | None) -> tuple[int, bool]:
+def _parse_randomness(randomness: Mapping | None) -> tuple[int, bool, bool]:
     args = dict(to_plain(randomness) or {})
-    unknown = sorted(set(args) - {"seed", "diff_rank_seed"})
+    unknown = sorted(set(args) - {"seed", "diff_rank_seed", "deterministic"})
     if unknown:
-        raise TypeError(f"randomness: unknown keys {unknown}; expected 'seed' and 'diff_rank_seed'")
+        raise TypeError(f"randomness: unknown keys {unknown}; expected 'seed', "
+                        "'deterministic' and 'diff_rank_seed'")
     seed = args.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"randomness.seed: expected an integer, got {seed!r}")
-    return seed, bool(args.get("diff_rank_seed", False))
+    return seed, bool(args.get("diff_rank_seed", False)), bool(args.get("deterministic", False))
 
 
 def _flat_config(cfg: Mapping) -> dict[str, Any]:

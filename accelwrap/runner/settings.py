@@ -4,13 +4,21 @@ They plug into :func:`accelwrap.checks.engine.check_config`, so one
 ``ConfigError`` lists every problem of a config: unknown top-level keys (with
 suggestions), unregistered types and bad arguments anywhere.
 
+MMEngine sections accelwrap reads (``val_cfg``, ``auto_scale_lr``, ``custom_imports``,
+``randomness.deterministic``) are checked here and consumed by :func:`runner_arguments`;
+those it does not implement (:data:`IGNORED_SECTIONS`) get one note each, a warning from
+``accelwrap check`` that training ignores -- never a misleading "did you mean".
+
 Example:
     >>> runner_config_problems({'modle': {}}, known_keys=['model'])[0]
     "modle: unknown top-level key; did you mean 'model'?"
+    >>> runner_config_notes({'launcher': 'pytorch'}, ['model'])
+    ['launcher: not used: the launcher is `accelerate launch` or `torchrun`; ignored']
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -20,16 +28,39 @@ from accelwrap.checks.engine import (
     check_config,
     default_sections,
 )
+from accelwrap.config import import_custom_modules
 from accelwrap.errors import ConfigError
-from accelwrap.runner.build import TrainSchedule, parse_train_cfg
+from accelwrap.runner.build import TrainSchedule, parse_train_cfg, scale_lr
 from accelwrap.runner.data import DATASETS, loader_signature
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.models import MODELS
 
-__all__ = ["REQUIRED_KEYS", "runner_config_problems", "runner_sections"]
+__all__ = ["CONSUMED_SECTIONS", "IGNORED_SECTIONS", "REQUIRED_KEYS", "runner_arguments",
+           "runner_config_notes", "runner_config_problems", "runner_sections"]
 
-#: Top-level sections a run needs (``scripts/train.py`` fills in ``work_dir``).
+#: Top-level sections a run needs (``accelwrap train`` fills in ``work_dir``).
 REQUIRED_KEYS = ("model", "work_dir", "train_dataloader", "optim_wrapper", "train_cfg")
+
+#: MMEngine sections that are read before the runner is built (not Runner arguments).
+CONSUMED_SECTIONS = ("custom_imports", "val_cfg", "auto_scale_lr")
+
+_NOT_RUN = "not run by `accelwrap train` (it has no test loop yet)"
+#: MMEngine sections accelwrap accepts but does not implement: name -> what happens.
+IGNORED_SECTIONS = {
+    "test_cfg": _NOT_RUN, "test_dataloader": _NOT_RUN, "test_evaluator": _NOT_RUN,
+    "val_evaluator": "not used: accelwrap validates with the model's val_step (or the mean "
+                     "loss)",
+    "custom_hooks": "not implemented by accelwrap (only its checkpoint and logger hooks run)",
+    "default_scope": "not applied: types are looked up in accelwrap's registries (bring your "
+                     "own classes with custom_imports)",
+    "env_cfg": "not used: Accelerate sets up processes and backends (see launch_configs/)",
+    "visualizer": "not implemented by accelwrap (it logs scalars through "
+                  "default_hooks.logger)",
+    "vis_backends": "not implemented by accelwrap (trackers: default_hooks.logger.trackers)",
+    "log_processor": "not implemented by accelwrap (the logger writes every scalar as is)",
+    "launcher": "not used: the launcher is `accelerate launch` or `torchrun`",
+    "log_level": "not used: configure Python's logging instead",
+}
 
 
 def _check_model(node: Any, path: str) -> list[str]:
@@ -82,11 +113,115 @@ def _hooks_vs_train_cfg(cfg: Mapping) -> list[str]:
     return []
 
 
+def _check_val_cfg(node: Any, path: str) -> list[str]:
+    """``val_cfg``: ``{}`` or ``dict(type='ValLoop')`` as in MMEngine (null: no val loop)."""
+    if node is None:
+        return []
+    if not isinstance(node, Mapping) or node.get("type", "ValLoop") != "ValLoop" \
+            or set(node) - {"type", "fp16"}:
+        return [f"{path}: expected {{}} or {{type: ValLoop}} (accelwrap runs one validation "
+                f"loop), got {node!r}"]
+    return []
+
+
+def _check_auto_scale_lr(node: Any, path: str) -> list[str]:
+    if not isinstance(node, Mapping) or set(node) - {"enable", "base_batch_size"}:
+        return [f"{path}: expected {{enable: true, base_batch_size: N}}, got {node!r}"]
+    base = node.get("base_batch_size")
+    if node.get("enable", False) and (not isinstance(base, int) or isinstance(base, bool)
+                                      or base < 1):
+        return [f"{path}.base_batch_size: expected a positive integer, got {base!r}"]
+    return []
+
+
+def _check_randomness(node: Any, path: str) -> list[str]:
+    if node is None:
+        return []
+    if not isinstance(node, Mapping):
+        return [f"{path}: expected {{seed: 0, deterministic: false, diff_rank_seed: false}}, "
+                f"got {node!r}"]
+    problems = argument_problems(_randomness_signature, node, path)
+    seed = node.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        problems.append(f"{path}.seed: expected an integer, got {seed!r}")
+    return problems
+
+
+def _randomness_signature(seed: int = 0, deterministic: bool = False,
+                          diff_rank_seed: bool = False) -> None:
+    """The keys ``randomness`` accepts (used to check them)."""
+
+
+def _check_custom_imports(node: Any, path: str) -> list[str]:
+    try:
+        import_custom_modules(node)  # already imported when the config was loaded: cheap
+    except ConfigError as err:
+        return err.problems
+    return []
+
+
 def runner_sections() -> dict[str, Callable[[Any, str], list[str]]]:
     """Section name -> checker, for every section the runner builds from config."""
     return {**default_sections(), "model": _check_model, "train_dataloader": _check_loader,
             "val_dataloader": _check_loader, "train_cfg": _check_train_cfg,
-            "default_hooks": _check_hooks}
+            "default_hooks": _check_hooks, "val_cfg": _check_val_cfg,
+            "auto_scale_lr": _check_auto_scale_lr, "randomness": _check_randomness,
+            "custom_imports": _check_custom_imports}
+
+
+def runner_config_notes(cfg: Mapping, known_keys: Iterable[str]) -> list[str]:
+    """One note per MMEngine section the config has that accelwrap does not implement.
+
+    Args:
+        cfg: The plain config dict.
+        known_keys: The Runner's own keys (a section it implements gets no note).
+
+    Returns:
+        One sentence per ignored section.
+    """
+    known = set(known_keys)
+    return [f"{key}: {IGNORED_SECTIONS[key]}; ignored" for key in cfg
+            if key in IGNORED_SECTIONS and key not in known]
+
+
+def _batch_size(loader: Any) -> int:
+    if isinstance(loader, Mapping):
+        return loader.get("batch_size", 1)
+    return getattr(loader, "batch_size", None) or 1
+
+
+def runner_arguments(cfg: Mapping, known_keys: Iterable[str],
+                     world_size: int | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The Runner's keyword arguments from a checked config, and the lines to log.
+
+    ``custom_imports`` is imported, ``auto_scale_lr`` applied (:func:`scale_lr`, with the
+    per-process ``train_dataloader.batch_size`` and ``world_size``), ``val_cfg``
+    consumed, and the sections of :data:`IGNORED_SECTIONS` left out with a note.
+
+    Args:
+        cfg: The plain config (checked by :func:`runner_config_problems`).
+        known_keys: The Runner's own keys (``Runner.config_keys()``).
+        world_size: Processes of the run; default ``WORLD_SIZE`` from the launcher, else 1.
+
+    Returns:
+        ``(kwargs, notes)``.
+
+    Example:
+        >>> cfg = {'optim_wrapper': {'optimizer': {'type': 'SGD', 'lr': 0.1}},
+        ...        'train_dataloader': {'batch_size': 32}, 'val_cfg': {},
+        ...        'auto_scale_lr': {'enable': True, 'base_batch_size': 16}}
+        >>> kwargs, notes = runner_arguments(cfg, ['optim_wrapper', 'train_dataloader'], 1)
+        >>> sorted(kwargs), kwargs['optim_wrapper']['optimizer']['lr']
+        (['optim_wrapper', 'train_dataloader'], 0.2)
+    """
+    known = set(known_keys)
+    import_custom_modules(cfg.get("custom_imports"))
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+    scaled, line = scale_lr(cfg, _batch_size(cfg.get("train_dataloader")), world)
+    notes = ([line] if line else []) + runner_config_notes(scaled, known)
+    kwargs = {k: v for k, v in scaled.items()
+              if k in known or (k not in CONSUMED_SECTIONS and k not in IGNORED_SECTIONS)}
+    return kwargs, notes
 
 
 def runner_config_problems(cfg: Mapping, known_keys: Iterable[str],
@@ -102,5 +237,6 @@ def runner_config_problems(cfg: Mapping, known_keys: Iterable[str],
         One sentence per problem, missing sections first.
     """
     missing = [f"{key}: required section is missing" for key in required if key not in cfg]
-    return (missing + check_config(cfg, runner_sections(), known_keys=list(known_keys))
+    known = [*known_keys, *CONSUMED_SECTIONS, *IGNORED_SECTIONS]
+    return (missing + check_config(cfg, runner_sections(), known_keys=known)
             + _hooks_vs_train_cfg(cfg))

@@ -4,6 +4,11 @@ Nothing is built, with one exception: when a ``paramwise_cfg`` has ``custom_keys
 model is built on the ``meta`` device (no memory) to find entries that match no
 parameter: a warning, or a problem where that ``paramwise_cfg`` sets
 ``strict_custom_keys: true``.
+
+A fragment -- a file with neither ``model`` nor ``train_dataloader``, such as a schedule
+file of ``optim_wrapper`` + ``param_scheduler`` + ``train_cfg`` -- is checked for what it
+has, and the command says what it could not check without the missing sections.
+MMEngine sections accelwrap does not implement are warnings (training ignores them).
 """
 
 from __future__ import annotations
@@ -16,11 +21,33 @@ from accelwrap.errors import ConfigError
 from accelwrap.optim.optimizer.builder import SINGLE_KEYS
 from accelwrap.registry import to_plain
 from accelwrap.runner.runner import Runner
-from accelwrap.runner.settings import REQUIRED_KEYS, runner_config_problems
+from accelwrap.runner.settings import REQUIRED_KEYS, runner_config_notes, runner_config_problems
 from accelwrap.tools.common import build_model_cheaply
 from accelwrap.tools.groups import unmatched_custom_keys
 
-__all__ = ["run_check"]
+__all__ = ["fragment_notes", "is_fragment", "run_check"]
+
+
+def is_fragment(cfg: Mapping) -> bool:
+    """Whether ``cfg`` is a part of a run (no ``model``, no ``train_dataloader``)."""
+    return "model" not in cfg and "train_dataloader" not in cfg
+
+
+def fragment_notes(cfg: Mapping) -> list[str]:
+    """What ``accelwrap check`` cannot check in a fragment, one sentence each.
+
+    Example:
+        >>> fragment_notes({'optim_wrapper': {}})[0][:60]
+        'no model: parameter names (paramwise_cfg.custom_keys) are no'
+    """
+    notes = ["no model: parameter names (paramwise_cfg.custom_keys) are not matched and no "
+             "parameter groups are built",
+             "no train_dataloader: the epoch length is unknown (accelwrap schedule "
+             "--epoch-length N previews the schedule)",
+             "a fragment: accelwrap train needs model and train_dataloader as well"]
+    if "train_cfg" not in cfg:
+        notes.append("no train_cfg: the run length is unknown (scheduler ends default to it)")
+    return notes
 
 
 def run_check(path: str, overrides: Iterable[str] = ()) -> int:
@@ -33,16 +60,23 @@ def run_check(path: str, overrides: Iterable[str] = ()) -> int:
     Returns:
         0 when the config is fine, 1 when anything is wrong (problems go to stderr).
     """
+    notes: list[str] = []
+    skipped: list[str] = []
     try:
         cfg = to_plain(load_config(path, overrides))
-        # scripts/train.py supplies a work_dir when the config has none.
+        # accelwrap train supplies a work_dir when the config has none.
         required = [k for k in REQUIRED_KEYS if k != "work_dir"]
+        if is_fragment(cfg):
+            required, skipped = [], fragment_notes(cfg)
         problems = runner_config_problems(cfg, Runner.config_keys(), required=required)
+        notes += runner_config_notes(cfg, Runner.config_keys())
     except ConfigError as err:
         problems = err.problems
-    notes: list[str] = []
-    if not problems:
-        problems, notes = _model_problems(cfg)
+    if not problems and "model" in cfg:
+        problems, found = _model_problems(cfg)
+        notes += found
+    for note in skipped:
+        print(f"not checked: {note}", file=sys.stderr)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     if problems:

@@ -6,7 +6,9 @@ same rules ``build_optim_wrapper`` applies -- over the config's model built on t
 member) each member's rows are prefixed with the member name. A ``custom_keys`` entry
 that matches no parameter is a warning, as it is when training (an error with
 ``paramwise_cfg.strict_custom_keys: true``); :func:`unmatched_custom_keys` lists them
-for ``accelwrap check``.
+for ``accelwrap check``. A parameter reached under several names (a shared module) is
+one tensor: its later names are labelled ``shared with <first name>``, carry the first
+name's settings, and the totals count it once.
 
 Example:
     >>> rows = param_rows({'model': {'type': 'MLPClassifier', 'hidden_dims': [8], 'norm': True},
@@ -30,7 +32,11 @@ from typing import Any
 from torch import nn
 
 from accelwrap.optim.optimizer.builder import SINGLE_KEYS
-from accelwrap.optim.optimizer.default_constructor import ParamRow
+from accelwrap.optim.optimizer.default_constructor import (
+    ParamRow,
+    named_params_with_owner,
+    unwrap_model,
+)
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 
@@ -100,8 +106,27 @@ def _constructor_rows(model: nn.Module, cfg: Mapping[str, Any]) -> list[ParamRow
                         "describe(model) method, so its parameter groups cannot be listed; "
                         "subclass DefaultOptimWrapperConstructor or add describe()")
     defaults = _signature_defaults(cfg.get("optimizer"))
-    return [replace(row, settings={**defaults, **row.settings}) if row.settings else row
+    rows = [replace(row, settings={**defaults, **row.settings}) if row.settings else row
             for row in describe(model)]
+    return _label_shared(rows, model)
+
+
+SHARED = "shared with "
+
+
+def _label_shared(rows: list[ParamRow], model: nn.Module) -> list[ParamRow]:
+    """Later names of a shared parameter: ``shared with <first>`` and the first's settings."""
+    first: dict[int, str] = {}
+    first_of = {name: first.setdefault(id(param), name)
+                for name, param, _ in named_params_with_owner(unwrap_model(model))}
+    by_name = {row.name: row for row in rows}
+    out = []
+    for row in rows:
+        origin = first_of.get(row.name, row.name)
+        if origin != row.name and origin in by_name:
+            row = replace(row, settings=by_name[origin].settings, rule=SHARED + repr(origin))
+        out.append(row)
+    return out
 
 
 def _signature_defaults(optimizer_cfg: Any) -> dict[str, Any]:
@@ -198,6 +223,8 @@ def _names(rows: list[ParamRow], shown: int = 3) -> str:
 
 def _totals(rows: list[ParamRow], member: str) -> list[str]:
     """One line per distinct setting (what the optimizer sees), then frozen and all."""
+    shared = [row for row in rows if row.rule.startswith(SHARED)]
+    rows = [row for row in rows if not row.rule.startswith(SHARED)]
     trainable = [row for row in rows if row.settings]
     frozen = [row for row in rows if not row.settings]
     lines = [f"totals{f' of {member}' if member else ''}:"]
@@ -206,6 +233,8 @@ def _totals(rows: list[ParamRow], member: str) -> list[str]:
         lines.append(f"  setting {index}: {len(group)} tensors, {_numel(group):,} parameters "
                      f"({settings})")
     lines.append(f"  not optimized: {len(frozen)} tensors, {_numel(frozen):,} parameters")
+    if shared:
+        lines.append(f"  shared: {len(shared)} more names of tensors counted once above")
     lines.append(f"  all: {len(rows)} tensors, {_numel(rows):,} parameters "
                  f"({_numel(trainable):,} optimized)")
     return lines

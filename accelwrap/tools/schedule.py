@@ -30,7 +30,7 @@ from typing import Any
 
 from torch import nn
 
-from accelwrap.optim.optimizer.builder import build_optim_wrapper
+from accelwrap.optim.optimizer.builder import SINGLE_KEYS, build_optim_wrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.runner.build import build_schedulers, parse_train_cfg
@@ -40,7 +40,7 @@ from accelwrap.tools.common import build_model_cheaply, load_plain, render_table
 from accelwrap.tools.schedule_plot import MissingMatplotlib, plot
 from accelwrap.tools.schedule_trace import Trace, Window
 
-__all__ = ["run_schedule", "simulate", "summary", "write_csv"]
+__all__ = ["STAND_IN_NOTE", "run_schedule", "simulate", "summary", "write_csv"]
 
 # get_lr()/get_momentum() keys; other scheduled param names are read from the groups.
 _WRAPPER_KEYS = ("lr", "base_lr", "momentum")
@@ -99,10 +99,29 @@ def _build(cfg: Mapping[str, Any], epoch_length: int | None,
     if not isinstance(epoch_length, int) or epoch_length < 1:
         raise ValueError(f"epoch length: expected a positive number of iterations, "
                          f"got {epoch_length!r}")
+    optim_cfg = cfg["optim_wrapper"]
+    if model is None and "model" not in cfg:
+        model, optim_cfg = _stand_in(optim_cfg)
     model = build_model_cheaply(cfg["model"]) if model is None else model
-    wrapper = build_optim_wrapper(model, cfg["optim_wrapper"])
+    wrapper = build_optim_wrapper(model, optim_cfg)
     schedulers = build_schedulers(cfg.get("param_scheduler"), wrapper, schedule, epoch_length)
     return schedule, wrapper, schedulers, epoch_length
+
+
+#: What ``accelwrap schedule`` says about a config without ``model``.
+STAND_IN_NOTE = ("no model in the config: the schedule is that of the optimizer's own lr on a "
+                 "stand-in parameter (paramwise_cfg and constructor are not applied)")
+
+
+def _stand_in(optim_cfg: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """A one-parameter model per wrapper member, and the config without paramwise rules."""
+    def plain(member: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in member.items() if k not in ("paramwise_cfg", "constructor")}
+
+    if any(key in optim_cfg for key in SINGLE_KEYS):
+        return nn.Linear(1, 1, bias=False), plain(optim_cfg)
+    members = {name: plain(member) for name, member in optim_cfg.items()}
+    return nn.ModuleDict({name: nn.Linear(1, 1, bias=False) for name in members}), members
 
 
 def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
@@ -112,6 +131,8 @@ def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
     Args:
         cfg: A runner config (``model``, ``optim_wrapper``, ``param_scheduler``,
             ``train_cfg`` and, unless ``epoch_length`` is given, ``train_dataloader``).
+            Without ``model`` (a schedule file), a stand-in parameter carries the
+            optimizer's own settings (:data:`STAND_IN_NOTE`).
         epoch_length: Iterations per epoch; default: the length of the train dataloader.
         model: A built model to use instead of ``cfg['model']``.
 
@@ -222,7 +243,9 @@ def run_schedule(path: str, overrides: Iterable[str] = (), out: str | None = Non
         summary and the CSV are still written).
     """
     cfg = load_plain(path, overrides)
-    require(cfg, "model", "optim_wrapper", "train_cfg", command="schedule")
+    require(cfg, "optim_wrapper", "train_cfg", command="schedule")
+    if "model" not in cfg:
+        print(f"accelwrap schedule: note: {STAND_IN_NOTE}", file=sys.stderr)
     trace = simulate(cfg, epoch_length)
     print(summary(trace))
     if csv:

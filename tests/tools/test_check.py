@@ -87,9 +87,10 @@ def test_nothing_is_built(tmp_path, capsys):
 
 def test_missing_section_and_bad_file(tmp_path, capsys):
     path = tmp_path / "exp.yaml"
-    path.write_text("optim_wrapper:\n  optimizer: {type: SGD, lr: 0.1}\n")
+    path.write_text("model: {type: MLPClassifier}\noptim_wrapper:\n  optimizer: {type: SGD, "
+                    "lr: 0.1}\n")
     assert main(["check", str(path)]) == 1
-    assert "model: required section is missing" in capsys.readouterr().err
+    assert "train_dataloader: required section is missing" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "nope.yaml")]) == 1
     assert "does not exist" in capsys.readouterr().err
 

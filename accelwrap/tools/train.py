@@ -1,0 +1,122 @@
+"""``accelwrap train``: train from a YAML config (also what ``scripts/train.py`` runs).
+
+Usage::
+
+    accelwrap train configs/digits_sgd_multistep.yaml train_cfg.max_epochs=2
+    accelerate launch --config_file launch_configs/cpu_2proc.yaml scripts/train.py \\
+        configs/digits_sgd_multistep.yaml --work-dir work_dirs/ddp [--resume auto|PATH]
+
+``key=value`` overrides (anywhere on the line) use dotted paths
+(``optim_wrapper.optimizer.lr=0.05``); ``+key=value`` adds a key the config does not
+have. ``--config FILE`` is accepted in place of the positional path. Every process of a
+multi-process launch loads the config itself, so its ``custom_imports`` are imported
+in each. The merged config is saved as ``<work_dir>/config.yaml``.
+
+Example:
+    >>> args = parse_args(['a=1', 'cfg.yaml', '--resume', 'auto', 'b=2'])
+    >>> args.config, args.overrides, args.resume
+    ('cfg.yaml', ['a=1', 'b=2'], 'auto')
+    >>> parse_args(['--config', 'cfg.yaml', 'a=1']).overrides
+    ['a=1']
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from accelwrap.config import load_config
+from accelwrap.errors import CheckpointError, ConfigError, LaunchError, RegistryError
+from accelwrap.runner import Runner
+
+__all__ = ["add_train_args", "build_config", "exit_now", "main", "parse_args"]
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``accelwrap train`` (and ``scripts/train.py``)."""
+    parser.add_argument("config", nargs="?", help="experiment YAML (configs/*.yaml)")
+    parser.add_argument("--config", dest="config_option", metavar="CONFIG",
+                        help="the experiment YAML, as an option (scripts/train.py's older form)")
+    parser.add_argument("--work-dir", help="where checkpoints and logs go "
+                        "(default: the config's work_dir, else work_dirs/<config name>)")
+    parser.add_argument("--resume", help="'auto' (latest complete checkpoint in the work dir, "
+                        "if any) or a checkpoint folder")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted config overrides, e.g. train_cfg.max_epochs=2")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line (overrides may come before or after options)."""
+    parser = argparse.ArgumentParser(prog="accelwrap train",
+                                     description="Train with accelwrap from a YAML config.")
+    add_train_args(parser)
+    args = parser.parse_intermixed_args(argv)
+    return _settle_config(parser, args)
+
+
+def _settle_config(parser: argparse.ArgumentParser,
+                   args: argparse.Namespace) -> argparse.Namespace:
+    """The config is ``--config`` or the first positional word that is not ``key=value``."""
+    words = ([args.config] if args.config else []) + list(args.overrides)
+    if not args.config_option:
+        paths = [w for w in words if "=" not in w or Path(w).exists()]
+        if not paths:
+            parser.error("the config file is required (accelwrap train CONFIG [key=value ...])")
+        args.config_option = paths[0]
+        words.remove(paths[0])
+    args.config, args.overrides = args.config_option, words
+    return args
+
+
+def build_config(args: argparse.Namespace) -> DictConfig:
+    """Load the config, apply overrides and the command-line work dir / resume."""
+    cfg = load_config(args.config, args.overrides)
+    extra = {}
+    if args.work_dir:
+        extra["work_dir"] = args.work_dir
+    elif "work_dir" not in cfg:
+        extra["work_dir"] = str(Path("work_dirs") / Path(args.config).stem)
+    if args.resume:
+        extra["resume"] = args.resume
+    return OmegaConf.merge(cfg, extra) if extra else cfg
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train; user errors print one clear message and return 1."""
+    try:
+        cfg = build_config(args)
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        runner.accelerator.end_training()
+    except (ConfigError, RegistryError, CheckpointError, LaunchError, FileNotFoundError,
+            ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``scripts/train.py``'s entry: parse the arguments and train."""
+    return run_train(parse_args(argv))
+
+
+def exit_now(status: int) -> None:
+    """Leave a multi-process run without the interpreter's teardown (single process: ``sys.exit``).
+
+    gloo's C++ threads can abort the teardown ("terminate called without an active
+    exception", SIGABRT) even after ``end_training`` destroyed the process group; the
+    launcher then reports a finished run as failed and stops the other ranks. By now
+    checkpoints, logs and trackers are written and closed, so nothing is lost.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        sys.exit(status)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
