@@ -17,6 +17,7 @@ A family may force a value at some steps (a cosine restart, OneCycle's absolute 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from accelwrap.optim.scheduler.base import INF, ParamScheduler
@@ -127,8 +128,16 @@ class ChainableScheduler(ParamScheduler):
         groups = self.optimizer.param_groups
         # Only a value this scheduler wrote last is redone: one that another (overlapping or
         # later) scheduler wrote over is that one's to redo when it is loaded.
-        if self.last_step < 0 or [group[self.param_name] for group in groups] != self._written:
+        seen = [group[self.param_name] for group in groups]
+        if self.last_step < 0 or seen != self._written:
             return
+        current = self._coefficients(self.last_step)
+        if current is None or all(math.isclose(current[0] * anchor + b, value, rel_tol=1e-12)
+                                  for anchor, b, value in zip(self._anchor, current[1], seen)):
+            return  # the schedule is unchanged at this step (or holds the value)
+        anchors = self.schedule.resume_anchors(self.last_step)
+        if anchors is not None:
+            self._anchor = anchors
         values = self._get_value()
         if values is not None:
             self._write(groups, values)

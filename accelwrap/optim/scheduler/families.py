@@ -131,6 +131,15 @@ class Family:
         """Values that replace the affine form at step ``t``; None almost always."""
         return None
 
+    def resume_anchors(self, t: int) -> list[float] | None:
+        """Anchors to use when a run resumes at step ``t``; None keeps the saved ones.
+
+        A family whose anchor depends on where in the schedule the step is (a cosine
+        restart's weight) gives the anchor of *this* schedule, so an edited schedule does
+        not inherit the saved run's.
+        """
+        return None
+
 
 class Constant(Family):
     """Multiply the value by a constant ``factor`` until the last step of the window.
@@ -380,5 +389,11 @@ class CosineRestart(Family):
     def forced(self, t: int, seen: list[float]) -> list[float] | None:
         where = self._locate(t)
         if where is None or where[1] != 0:
+            return None
+        return [base * self.weights[where[0]] for base in self.bases]
+
+    def resume_anchors(self, t: int) -> list[float] | None:
+        where = self._locate(t)
+        if where is None:
             return None
         return [base * self.weights[where[0]] for base in self.bases]
