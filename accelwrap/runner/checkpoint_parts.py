@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +34,14 @@ from typing import Any
 
 from accelwrap.errors import CheckpointError
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
+from accelwrap.optim.scheduler.settings import scheduler_settings, settings_changes
 
 __all__ = ["ACCELERATE", "ACCELWRAP", "ENGINES", "FINGERPRINT_KEY", "PARTS", "STATE_FILE",
            "STATE_FORMAT", "CheckpointPart", "Files", "Layout", "collect_state", "declared_files",
            "load_own_files", "missing_files", "missing_message", "part_of", "parts_table",
-           "restore_state", "save_own_files"]
+           "restore_before_load", "restore_state", "save_own_files"]
+
+logger = logging.getLogger("accelwrap")
 
 STATE_FILE = "runner_state.json"
 STATE_FORMAT = 1
@@ -208,13 +213,50 @@ def _wrapper_counters(loop: Any) -> tuple:
     return (wrappers,)
 
 
-def _restore_wrapper_counters(loop: Any, state: Mapping[str, Any]) -> None:
+def restore_before_load(loop: Any, folder: str | Path) -> None:
+    """Put back, before ``load_state``, what the schedulers' state loading must see.
+
+    The ``OptimWrapper``'s ``base_param_settings`` group is no torch param group, so
+    ``optimizer.bin`` lacks it; a scheduler recomputes the value of every group when its
+    state loads (an edited schedule), so that group must already hold the saved values.
+
+    Args:
+        loop: The training loop.
+        folder: The checkpoint folder.
+    """
+    path = Path(folder) / STATE_FILE
+    state = json.loads(path.read_text()) if path.is_file() else {}
     for name, wrapper in named_members(loop.runner.optim_wrapper).items():
         saved = state.get("wrappers", {}).get(name, {})
         if saved.get("base_param_settings") and wrapper.base_param_settings is not None:
             wrapper.base_param_settings.update(saved["base_param_settings"])
+
+
+def _restore_wrapper_counters(loop: Any, state: Mapping[str, Any]) -> None:
+    for name, wrapper in named_members(loop.runner.optim_wrapper).items():
+        saved = state.get("wrappers", {}).get(name, {})
         if "skipped_steps" in saved and hasattr(wrapper, "skipped_steps"):
             wrapper.skipped_steps = saved["skipped_steps"]
+
+
+def _flat_schedulers(loop: Any) -> list[Any]:
+    schedulers = getattr(loop.runner, "param_schedulers", None) or []
+    groups = schedulers.values() if isinstance(schedulers, Mapping) else [schedulers]
+    return [s for group in groups for s in group]
+
+
+def _scheduler_settings(loop: Any) -> tuple:
+    return ([scheduler_settings(s) for s in _flat_schedulers(loop)],)
+
+
+def _report_scheduler_edits(loop: Any, state: Mapping[str, Any]) -> None:
+    saved = state.get("schedulers")
+    if saved is None:  # a checkpoint from before settings were recorded
+        return
+    changes = settings_changes(saved, _scheduler_settings(loop)[0])
+    if changes:
+        logger.warning("resuming with an edited schedule; the run follows the new settings "
+                       "from this iteration on:\n  %s", "\n  ".join(changes))
 
 
 def _jsonable(value: Any) -> bool:
@@ -269,6 +311,12 @@ PARTS: tuple[CheckpointPart, ...] = (
         "Per OptimWrapper member: `inner_count`, skipped fp16 steps and `base_param_settings`.",
         files=_STATE, keys=("wrappers",),
         collect=_wrapper_counters, restore=_restore_wrapper_counters),
+    CheckpointPart(
+        "scheduler settings", ACCELWRAP,
+        "Each scheduler's settings (type, window, arguments), in build order: not restored "
+        "(the run's own settings win) but compared, and every edit is logged on resume.",
+        files=_STATE, keys=("schedulers",),
+        collect=_scheduler_settings, restore=_report_scheduler_edits),
     CheckpointPart(
         "model fingerprint", ACCELWRAP,
         "`{parameter: shape}`: resuming refuses a checkpoint of another model before loading.",

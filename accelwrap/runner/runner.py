@@ -39,7 +39,7 @@ from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.registry import RUNNERS, to_plain
 from accelwrap.runner import build
 from accelwrap.runner.checkpoint import CheckpointManager, rng_snapshot
-from accelwrap.runner.checkpoint_parts import Layout
+from accelwrap.runner.checkpoint_parts import Layout, restore_before_load
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.log_output import init_trackers
@@ -196,6 +196,7 @@ class Runner:
         loop = TrainLoop(self)
         resume_rng = None
         if self.resume_from is not None:
+            restore_before_load(loop, self.resume_from)
             state = self.checkpoints.load(self.resume_from, self.fingerprint, loop=loop)
             loop.restore(state)
             if loop.batch_in_epoch > 0:
