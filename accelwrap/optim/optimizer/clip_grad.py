@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
-from accelwrap.errors import suggest
+from accelwrap.errors import TypeAssertionError, ValueAssertionError, suggest
 from accelwrap.registry import to_plain
 
 # Keys each kind accepts, and the one it requires (torch's own argument names).
@@ -60,9 +60,10 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
         A :class:`ClipGrad`, or ``None`` when ``clip_grad`` is ``None``.
 
     Raises:
-        TypeError: ``clip_grad`` is not a mapping.
+        TypeError: ``clip_grad`` is not a mapping (also an ``AssertionError``, as in MMEngine).
         ValueError: An unknown ``type``, an unknown key (the valid keys are listed), a
-            missing ``max_norm``/``clip_value``, or keys of both kinds.
+            missing ``max_norm``/``clip_value`` (also an ``AssertionError``), or keys of
+            both kinds.
 
     Example:
         >>> parse_clip_grad(dict(type='norm', max_norm=1))
@@ -71,8 +72,10 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
     if clip_grad is None:
         return None
     if not isinstance(clip_grad, Mapping) and not hasattr(clip_grad, "keys"):
-        raise TypeError(f"clip_grad must be a dict such as dict(max_norm=1.0) or "
-                        f"dict(clip_value=0.5), got {type(clip_grad).__name__} ({clip_grad!r})")
+        raise TypeAssertionError(
+            "If `clip_grad` is not None, it should be a dict: clip_grad must be a dict such as "
+            f"dict(max_norm=1.0) or dict(clip_value=0.5), got {type(clip_grad).__name__} "
+            f"({clip_grad!r})")
     args = dict(to_plain(clip_grad))
     kind = args.pop("type", None)
     if kind is None:
@@ -89,7 +92,7 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
                 f"clipping by value takes {', '.join(_KEYS['value'])}")
     required = _REQUIRED[kind]
     if required not in args:
-        raise ValueError(f"clip_grad: clipping by {kind} needs {required!r}, "
+        raise ValueAssertionError(f"clip_grad: clipping by {kind} needs {required!r}, "
                          f"got {dict(clip_grad)!r}")
     if "norm_type" in args:
         args["norm_type"] = float(args["norm_type"])

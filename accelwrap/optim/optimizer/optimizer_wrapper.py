@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelwrap.errors import TypeAssertionError, ValueAssertionError
 from accelwrap.optim import _accelerate_compat as glue
 from accelwrap.optim.optimizer.base import BaseOptimWrapper
 from accelwrap.optim.optimizer.clip_grad import parse_clip_grad
@@ -28,13 +29,16 @@ _NULL_CONTEXT = contextlib.nullcontext()  # reusable; returned on the hot path
 
 
 def check_accumulative_counts(value: Any) -> int:
-    """Return ``value`` if it is a positive int, else raise ``ValueError``/``TypeError``."""
+    """Return ``value`` if it is a positive int, else raise ``ValueError``/``TypeError``.
+
+    Both are also ``AssertionError`` (MMEngine asserts ``accumulative_counts > 0``).
+    """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"accumulative_counts must be a positive int, got "
-                        f"{type(value).__name__} ({value!r})")
+        raise TypeAssertionError(f"accumulative_counts must be a positive int, got "
+                                 f"{type(value).__name__} ({value!r})")
     if value < 1:
-        raise ValueError(f"accumulative_counts must be a positive int (1 = no accumulation), "
-                         f"got {value}")
+        raise ValueAssertionError(f"accumulative_counts must be a positive int (1 = no "
+                                  f"accumulation), got {value}")
     return value
 
 

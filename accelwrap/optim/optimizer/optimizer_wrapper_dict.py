@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from accelwrap.errors import suggest
+from accelwrap.errors import TypeAssertionError, suggest
 from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
 
 
@@ -44,8 +44,10 @@ class OptimWrapperDict(OptimWrapper):
     def __init__(self, **optim_wrappers: OptimWrapper) -> None:  # noqa: D107 - no super().__init__
         for name, wrapper in optim_wrappers.items():
             if not isinstance(wrapper, OptimWrapper) or isinstance(wrapper, OptimWrapperDict):
-                raise TypeError(f"OptimWrapperDict: {name!r} must be an OptimWrapper, got "
-                                f"{type(wrapper).__name__}")
+                raise TypeAssertionError(
+                    f"`OptimWrapperDict` only accept OptimWrapper instance: {name!r} must be an "
+                    f"OptimWrapper, got {type(wrapper).__name__}; wrap it first, e.g. "
+                    f"{name}=OptimWrapper(optimizer)")
         self.optim_wrappers: dict[str, OptimWrapper] = dict(optim_wrappers)
 
     def _not_here(self, what: str) -> NotImplementedError:

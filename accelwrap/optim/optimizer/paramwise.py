@@ -69,6 +69,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+class ParamwiseConfigError(ConfigError, TypeError):
+    """Every ``paramwise_cfg`` problem in one report.
+
+    A ``ConfigError`` (the ``ValueError`` MMEngine raises for a decay multiplier without
+    ``weight_decay``) that is also the ``TypeError`` it raises for a ``custom_keys`` that
+    is not a dict, so ported ``except`` clauses still catch it.
+    """
+
+
 @dataclass(frozen=True)
 class ParamwiseRules:
     """A validated ``paramwise_cfg`` together with the optimizer's base ``lr`` and ``weight_decay``.
@@ -98,8 +107,8 @@ class ParamwiseRules:
             The rules.
 
         Raises:
-            ConfigError: Unknown keys, values of the wrong type, or multipliers whose base
-                (``lr`` / ``weight_decay``) the optimizer config does not set.
+            ParamwiseConfigError: Unknown keys, values of the wrong type, or multipliers
+                whose base (``lr`` / ``weight_decay``) the optimizer config does not set.
         """
         cfg = dict(paramwise_cfg or {})
         base_lr, base_wd = optimizer_cfg.get("lr"), optimizer_cfg.get("weight_decay")
@@ -112,7 +121,7 @@ class ParamwiseRules:
                 problems.append(f"paramwise_cfg.{key}: expected true or false, got {cfg[key]!r}")
         problems += _base_problems(cfg, base_lr, base_wd, optimizer_cfg)
         if problems:
-            raise ConfigError(problems)
+            raise ParamwiseConfigError(problems)
         custom = cfg.get("custom_keys") or {}
         return cls(base_lr=base_lr, base_wd=base_wd,
                    mults={k: cfg[k] for k in MULT_KEYS if k in cfg},
