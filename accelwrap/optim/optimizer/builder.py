@@ -9,9 +9,10 @@ Names follow MMEngine, so a config written for ``mmengine`` builds the same clas
 * ``'Adafactor'`` is always transformers' ``Adafactor`` (as in MMEngine), so one config
   name never means two different algorithms depending on what happens to be installed;
 * D-Adaptation (``DAdaptAdaGrad``, ``DAdaptAdam``, ``DAdaptSGD``), lion-pytorch
-  (``Lion``), Sophia (``SophiaG``, ``Sophia``, ``DecoupledSophia``, ``Sophia2``),
-  bitsandbytes (``AdamW8bit``, ``PagedLion8bit``, ...; its classes whose names clash
-  with torch's get a ``bnb_`` prefix, e.g. ``'bnb_AdamW'``);
+  (``Lion``), Sophia (``SophiaG`` from sophia-opt; ``Sophia``, ``DecoupledSophia`` and
+  ``Sophia2`` only from an importable module ``Sophia``, which no release installs today),
+  bitsandbytes (every class of ``bitsandbytes.optim``: ``AdamW8bit``, ``PagedLion8bit``, ...;
+  those whose names clash with torch's get a ``bnb_`` prefix, e.g. ``'bnb_AdamW'``);
 * ``'ZeroRedundancyOptimizer'`` (:mod:`accelwrap.optim.optimizer.zero_optimizer`);
 * ``'Optimizer'``, torch's base class, as MMEngine registers it.
 
@@ -21,8 +22,11 @@ Each family has MMEngine's ``register_*_optimizers()`` function and ``*_OPTIMIZE
 ``NPU_OPTIMIZERS``): the names registered because the package is installed.
 
 Third-party packages are never imported here: when a package is installed its names are
-registered lazily (imported on first build, so ``import accelwrap`` stays cheap); when
-it is not, asking for one of its names says which ``pip install`` brings it.
+registered lazily (imported on first build, so ``import accelwrap`` stays cheap). Asking
+for a name that cannot be had says which of three things is wrong: no provider is
+installed (the ``pip install`` that brings a working one, or that none does today); one is
+installed but its import fails (its package, version and error); or it imports but lacks
+the class. Each is a :class:`~accelwrap.errors.UnknownTypeError`.
 
 **build_optim_wrapper(model, cfg)**: one optimizer wrapper, or a dict of them, from a config.
 
@@ -59,59 +63,84 @@ Example:
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
 
-from accelwrap.errors import suggest
+from accelwrap.errors import UnknownTypeError, suggest
 from accelwrap.optim.optimizer.default_constructor import unwrap_model
 from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import OptimWrapperDict
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS, to_plain
+from accelwrap.registry.entries import LazyEntry
 
 # torch names registered under another name, so that MMEngine configs keep their meaning.
 TORCH_RENAMES = {"Adafactor": "TorchAdafactor"}
 
 _BNB_CLASHING = ("Adagrad", "Adam", "AdamW", "Lion", "RMSprop", "SGD")
-_BNB_NAMES = (
+_BNB_NAMES = (  # bitsandbytes.optim's classes (0.50), less the clashing names
     "Adam8bit", "Adam32bit", "AdamW8bit", "AdamW32bit", "Adagrad8bit", "Adagrad32bit",
+    "AdEMAMix", "AdEMAMix8bit", "AdEMAMix32bit", "LAMB", "LAMB8bit", "LAMB32bit",
+    "LARS", "LARS8bit", "LARS32bit", "PytorchLARS", "Lion8bit", "Lion32bit",
     "PagedAdam", "PagedAdam8bit", "PagedAdam32bit", "PagedAdamW", "PagedAdamW8bit",
-    "PagedAdamW32bit", "LAMB", "LAMB8bit", "LAMB32bit", "LARS", "LARS8bit", "LARS32bit",
-    "Lion8bit", "Lion32bit", "PagedLion", "PagedLion8bit", "PagedLion32bit",
-    "RMSprop8bit", "RMSprop32bit", "SGD8bit", "SGD32bit",
+    "PagedAdamW32bit", "PagedAdEMAMix", "PagedAdEMAMix8bit", "PagedAdEMAMix32bit",
+    "PagedLion", "PagedLion8bit", "PagedLion32bit", "RMSprop8bit", "RMSprop32bit",
+    "SGD8bit", "SGD32bit",
 )
 
-# registered name -> candidate (module, attribute, pip package); the first importable wins.
-Provider = tuple[str, str, str]
-# MMEngine's families of optional optimizers, each with its own register_* function and list.
+
+class Provider(NamedTuple):
+    """A module that may define a third-party optimizer class, and what installs it."""
+
+    module: str
+    attr: str
+    pip: str | None  # the ``pip install`` argument that brings a working one; None: none does
+
+
+# Sophia-Optimizer, the package MMEngine's docs name, as found on the package index.
+_SOPHIA_HISTORY = (
+    "Sophia-Optimizer, the package MMEngine's docs name, defines it only in its releases up "
+    "to 0.2.1 (module `Sophia`), and `import Sophia` fails in each of them from 0.1.2 on "
+    "(ModuleNotFoundError: No module named 'decoupled_sophia' or 'experiments', which its "
+    "wheels do not ship; 0.1.1 imports but its Sophia needs `model` and `input_data` and its "
+    "step() fails on torch 2); its releases 0.2.3 on ship only SophiaG, as module `sophia`")
+# registered name -> candidate providers; the first installed one that imports and has it wins.
 FAMILIES: dict[str, dict[str, tuple[Provider, ...]]] = {
-    "dadaptation": {name: (("dadaptation", name, "dadaptation"),)
+    "dadaptation": {name: (Provider("dadaptation", name, "dadaptation"),)
                     for name in ("DAdaptAdaGrad", "DAdaptAdam", "DAdaptSGD")},
-    "lion": {"Lion": (("lion_pytorch", "Lion", "lion-pytorch"),)},
+    "lion": {"Lion": (Provider("lion_pytorch", "Lion", "lion-pytorch"),)},
     "sophia": {
-        "SophiaG": (("Sophia", "SophiaG", "Sophia-Optimizer"),
-                    ("sophia_opt", "SophiaG", "sophia-opt")),
-        **{name: (("Sophia", name, "Sophia-Optimizer"),)
+        "SophiaG": (Provider("sophia_opt", "SophiaG", "sophia-opt"),
+                    Provider("sophia", "SophiaG", None), Provider("Sophia", "SophiaG", None)),
+        **{name: (Provider("Sophia", name, None),)
            for name in ("Sophia", "DecoupledSophia", "Sophia2")},
     },
     "bitsandbytes": {
-        **{name: (("bitsandbytes.optim", name, "bitsandbytes"),) for name in _BNB_NAMES},
-        **{f"bnb_{name}": (("bitsandbytes.optim", name, "bitsandbytes"),)
+        **{name: (Provider("bitsandbytes.optim", name, "bitsandbytes"),) for name in _BNB_NAMES},
+        **{f"bnb_{name}": (Provider("bitsandbytes.optim", name, "bitsandbytes"),)
            for name in _BNB_CLASHING},
     },
-    "transformers": {"Adafactor": (("transformers", "Adafactor", "transformers"),)},
+    "transformers": {"Adafactor": (Provider("transformers", "Adafactor", "transformers"),)},
 }
 THIRD_PARTY: dict[str, tuple[Provider, ...]] = {
     name: providers for family in FAMILIES.values() for name, providers in family.items()}
 
-# extra sentence for a missing name that is easy to confuse with another one.
-NOTES = {"Adafactor": " (torch's own Adafactor is registered as 'TorchAdafactor')"}
+# extra words for a name that is easy to confuse, or whose documented package is broken.
+NOTES = {
+    "Adafactor": " (torch's own Adafactor is registered as 'TorchAdafactor')",
+    "SophiaG": " (`pip install Sophia-Optimizer`, which MMEngine's docs name, installs module "
+               "`sophia`, whose latest release 0.2.5 fails to import: ImportError: cannot import "
+               "name 'sophiag' from 'sophia.sophia')",
+    **{name: f": {_SOPHIA_HISTORY}; SophiaG comes from `pip install sophia-opt`"
+       for name in ("Sophia", "DecoupledSophia", "Sophia2")},
+}
 
 
 def register_torch_optimizers() -> list[str]:
@@ -148,6 +177,87 @@ def _installed(module: str) -> bool:
         return False
 
 
+def _distribution(module: str) -> str:
+    """``'sophia-optimizer 0.2.5 (module `sophia`)'``: what installed ``module``'s package."""
+    top = module.split(".")[0]
+    names = importlib.metadata.packages_distributions().get(top, [])
+    versions = []
+    for name in dict.fromkeys(names):
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(name)
+    return f"{' and '.join(versions)} (module `{top}`)" if versions else f"module `{top}`"
+
+
+def _advice(name: str, providers: tuple[Provider, ...]) -> str:
+    """What installing would bring ``name``: the ``pip install`` of each provider that works."""
+    pips = " or ".join(f"`pip install {p.pip}`" for p in providers if p.pip)
+    if not pips:
+        return f"no package that installs today provides a working one{NOTES.get(name, '')}"
+    return f"{pips} brings it{NOTES.get(name, '')}"
+
+
+class ThirdPartyEntry(LazyEntry):
+    """A lazy optimizer entry whose installed providers are tried in turn on first use.
+
+    The error, when none works, names for each installed provider its package, version and
+    why it failed (its import raised, or it lacks the class), and advises only installing
+    providers that are not installed.
+
+    Args:
+        name: The registered name.
+        providers: Every provider of ``name``, installed or not (see :data:`FAMILIES`); at
+            least one must be installed.
+
+    Example:
+        >>> ThirdPartyEntry('Adam', (Provider('torch.optim', 'Adam', 'torch'),)).load('x')
+        <class 'torch.optim.adam.Adam'>
+        >>> try:
+        ...     ThirdPartyEntry('Nope', (Provider('torch.optim', 'Nope', 'torch'),)).load('x')
+        ... except UnknownTypeError as err:
+        ...     print(err)
+        x cannot be loaded: torch ... (module `torch`) is installed and imports, but
+        `torch.optim` has no Nope; no other installed package provides it
+    """
+
+    __slots__ = ("name", "providers")
+
+    def __init__(self, name: str, providers: tuple[Provider, ...]) -> None:
+        first = next(p for p in providers if _installed(p.module))
+        super().__init__(first.module, first.attr, "")
+        self.name, self.providers = name, providers
+
+    def load(self, where: str) -> Any:
+        """Import the class from the first installed provider that has it.
+
+        Args:
+            where: How to name the entry in the error message.
+
+        Raises:
+            UnknownTypeError: No installed provider imports and has the class.
+        """
+        failures, missing = [], []
+        for provider in self.providers:
+            if not _installed(provider.module):
+                missing.append(provider)
+                continue
+            try:
+                module = importlib.import_module(provider.module)
+            except Exception as err:  # a package may raise anything while importing
+                failures.append(f"{_distribution(provider.module)} is installed, but `import "
+                                f"{provider.module}` fails ({type(err).__name__}: {err})")
+                continue
+            if inspect.isclass(getattr(module, provider.attr, None)):
+                return getattr(module, provider.attr)
+            failures.append(f"{_distribution(provider.module)} is installed and imports, but "
+                            f"`{provider.module}` has no {provider.attr}")
+        working = tuple(p for p in missing if p.pip)
+        advice = (_advice(self.name, working) if working or not any(p.pip for p in self.providers)
+                  else "no other installed package provides it")
+        raise UnknownTypeError(f"{where} cannot be loaded: {'; '.join(failures)}; {advice}")
+
+
 def _register_family(family: str) -> list[str]:
     """Register lazily the names of ``family`` whose package is installed; hint the rest.
 
@@ -157,16 +267,11 @@ def _register_family(family: str) -> list[str]:
     for name, providers in FAMILIES[family].items():
         if name in OPTIMIZERS._module_dict:
             continue
-        found = next((p for p in providers if _installed(p[0])), None)
-        if found is None:
-            pips = " or ".join(f"`pip install {pip}`" for _, _, pip in providers)
-            note = NOTES.get(name, "")
-            OPTIMIZERS.add_missing_hint(name, f"it comes from an optional package; {pips} "
-                                              f"brings it{note}")
+        if not any(_installed(p.module) for p in providers):
+            OPTIMIZERS.add_missing_hint(name, f"it comes from an optional package that is not "
+                                              f"installed; {_advice(name, providers)}")
             continue
-        module, attr, pip = found
-        OPTIMIZERS.register_lazy(name, module, attr,
-                                 hint=f"`pip install {pip}` installs a working version")
+        OPTIMIZERS._module_dict[name] = ThirdPartyEntry(name, providers)  # a LazyEntry
         names.append(name)
     return names
 
