@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import ast
+import inspect
 import operator
 import re
 from collections.abc import Mapping
@@ -93,7 +94,16 @@ def calc(expression: Any) -> int | float:
         raise ValueError(f"calc: {text!r}: {err}") from None
 
 
-OmegaConf.register_resolver("calc", calc, replace=True)
+def _register_calc() -> None:
+    """Register ``calc`` with OmegaConf: ``register_resolver`` where it takes ``replace``
+    (2.4, which deprecates ``register_new_resolver``), else ``register_new_resolver`` (2.3)."""
+    if "replace" in inspect.signature(OmegaConf.register_resolver).parameters:
+        OmegaConf.register_resolver("calc", calc, replace=True)
+    else:
+        OmegaConf.register_new_resolver("calc", calc, replace=True)
+
+
+_register_calc()
 
 
 def _quote_one(text: str) -> str:
