@@ -148,7 +148,8 @@ class DefaultOptimWrapperConstructor:
         if "type" not in self.optimizer_cfg:
             raise TypeError(f"{type(self).__name__}: 'optimizer' must be a dict with a 'type' "
                             f"(e.g. {{'type': 'SGD', 'lr': 0.01}}), got {self.optimizer_cfg!r}")
-        self.optimizer_cls = OPTIMIZERS.get(self.optimizer_cfg["type"])
+        with OPTIMIZERS.switch_scope_and_registry(None) as optimizers:  # as build() looks up
+            self.optimizer_cls = optimizers.get(self.optimizer_cfg["type"])
         self._records: dict[str, str] | None = None
 
     def _validate_cfg(self) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import accelwrap.optim as aw
-from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS, DefaultScope, Registry
 from accelwrap.tools.check import run_check
 
 OPTIMIZER = {"type": "AdamW", "lr": 1e-3, "weight_decay": 0.05}
@@ -141,3 +141,19 @@ def test_check_accepts_a_subclass_with_its_own_keys(tmp_path, capsys):
 def test_check_accepts_a_matching_custom_key(tmp_path, capsys):
     assert run_check(write(tmp_path, "{custom_keys: {net: {lr_mult: 0.1}}}")) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_an_optimizer_of_a_child_registry_builds_under_its_default_scope():
+    """A project's own optimizer in a child of OPTIMIZERS, found through DefaultScope."""
+    class ProjectSGD(torch.optim.SGD):
+        pass
+
+    project = Registry("optimizer", parent=OPTIMIZERS, scope="_ctor_scope_test")
+    project.register_module(module=ProjectSGD)
+    try:
+        with DefaultScope.overwrite_default_scope("_ctor_scope_test"):
+            wrapper = aw.build_optim_wrapper(Layers(), {"optimizer": {"type": "ProjectSGD",
+                                                                      "lr": 0.1}})
+        assert type(wrapper.optimizer) is ProjectSGD
+    finally:
+        OPTIMIZERS.children.pop("_ctor_scope_test")
