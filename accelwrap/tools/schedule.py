@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -148,14 +149,18 @@ def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
     trace = Trace(epoch_length, max_iters, list(members))
     trace.windows = [_window(name, s, epoch_length, max_iters)
                      for name, group in lists.items() for s in group]
-    for index in range(max_iters):
-        for key, value in _snapshot(members, extra).items():
-            trace.columns.setdefault(key, []).append(value)
-        # The runner's stepping rule; plateau schedulers also wait for validation
-        # metrics, which a preview does not have, so their values are held.
-        step_param_schedulers(lists, "iter")
-        if schedule.by_epoch and (index + 1) % epoch_length == 0:
-            step_param_schedulers(lists, "epoch")
+    with warnings.catch_warnings():
+        # Nothing trains, so no optimizer steps before the schedulers do.
+        warnings.filterwarnings("ignore", message=r"Detected call of `scheduler\.step\(\)`",
+                                category=UserWarning)
+        for index in range(max_iters):
+            for key, value in _snapshot(members, extra).items():
+                trace.columns.setdefault(key, []).append(value)
+            # The runner's stepping rule; plateau schedulers also wait for validation
+            # metrics, which a preview does not have, so their values are held.
+            step_param_schedulers(lists, "iter")
+            if schedule.by_epoch and (index + 1) % epoch_length == 0:
+                step_param_schedulers(lists, "epoch")
     return trace
 
 

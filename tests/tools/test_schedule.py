@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,14 @@ def test_bad_epoch_length_and_missing_sections(tmp_path, capsys):
     assert main(["schedule", str(path)]) == 1
     err = capsys.readouterr().err
     assert "train_cfg: required by 'accelwrap schedule'" in err
+
+
+def test_the_preview_does_not_warn_about_a_missing_optimizer_step():
+    """Schedulers warn when stepped before the optimizer (as MMEngine's do); a preview trains
+    nothing, so that warning would only confuse."""
+    cfg = {"model": {"type": "MLPClassifier"}, "train_cfg": {"max_epochs": 2},
+           "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 1.0}},
+           "param_scheduler": [{"type": "MultiStepLR", "milestones": [1], "gamma": 0.5}]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert simulate(cfg, epoch_length=3).columns["lr"] == [1.0] * 3 + [0.5] * 3
