@@ -1,9 +1,12 @@
-"""``ParamScheduler``: the stepping window, targets, state and epoch conversion of every scheduler.
+"""``ParamScheduler``: the stepping window, state and epoch conversion of every scheduler.
 
 A scheduler changes one key (``param_name``) of every param group of its target — a torch
 optimizer or an ``OptimWrapper``, anything with a ``param_groups`` list. It counts calls to
 :meth:`ParamScheduler.step` in ``_global_step`` and acts while ``begin <= _global_step <
-end``; ``last_step`` counts the steps it acted on. Values are held after ``end``.
+end``; ``last_step`` counts the steps it acted on. Values are held after ``end``. Its
+arguments are checked by :mod:`~accelwrap.optim.scheduler.validation`; the order of
+``optimizer.step()`` and ``scheduler.step()`` is watched by
+:mod:`~accelwrap.optim.scheduler.step_order`.
 
 The class subclasses ``torch.optim.lr_scheduler.LRScheduler`` so ``accelerator.prepare``
 accepts it and ``accelerator.save_state`` / ``load_state`` checkpoint it. Its state dict
@@ -24,155 +27,31 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import math
-import warnings
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from torch.optim.lr_scheduler import LRScheduler
 
-from accelwrap.errors import (
-    TypeAssertionError,
-    ValueAssertionError,
-    ValueKeyError,
-    suggest,
-)
+from accelwrap.errors import ValueAssertionError, ValueKeyError
 from accelwrap.optim._accelerate_compat import check_not_multistepped
+from accelwrap.optim.scheduler.step_order import (
+    count_optimizer_steps,
+    warn_if_optimizer_not_stepped,
+)
+from accelwrap.optim.scheduler.validation import (
+    check_param_name,
+    check_window,
+    momentum_key,
+    param_groups_of,
+)
 
 INF = int(1e9)
 COMMON_ARGS = ("begin", "end", "last_step", "by_epoch", "verbose")
-_DOC_LINK = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
-OVERRIDDEN_WARNING = (
-    "Seems like `optimizer.step()` has been overridden after parameter value scheduler "
-    "initialization. Please, make sure to call `optimizer.step()` before `scheduler.step()`. "
-    f"See more details at {_DOC_LINK}")
-EARLY_WARNING = (
-    "Detected call of `scheduler.step()` before `optimizer.step()`. In PyTorch 1.1.0 and "
-    "later, you should call them in the opposite order: `optimizer.step()` before "
-    "`scheduler.step()`. Failure to do this will result in PyTorch skipping the first value "
-    f"of the parameter value schedule. See more details at {_DOC_LINK}")
 
 logger = logging.getLogger("accelwrap")
-
-
-def param_groups_of(target: Any, owner: str) -> list[dict]:
-    """Return ``target.param_groups`` as a list of dicts, or explain why it cannot be scheduled.
-
-    Args:
-        target: A torch optimizer, an ``OptimWrapper`` or anything with ``param_groups``.
-        owner: The scheduler's class name, used in messages.
-
-    Returns:
-        The param groups (the live list, not a copy).
-
-    Raises:
-        TypeError: ``target`` has no list of param-group dicts (an ``OptimWrapperDict``
-            needs one scheduler list per member).
-    """
-    groups = getattr(target, "param_groups", None)
-    if isinstance(groups, Mapping):
-        raise TypeError(f"{owner}: optimizer is an OptimWrapperDict-like mapping with members "
-                        f"{sorted(groups)}; schedule each member separately, e.g. with "
-                        "build_param_schedulers(cfg, optim_wrapper), which returns a dict of lists")
-    if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
-        raise TypeError(f"{owner}: ``optimizer`` should be an Optimizer or an OptimWrapper "
-                        f"(anything with a param_groups list of dicts), but got "
-                        f"{type(target).__name__}")
-    return groups
-
-
-def momentum_key(target: Any, groups: list[dict], owner: str) -> tuple[str, bool]:
-    """Which key a momentum scheduler writes, and whether it mirrors it into ``betas[0]``.
-
-    Args:
-        target: The optimizer or wrapper (its ``defaults`` are consulted first).
-        groups: Its param groups.
-        owner: The scheduler's class name, used in messages.
-
-    Returns:
-        ``('momentum', False)`` for SGD-style optimizers, ``('momentum', True)`` for
-        Adam-style ones whose ``betas[0]`` plays the role of momentum.
-
-    Raises:
-        ValueError: The optimizer has neither ``momentum`` nor ``betas``.
-    """
-    defaults = getattr(target, "defaults", None) or (groups[0] if groups else {})
-    if "momentum" in defaults:
-        return "momentum", False
-    if "betas" in defaults:
-        return "momentum", True
-    raise ValueError(f"{owner}: optimizer must support momentum when using momentum scheduler: "
-                     f"{type(target).__name__} has neither 'momentum' nor 'betas' in its defaults "
-                     f"({sorted(defaults)}); use a ParamScheduler with param_name= one of those "
-                     "keys instead")
-
-
-def _check_int(name: str, value: Any, owner: str, minimum: int | None = None,
-               asserted: bool = False) -> None:
-    """Refuse a non-integer or too small ``value``; ``asserted``: MMEngine asserts this check."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        error = TypeAssertionError if asserted else TypeError
-        raise error(f"{owner}: {name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        error = ValueAssertionError if asserted else ValueError
-        raise error(f"{owner}: {name} must be >= {minimum}, got {value}")
-
-
-def count_optimizer_steps(optimizer: Any) -> bool:
-    """Count ``optimizer.step()`` calls in ``optimizer._global_step``, as MMEngine and torch do.
-
-    The bound ``step`` is replaced by a wrapper (marked ``_with_counter``) that adds 1 to
-    the counter and calls the original; a wrapper already there is kept. The counter is
-    reset to -1, so :meth:`ParamScheduler.step` can tell whether the optimizer stepped
-    before it (and whether ``step`` was replaced since).
-
-    Args:
-        optimizer: The scheduler's target.
-
-    Returns:
-        Whether the target's steps are counted (False when ``step`` is not a bound
-        method, e.g. a bare object with ``param_groups``).
-
-    Example:
-        >>> import torch
-        >>> from accelwrap.optim.scheduler.base import count_optimizer_steps
-        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-        >>> count_optimizer_steps(opt), opt._global_step
-        (True, -1)
-        >>> opt.step(); opt._global_step
-        0
-    """
-    step = getattr(optimizer, "step", None)
-    if not getattr(step, "_with_counter", False):
-        if not inspect.ismethod(step):
-            return False
-        target = weakref.ref(optimizer)  # no reference cycle optimizer -> wrapper -> optimizer
-        func, owner = step.__func__, weakref.ref(step.__self__)
-
-        @functools.wraps(func)
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            target()._global_step += 1
-            return func(owner(), *args, **kwargs)
-
-        counted._with_counter = True
-        optimizer.step = counted
-    optimizer._global_step = -1
-    return True
-
-
-def _has_counter(step: Any) -> bool:
-    """Whether ``step`` is the counting wrapper, or wraps it (e.g. Accelerate's fp16 patch)."""
-    for _ in range(8):
-        if getattr(step, "_with_counter", False):
-            return True
-        step = getattr(step, "__wrapped__", None)
-        if step is None:
-            return False
-    return False
 
 
 def epochs_to_iters(value: Any, epoch_length: int, name: str, owner: str) -> Any:
@@ -255,7 +134,7 @@ class ParamScheduler(LRScheduler):
         # with torch's own rules. Only the attributes Accelerate reads are set here.
         owner = type(self).__name__
         groups = param_groups_of(optimizer, owner)
-        self._check_window(begin, end, last_step, by_epoch, owner)
+        check_window(begin, end, last_step, by_epoch, owner)
         self.optimizer = optimizer
         self.use_betas = False
         if self.schedules_momentum:
@@ -263,7 +142,7 @@ class ParamScheduler(LRScheduler):
             if self.use_betas:
                 for group in groups:
                     group["momentum"] = group["betas"][0]
-        self._check_param_name(param_name, groups, owner)
+        check_param_name(param_name, groups, owner)
         self._counts_steps = self._step_at_construction and count_optimizer_steps(optimizer)
         self.param_name = param_name
         self.begin, self.end = begin, end
@@ -276,28 +155,6 @@ class ParamScheduler(LRScheduler):
         self._prepare()
         if self._step_at_construction:
             self.step()
-
-    @staticmethod
-    def _check_window(begin: Any, end: Any, last_step: Any, by_epoch: Any, owner: str) -> None:
-        _check_int("begin", begin, owner, minimum=0)
-        _check_int("end", end, owner)
-        _check_int("last_step", last_step, owner, minimum=-1, asserted=True)
-        if end <= begin:
-            raise ValueError(f"{owner}: end should be larger than begin, but got begin={begin}, "
-                             f"end={end}; the window is [begin, end) in "
-                             f"{'epochs' if by_epoch else 'iterations'}, end exclusive")
-        if not isinstance(by_epoch, bool):
-            raise TypeError(f"{owner}: by_epoch must be True or False, got {by_epoch!r}")
-
-    @staticmethod
-    def _check_param_name(param_name: Any, groups: list[dict], owner: str) -> None:
-        if not isinstance(param_name, str):
-            raise TypeError(f"{owner}: param_name must be a string, got {param_name!r}")
-        for index, group in enumerate(groups):
-            if param_name not in group:
-                keys = [k for k in group if k != "params"]
-                raise ValueKeyError(f"{owner}: param_name {param_name!r} is not a key of "
-                                    f"param_groups[{index}]; {suggest(param_name, keys)}")
 
     def _initial_values(self) -> list[float] | None:
         """Values to force into ``initial_<param_name>`` (OneCycle); None keeps them."""
@@ -330,7 +187,7 @@ class ParamScheduler(LRScheduler):
         """Advance one step (epoch or iteration) and update the param groups in the window."""
         check_not_multistepped()
         if self._global_step == 0 and self._counts_steps:
-            self._warn_if_optimizer_not_stepped()
+            warn_if_optimizer_not_stepped(self.optimizer)
         self._step_count += 1
         self._global_step += 1
         groups = self.optimizer.param_groups
@@ -340,13 +197,6 @@ class ParamScheduler(LRScheduler):
             if values is not None:
                 self._write(groups, values)
         self._last_value = [group[self.param_name] for group in groups]
-
-    def _warn_if_optimizer_not_stepped(self) -> None:
-        """MMEngine's and torch's warnings, checked on the first step after construction."""
-        if not _has_counter(self.optimizer.step):
-            warnings.warn(OVERRIDDEN_WARNING, UserWarning, stacklevel=3)
-        elif getattr(self.optimizer, "_global_step", 0) < 0:
-            warnings.warn(EARLY_WARNING, UserWarning, stacklevel=3)
 
     def _write(self, groups: list[dict], values: list[float]) -> None:
         name = self.param_name
