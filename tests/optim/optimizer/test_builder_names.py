@@ -7,10 +7,10 @@ import importlib.util
 import pytest
 import torch
 
-from accelwrap.optim.optimizer import builder
+from accelwrap.optim.optimizer import builder, third_party
 from accelwrap.registry import OPTIMIZERS
 
-FAMILIES = {  # list -> (register function, family in builder.FAMILIES)
+FAMILIES = {  # list -> (register function, family in third_party.FAMILIES)
     "DADAPTATION_OPTIMIZERS": ("register_dadaptation_optimizers", "dadaptation"),
     "LION_OPTIMIZERS": ("register_lion_optimizers", "lion"),
     "SOPHIA_OPTIMIZERS": ("register_sophia_optimizers", "sophia"),
@@ -21,7 +21,7 @@ FAMILIES = {  # list -> (register function, family in builder.FAMILIES)
 
 def installed(family: str) -> bool:
     """Whether any module that provides a name of ``family`` is installed."""
-    modules = {p.module.split(".")[0] for providers in builder.FAMILIES[family].values()
+    modules = {p.module.split(".")[0] for providers in third_party.FAMILIES[family].values()
                for p in providers}
     return any(importlib.util.find_spec(module) is not None for module in modules)
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from accelwrap.errors import UnknownTypeError
-from accelwrap.optim.optimizer.builder import THIRD_PARTY
+from accelwrap.optim.optimizer.third_party import THIRD_PARTY
 from accelwrap.registry import OPTIMIZERS
 
 

@@ -1,6 +1,6 @@
 """Every third-party optimizer of the catalogue, for real: built from config, stepped, resumed.
 
-Parametrized over each family of ``builder.FAMILIES`` (MMEngine's ``*_OPTIMIZERS`` lists):
+Parametrized over each family of ``third_party.FAMILIES`` (MMEngine's ``*_OPTIMIZERS`` lists):
 every name that some installable package provides is built through ``build_optim_wrapper``,
 stepped on CPU against direct use of the class (the independent reference), and resumed
 from a checkpoint file read with ``torch.load(weights_only=True)``, as Accelerate reads
@@ -22,7 +22,7 @@ import torch
 
 from accelwrap.errors import UnknownTypeError
 from accelwrap.optim import build_optim_wrapper
-from accelwrap.optim.optimizer import builder
+from accelwrap.optim.optimizer import builder, third_party
 from accelwrap.registry import OPTIMIZERS
 
 # config keys beyond ``type`` and ``lr`` that a class needs to build or to move on CPU.
@@ -36,13 +36,13 @@ BROKEN_REASON = ("bitsandbytes (0.50) fails on CPU for every parameter: RuntimeE
 
 def installable(family: str) -> list[str]:
     """The names of ``family`` that some package installs today (``pip`` is set)."""
-    return [name for name, providers in builder.FAMILIES[family].items()
+    return [name for name, providers in third_party.FAMILIES[family].items()
             if any(p.pip for p in providers)]
 
 
 def cases() -> list:
     params = []
-    for family in builder.FAMILIES:
+    for family in third_party.FAMILIES:
         for name in installable(family):
             marks = [pytest.mark.xfail(raises=RuntimeError, reason=BROKEN_REASON)
                      ] if name in CPU_BROKEN else []
@@ -58,7 +58,7 @@ def config(name: str) -> dict:
 
 def require(name: str) -> type:
     """The class behind ``name``, or a skip naming the package that is missing."""
-    providers = builder.THIRD_PARTY[name]
+    providers = third_party.THIRD_PARTY[name]
     if not any(importlib.util.find_spec(p.module.split(".")[0]) for p in providers):
         pips = " or ".join(p.pip for p in providers if p.pip)
         pytest.skip(f"{pips} is not installed (`pip install {pips}` brings {name})")
@@ -129,9 +129,9 @@ def test_bitsandbytes_names_are_every_optimizer_class_it_has():
     bnb_optim = pytest.importorskip("bitsandbytes.optim")
     classes = {name for name, obj in vars(bnb_optim).items()
                if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)}
-    ours = {name.removeprefix("bnb_") for name in builder.FAMILIES["bitsandbytes"]}
+    ours = {name.removeprefix("bnb_") for name in third_party.FAMILIES["bitsandbytes"]}
     assert ours == classes
-    assert set(builder.BITSANDBYTES_OPTIMIZERS) == set(builder.FAMILIES["bitsandbytes"])
+    assert set(builder.BITSANDBYTES_OPTIMIZERS) == set(third_party.FAMILIES["bitsandbytes"])
 
 
 def test_bitsandbytes_and_transformers_classes_are_mmengines():
