@@ -6,7 +6,7 @@ scoped name ``'myproj.Foo'`` is looked up in the registry of scope ``myproj`` (i
 the first lookup; a full dotted path (``'torch.optim.SGD'``) resolves to that object; a
 child without ``build_func`` inherits its parent's. The scope ``'mmengine'`` in a name
 or a config's ``_scope_`` means accelwrap's root registries, so MMEngine configs keep
-their meaning.
+their meaning. The lookup itself and its error are :mod:`~accelwrap.registry.lookup`'s.
 
 accelwrap's additions: an unknown name raises (a ``KeyError``) listing close matches
 instead of returning None; entries can be registered lazily; missing optional
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from accelwrap.errors import RegistryError, UnknownTypeError
+from accelwrap.errors import RegistryError
 from accelwrap.registry.build_functions import build_from_cfg
 from accelwrap.registry.default_scope import (
     ROOT_SCOPE,
@@ -42,13 +42,8 @@ from accelwrap.registry.default_scope import (
     canonical_scope,
     import_registry_module,
 )
-from accelwrap.registry.entries import (
-    LazyEntry,
-    RegistryAssertionError,
-    RegistryTypeError,
-    object_from_string,
-    unknown_name_error,
-)
+from accelwrap.registry.entries import LazyEntry, RegistryAssertionError, RegistryTypeError
+from accelwrap.registry.lookup import resolve, search_child, unknown_error
 
 __all__ = ["ROOT_SCOPE", "Registry"]
 
@@ -120,7 +115,7 @@ class Registry:
         return len(self._module_dict)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._resolve(key, load=False) is not None
+        return isinstance(key, str) and resolve(self, key, load=False) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._module_dict)
@@ -198,16 +193,6 @@ class Registry:
                 f"({self._children[registry.scope].name!r}); give the new one another scope")
         self._children[registry.scope] = registry
 
-    def _search_child(self, scope: str) -> Registry | None:
-        """The registry of ``scope`` in this registry's subtree (depth first), or None."""
-        if canonical_scope(self._scope) == canonical_scope(scope):
-            return self
-        for child in self._children.values():
-            found = child._search_child(scope)
-            if found is not None:
-                return found
-        return None
-
     def import_from_location(self) -> None:
         """Import this registry's ``locations`` (once; again after a failed import).
 
@@ -252,7 +237,7 @@ class Registry:
                 return
             scope_name = canonical_scope(current.scope_name)
             import_registry_module(scope_name)
-            registry = self._get_root_registry()._search_child(scope_name)
+            registry = search_child(self._get_root_registry(), scope_name)
             if registry is None:
                 logger.warning("no registry of scope %r in the tree of %r; building with %r "
                                "of scope %r instead", scope_name, self.root.name, self._name,
@@ -265,28 +250,6 @@ class Registry:
         if load and isinstance(entry, LazyEntry):
             entry = self._module_dict[name] = entry.load(f"{self._name} {name!r}")
         return entry
-
-    def _resolve(self, key: str, load: bool = True) -> Any:
-        """MMEngine's lookup order; None when ``key`` names nothing."""
-        scope, real_key = self.split_scope_key(key)
-        scope = canonical_scope(scope)
-        self.import_from_location()
-        if scope is None or scope == canonical_scope(self._scope):
-            registry: Registry | None = self
-            while registry is not None:
-                if real_key in registry._module_dict:
-                    return registry._entry(real_key, load)
-                registry = registry.parent if scope is None else None
-        else:
-            import_registry_module(scope)
-            root, target = self._get_root_registry(), self._children.get(scope)
-            if target is None and root is not self and (
-                    scope == canonical_scope(root.scope) or scope in root.children):
-                target, real_key = root, key
-            found = target._resolve(real_key, load) if target is not None else None
-            if found is not None:
-                return found
-        return object_from_string(key) if "." in key else None
 
     def get(self, key: str | type | Callable) -> Any:
         """Return the class registered as ``key`` (a class or function is returned as is).
@@ -309,25 +272,10 @@ class Registry:
             if callable(key):
                 return key
             raise TypeError(f"{self._name}: 'type' must be a name or a class, got {key!r}")
-        found = self._resolve(key)
+        found = resolve(self, key)
         if found is None:
-            raise self._unknown(key)
+            raise unknown_error(self, key)
         return found
-
-    def _unknown(self, key: str) -> UnknownTypeError:
-        chain, registry = [], self
-        while registry is not None:
-            chain.append(registry)
-            registry = registry.parent
-        error = unknown_name_error(key, [(r.name, r._module_dict, r._missing_hints)
-                                         for r in chain])
-        if "did you mean" in str(error) or "is not available" in str(error):
-            return error
-        return type(error)(
-            f"{error} If {key!r} is your own class, register it with "
-            f"@{self._name}.register_module() in a module the config imports: "
-            "custom_imports: {imports: [my_package.my_module]} (or give the registry "
-            "locations=[...] to import)")
 
     def build(self, cfg: Mapping, default_args: Mapping | None = None, **kwargs: Any) -> Any:
         """Build an object from a config whose ``type`` names a registered class.
