@@ -322,6 +322,12 @@ PARTS: tuple[CheckpointPart, ...] = (
         "`{parameter: shape}`: resuming refuses a checkpoint of another model before loading.",
         files=_STATE, keys=(FINGERPRINT_KEY,),
         collect=lambda loop: (loop.runner.fingerprint,)),
+    CheckpointPart(
+        "run folder", ACCELWRAP,
+        "The run's folder under the work dir (text log, `scalars.jsonl`, TensorBoard events): "
+        "a resumed run continues it.",
+        files=_STATE, keys=("run_dir",),
+        collect=lambda loop: (getattr(getattr(loop.runner, "run_dir", None), "name", None),)),
 )
 
 

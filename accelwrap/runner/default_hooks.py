@@ -46,12 +46,16 @@ class LoggerSettings:
     Attributes:
         interval: Log training scalars every this many iterations.
         trackers: Accelerate tracker names (``'auto'``: TensorBoard when installed).
-        progress_bar: Show a progress bar on the main process.
+        progress_bar: Show a progress bar on the main process (only when stderr is a
+            terminal; elsewhere the interval lines alone).
+        per_group: Log every param group's ``lr``/``momentum`` (``lr.0``, ``lr.1``, ...)
+            instead of one per optimizer.
     """
 
     interval: int = 1
     trackers: list[str] = field(default_factory=list)
     progress_bar: bool = True
+    per_group: bool = False
 
 
 def _checkpoint_keys(type: str = "CheckpointHook", interval: int = 1, by_epoch: bool | None = None,
@@ -60,7 +64,7 @@ def _checkpoint_keys(type: str = "CheckpointHook", interval: int = 1, by_epoch: 
 
 
 def _logger_keys(type: str = "LoggerHook", interval: int = 1, trackers: Any = "auto",
-                 progress_bar: bool = True) -> None:
+                 progress_bar: bool = True, per_group: bool = False) -> None:
     """The keys ``default_hooks.logger`` accepts."""
 
 
@@ -106,6 +110,10 @@ def parse_default_hooks(cfg: Mapping | None,
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             problems.append(f"default_hooks.{section}.{key}: expected a positive integer, "
                             f"got {value!r}")
+    for key in ("progress_bar", "per_group"):
+        if not isinstance(log.get(key, False), bool):
+            problems.append(f"default_hooks.logger.{key}: expected true or false, "
+                            f"got {log[key]!r}")
     trackers = log.get("trackers", "auto")
     if trackers == "auto":
         log["trackers"] = default_trackers()

@@ -1,13 +1,15 @@
-"""Training logs: a progress bar, a JSON-lines scalar file and Accelerate trackers.
+"""Training logs: interval lines, a progress bar, a JSON-lines scalar file and trackers.
 
 Only the main process writes. Every logged record is one JSON object per line in
-``<work_dir>/scalars.jsonl``, e.g.::
+``<run_dir>/scalars.jsonl`` (the run's folder, see :mod:`accelwrap.runner.run_log`), e.g.::
 
     {"mode": "train", "epoch": 0, "iter": 12, "loss": 0.41, "lr": 0.05, "momentum": 0.9}
     {"mode": "val", "epoch": 1, "iter": 45, "accuracy": 0.96, "loss": 0.12}
 
 The same scalars go to the trackers given to the Accelerator (``log_with``),
-TensorBoard by default when it is installed.
+TensorBoard by default when it is installed, and every ``logger.interval`` iterations
+one MMEngine-style line goes to the ``accelwrap`` logger (the text log and stderr). A
+progress bar is shown only when stderr is a terminal.
 
 Example:
     >>> import torch
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import os
 import sys
@@ -32,6 +35,9 @@ from typing import Any
 import torch
 
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import members_of
+from accelwrap.runner.run_log import memory_mb, train_line, val_line
+
+logger = logging.getLogger("accelwrap")
 
 __all__ = ["MetricLogger", "default_trackers", "flatten_values", "init_trackers", "optim_scalars",
            "parse_losses"]
@@ -100,13 +106,21 @@ def flatten_values(values: Mapping[str, list[float]]) -> dict[str, float]:
     return flat
 
 
-def optim_scalars(optim_wrapper: Any) -> dict[str, float]:
+def _first_values(values: Mapping[str, list[float]]) -> dict[str, float]:
+    return {key: float(items[0]) for key, items in values.items() if items}
+
+
+def optim_scalars(optim_wrapper: Any, per_group: bool = False) -> dict[str, float]:
     """Learning rates, momenta, grad norm, loss scale and skipped steps of a wrapper (or dict).
 
-    ``OptimWrapperDict`` members are prefixed with their name (``generator.lr``).
+    ``OptimWrapperDict`` members are prefixed with their name (``generator.lr``). By
+    default one ``lr``/``momentum`` per optimizer, its first param group's (as MMEngine
+    logs), plus ``base_lr`` for several groups; ``per_group`` gives every group's
+    (``lr.0``, ``lr.1``, ...).
 
     Args:
         optim_wrapper: An ``OptimWrapper`` or ``OptimWrapperDict``.
+        per_group: Log each param group's values.
 
     Returns:
         Flat ``{name: float}``.
@@ -115,10 +129,11 @@ def optim_scalars(optim_wrapper: Any) -> dict[str, float]:
     if members is not None:
         out = {}
         for name, member in members.items():
-            out.update({f"{name}.{k}": v for k, v in optim_scalars(member).items()})
+            out.update({f"{name}.{k}": v for k, v in optim_scalars(member, per_group).items()})
         return out
-    out = flatten_values(optim_wrapper.get_lr())
-    out.update(flatten_values(optim_wrapper.get_momentum()))
+    flat = flatten_values if per_group else _first_values
+    out = flat(optim_wrapper.get_lr())
+    out.update(flat(optim_wrapper.get_momentum()))
     if optim_wrapper.grad_norm is not None:
         out["grad_norm"] = optim_wrapper.grad_norm
     scaler = getattr(optim_wrapper, "loss_scaler", None)
@@ -178,41 +193,50 @@ def _to_float(value: Any) -> float:
 
 
 class MetricLogger:
-    """Writes scalars to ``scalars.jsonl`` and the trackers, and drives the progress bar.
+    """Writes scalars to ``scalars.jsonl``, the trackers and the text log; drives the bar.
 
     Args:
         accelerator: The run's Accelerator (trackers already initialized).
-        work_dir: Where ``scalars.jsonl`` is written (appended to on resume).
+        run_dir: The run's folder: ``scalars.jsonl`` is written there (appended to on
+            resume).
         interval: Log training scalars every this many iterations.
-        progress_bar: Show a progress bar on the main process.
-        total: Total iterations, for the bar.
+        progress_bar: Show a progress bar on the main process when stderr is a terminal.
+        total: Total iterations (the bar, the ETA, iteration-based lines).
         initial: Iteration to start the bar from (after a resume).
         resumed: Drop records past ``initial`` left by the interrupted run, which the
             resumed run is about to write again.
+        epoch_length: Iterations per epoch (``[e][i/epoch_length]`` in the lines).
+        by_epoch: Epoch-based lines (``Epoch(train)``) or iteration-based (``Iter(train)``).
 
     Example:
-        >>> # logger = MetricLogger(accelerator, 'work_dirs/x', interval=1, total=100)
-        >>> # logger.log_train(epoch=0, iteration=1, scalars={'loss': 0.3})
+        >>> # logger = MetricLogger(accelerator, 'work_dirs/x/20250101_120000', total=100)
+        >>> # logger.log_train(epoch=0, iteration=1, scalars={'loss': 0.3}, timing={})
     """
 
-    def __init__(self, accelerator: Any, work_dir: str | os.PathLike, interval: int = 1,
+    def __init__(self, accelerator: Any, run_dir: str | os.PathLike, interval: int = 1,
                  progress_bar: bool = True, total: int = 0, initial: int = 0,
-                 resumed: bool = False) -> None:
+                 resumed: bool = False, epoch_length: int = 0, by_epoch: bool = True) -> None:
         if interval < 1:
             raise ValueError(f"default_hooks.logger.interval must be >= 1, got {interval!r}")
         self.accelerator = accelerator
-        self.interval = interval
+        self.interval, self.total = interval, total
+        self.epoch_length, self.by_epoch = epoch_length or total, by_epoch
         self.main = accelerator.is_main_process
-        self.path = Path(work_dir) / "scalars.jsonl"
-        if self.main and resumed and self.path.is_file():
-            _truncate_after(self.path, initial)
+        self.path = Path(run_dir) / "scalars.jsonl"
+        if self.main:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resumed and self.path.is_file():
+                _truncate_after(self.path, initial)
         self._file = open(self.path, "a", encoding="utf-8") if self.main else None
-        self._bar = None
-        if self.main and progress_bar:
+        self._bar = self._redirect = None
+        if self.main and progress_bar and sys.stderr.isatty():
             from tqdm.auto import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
             self._bar = tqdm(total=total, initial=initial, dynamic_ncols=True, mininterval=0.5,
                              file=sys.stderr, desc="train")
+            self._redirect = logging_redirect_tqdm([logger])
+            self._redirect.__enter__()
 
     def should_log(self, iteration: int) -> bool:
         """Whether iteration ``iteration`` (1-based) logs its training scalars."""
@@ -228,11 +252,19 @@ class MetricLogger:
         if self.accelerator.trackers:
             self.accelerator.log(scalars, step=step)
 
-    def log_train(self, epoch: int, iteration: int, scalars: Mapping[str, Any]) -> None:
-        """Record one training iteration's scalars and update the progress bar."""
+    def log_train(self, epoch: int, iteration: int, scalars: Mapping[str, Any],
+                  timing: Mapping[str, float] | None = None) -> None:
+        """Record one training iteration's scalars and log its line (with ``timing``)."""
         record = {"mode": "train", "epoch": epoch, "iter": iteration}
         record.update({k: _to_float(v) for k, v in scalars.items()})
         self._write(record, iteration)
+        if not self.main:
+            return
+        values = {k: v for k, v in record.items() if k not in ("mode", "epoch", "iter")}
+        if timing is not None:
+            timing = {**timing, "memory": memory_mb(self.accelerator.device)}
+            logger.info(train_line(values, epoch, iteration, self.epoch_length, self.total,
+                                   self.by_epoch, timing))
         if self._bar is not None:
             lr = next((v for k, v in record.items() if k.endswith("lr")), None)
             postfix = {"epoch": epoch, "loss": f"{record.get('loss', float('nan')):.4g}"}
@@ -245,23 +277,22 @@ class MetricLogger:
         if self._bar is not None:
             self._bar.update(steps)
 
-    def log_val(self, epoch: int, iteration: int, metrics: Mapping[str, float]) -> None:
-        """Record validation metrics and print them on the main process."""
+    def log_val(self, epoch: int, iteration: int, metrics: Mapping[str, float],
+                batches: int = 0) -> None:
+        """Record validation metrics and log their line (``epoch``: epochs completed)."""
         record = {"mode": "val", "epoch": epoch, "iter": iteration}
         record.update({k: _to_float(v) for k, v in metrics.items()})
         self._write(record, iteration)
         if self.main:
-            text = "  ".join(f"{k}={_to_float(v):.4f}" for k, v in metrics.items())
-            message = f"val epoch {epoch} iter {iteration}: {text}"
-            if self._bar is not None:
-                self._bar.write(message)
-            else:
-                print(message, flush=True)
+            values = {k: v for k, v in record.items() if k not in ("mode", "epoch", "iter")}
+            logger.info(val_line(values, epoch, batches, self.by_epoch))
 
     def flush(self) -> None:
         """Push buffered lines to disk."""
         if self._file is not None:
             self._file.flush()
+        for handler in logger.handlers:
+            handler.flush()
 
     def close(self) -> None:
         """Flush and close the file and the bar."""
@@ -271,3 +302,6 @@ class MetricLogger:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None

@@ -22,6 +22,7 @@ from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.runner.checkpoint import kill_point, restore_rng
 from accelwrap.runner.checkpoint_parts import collect_state, restore_state
 from accelwrap.runner.log_output import MetricLogger, optim_scalars, parse_losses
+from accelwrap.runner.run_log import IterTimer
 
 __all__ = ["TrainLoop", "call_model", "validate"]
 
@@ -61,6 +62,7 @@ class TrainLoop:
         self._pending: str | None = None  # 'iter' or 'epoch': a save is due
         self._last_saved = -1
         self._logger: MetricLogger | None = None
+        self._timer: IterTimer | None = None
         self._schedulers = runner.param_schedulers
 
     # ------------------------------------------------------------------ state
@@ -87,9 +89,12 @@ class TrainLoop:
         """
         runner = self.runner
         log_cfg = runner.logger_cfg
-        self._logger = MetricLogger(runner.accelerator, runner.work_dir, log_cfg.interval,
+        self._logger = MetricLogger(runner.accelerator, runner.run_dir, log_cfg.interval,
                                     log_cfg.progress_bar, runner.max_iters, self.iter,
-                                    resumed=runner.resume_from is not None)
+                                    resumed=runner.resume_from is not None,
+                                    epoch_length=runner.epoch_length,
+                                    by_epoch=runner.schedule.by_epoch)
+        self._timer = IterTimer(self.iter, runner.max_iters)
         while self.iter < runner.max_iters:
             self._run_epoch(resume_rng)
             resume_rng = None
@@ -106,7 +111,9 @@ class TrainLoop:
         if self.batch_in_epoch:
             loader = runner.accelerator.skip_first_batches(loader, self.batch_in_epoch)
             loader.set_epoch(self.epoch)
+        self._timer.mark()
         for batch in loader:
+            self._timer.data_ready()
             if resume_rng is not None:
                 # Creating the epoch's iterator drew from the global RNG, which the
                 # uninterrupted run did before the checkpoint: undo that draw.
@@ -123,10 +130,12 @@ class TrainLoop:
         log_vars = self._train_step(batch)
         self.iter += 1
         self.batch_in_epoch += 1
+        self._timer.iter_done()
         if self._logger.should_log(self.iter):
             # The learning rate this iteration used, as MMEngine logs it.
-            scalars = {**log_vars, **optim_scalars(runner.optim_wrapper)}
-            self._logger.log_train(self.epoch, self.iter, scalars)
+            scalars = {**log_vars,
+                       **optim_scalars(runner.optim_wrapper, runner.logger_cfg.per_group)}
+            self._logger.log_train(self.epoch, self.iter, scalars, self._timer.report(self.iter))
         step_param_schedulers(self._schedulers, "iter")
         self._logger.advance()
         if not runner.schedule.by_epoch and runner.schedule.val_due(self.iter, runner.max_iters):
@@ -136,6 +145,7 @@ class TrainLoop:
             self._pending = "iter"
         self._save()
         kill_point("iter", self.iter)
+        self._timer.mark()  # validation, checkpoints and logging are not training time
 
     def _train_step(self, batch: Any) -> dict[str, Any]:
         runner = self.runner
@@ -166,7 +176,7 @@ class TrainLoop:
         if runner.val_dataloader is None:
             return
         metrics = validate(runner)
-        self._logger.log_val(self.epoch, self.iter, metrics)
+        self._logger.log_val(self.epoch, self.iter, metrics, len(runner.val_dataloader))
         step_param_schedulers(self._schedulers, "val", metrics)
 
     def _save(self, force: bool = False) -> None:

@@ -44,6 +44,16 @@ from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.log_output import init_trackers
 from accelwrap.runner.loops import TrainLoop
+from accelwrap.runner.run_log import (
+    RUN_DIR_KEY,
+    banner,
+    configure_logging,
+    latest_run_dir,
+    new_run_dir,
+    open_log_file,
+    release_logging,
+    saved_state,
+)
 from accelwrap.runner.settings import REQUIRED_KEYS, runner_arguments, runner_config_problems
 from accelwrap.runner.weights import load_weights, shape_map
 
@@ -58,7 +68,9 @@ class Runner:
 
     Args:
         model: An ``nn.Module`` or a ``MODELS`` config (see the model contract above).
-        work_dir: Folder for checkpoints, ``scalars.jsonl`` and the saved config.
+        work_dir: Folder for checkpoints, the saved config and one timestamped folder
+            per run (``<YYYYmmdd_HHMMSS>/``: the text log, ``scalars.jsonl``, TensorBoard
+            events; a resumed run continues its run's folder).
         train_dataloader: A ``DataLoader`` or ``dict(dataset=..., batch_size=...,
             shuffle=..., num_workers=...)``.
         optim_wrapper: An ``OptimWrapper``/``OptimWrapperDict`` or its config, e.g.
@@ -81,6 +93,11 @@ class Runner:
         accelerator: An ``Accelerator`` or a dict of its arguments.
         experiment_name: Name used for trackers (defaults to the work dir's name).
         cfg: The full config, saved as ``<work_dir>/config.yaml``.
+
+    Attributes:
+        run_dir: The run's folder (set by :meth:`train`).
+        config_file: The config file the run came from, for the start banner (``accelwrap
+            train`` sets it).
 
     Example:
         >>> # Runner(model=dict(type='MLPClassifier'), work_dir='work_dirs/x',
@@ -108,6 +125,9 @@ class Runner:
         self.checkpoints = CheckpointManager(self.accelerator, self.work_dir / "checkpoints",
                                              self.checkpoint_cfg.max_keep_ckpts)
         self.resume_from = self.checkpoints.resolve(resume)
+        self._resume_asked = resume
+        self.run_dir: Path | None = None
+        self.config_file: str | None = None
         set_seed(seed, device_specific=diff_rank_seed, deterministic=deterministic)
         self.seed = seed
         self.model = build.build_model(model)
@@ -190,28 +210,70 @@ class Runner:
     def train(self) -> nn.Module:
         """Resume (or load weights), then train to the end; returns the model.
 
+        Logs to the ``accelwrap`` logger, and on the main process to the run's text log
+        ``<run_dir>/<run_dir name>.log``: the start banner, the resume point, a line every
+        ``default_hooks.logger.interval`` iterations and the validation metrics.
+
         Returns:
             The trained model (unwrapped).
         """
-        loop = TrainLoop(self)
-        resume_rng = None
-        if self.resume_from is not None:
-            restore_before_load(loop, self.resume_from)
-            state = self.checkpoints.load(self.resume_from, self.fingerprint, loop=loop)
-            loop.restore(state)
-            if loop.batch_in_epoch > 0:
-                resume_rng = rng_snapshot()  # the RNG as saved (see TrainLoop.run)
-            logger.info("resumed from %s at iteration %d", self.resume_from, loop.iter)
-        self._write_run_files(loop.iter if self.resume_from is not None else None)
-        for wrapper in named_members(self.optim_wrapper).values():
-            wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
+        saved = saved_state(self.resume_from)
+        self.run_dir = self._choose_run_dir(saved)
+        main = self.accelerator.is_main_process
+        handlers = configure_logging(self.run_dir / f"{self.run_dir.name}.log", main)
         try:
-            loop.run(resume_rng)
+            logger.info("%s", banner(self, saved))
+            loop = TrainLoop(self)
+            resume_rng = self._resume(loop)
+            handlers = open_log_file(handlers)
+            if loop.iter >= self.max_iters:
+                logger.info("already finished at iter %d; nothing to do", loop.iter)
+                return self._trained_model()
+            self._write_run_files(loop.iter if self.resume_from is not None else None)
+            for wrapper in named_members(self.optim_wrapper).values():
+                wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
+            try:
+                loop.run(resume_rng)
+            finally:
+                loop.close()
+            self.accelerator.wait_for_everyone()
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
+            logger.info("finished at iter %d; run folder %s", loop.iter, self.run_dir)
+            return self._trained_model()
         finally:
-            loop.close()
-        self.accelerator.wait_for_everyone()
-        for tracker in self.accelerator.trackers:
-            tracker.finish()
+            release_logging(handlers)
+
+    def _choose_run_dir(self, saved: Mapping[str, Any]) -> Path:
+        """The resumed run's folder, else a new timestamped one (the same on every rank)."""
+        if self.resume_from is not None:
+            name = saved.get(RUN_DIR_KEY)
+            found = self.work_dir / name if name else latest_run_dir(self.work_dir)
+            if found is not None:
+                return found
+        path = new_run_dir(self.work_dir)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            path = Path(broadcast_object_list([str(path)], from_process=0)[0])
+        return path
+
+    def _resume(self, loop: TrainLoop) -> Any:
+        """Load the checkpoint being resumed into ``loop``; the RNG to restore, if any."""
+        if self.resume_from is None:
+            if self._resume_asked is True or self._resume_asked in ("auto", "true"):
+                logger.info("resume auto: no complete checkpoint in %s; starting from scratch",
+                            self.checkpoints.directory)
+            return None
+        restore_before_load(loop, self.resume_from)
+        state = self.checkpoints.load(self.resume_from, self.fingerprint, loop=loop)
+        loop.restore(state)
+        logger.info("resumed from %s (epoch %d, iter %d)", self.resume_from, loop.epoch, loop.iter)
+        if loop.batch_in_epoch > 0:
+            return rng_snapshot()  # the RNG as saved (see TrainLoop.run)
+        return None
+
+    def _trained_model(self) -> nn.Module:
         if self.custom_step:
             return self.model
         return self.accelerator.unwrap_model(self.train_model)
@@ -224,6 +286,8 @@ class Runner:
             if self.cfg is not None:
                 save_config(self.cfg, self.work_dir / "config.yaml")
         if self.logger_cfg.trackers:
+            # TensorBoard writes <run_dir>/<experiment_name>/events.*
+            acc.project_configuration.logging_dir = str(self.run_dir)
             config = _flat_config(self.cfg) if self.cfg is not None else {}
             init_trackers(acc, self.experiment_name, config, resumed_at)
         acc.wait_for_everyone()

@@ -10,7 +10,10 @@ Usage::
 (``optim_wrapper.optimizer.lr=0.05``); ``+key=value`` adds a key the config does not
 have. ``--config FILE`` is accepted in place of the positional path. Every process of a
 multi-process launch loads the config itself, so its ``custom_imports`` are imported
-in each. The merged config is saved as ``<work_dir>/config.yaml``.
+in each. The merged config is saved as ``<work_dir>/config.yaml``; each run logs into its own
+folder ``<work_dir>/<YYYYmmdd_HHMMSS>/`` (text log, ``scalars.jsonl``, TensorBoard
+events), which a resumed run continues. ``--resume auto`` on a finished run logs
+"already finished at iter N; nothing to do" and exits 0.
 
 Example:
     >>> args = parse_args(['a=1', 'cfg.yaml', '--resume', 'auto', 'b=2'])
@@ -34,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from accelwrap.config import load_config
 from accelwrap.errors import CheckpointError, ConfigError, LaunchError, RegistryError
 from accelwrap.runner import Runner
+from accelwrap.runner.run_log import configure_logging
 
 __all__ = ["add_train_args", "build_config", "exit_now", "main", "parse_args"]
 
@@ -88,10 +92,15 @@ def build_config(args: argparse.Namespace) -> DictConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train; user errors print one clear message and return 1."""
+    """Train; user errors print one clear message and return 1.
+
+    Logging goes to stderr (rank 0; other ranks warnings only) and to the run's text log.
+    """
+    configure_logging(main=int(os.environ.get("RANK", "0")) == 0)
     try:
         cfg = build_config(args)
         runner = Runner.from_cfg(cfg)
+        runner.config_file = args.config
         runner.train()
         runner.accelerator.end_training()
     except (ConfigError, RegistryError, CheckpointError, LaunchError, FileNotFoundError,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from accelwrap.runner.run_log import latest_run_dir
 from tests.distributed.launch import REPO, accelerate_launch
 
 TRAIN = REPO / "scripts" / "train.py"
@@ -33,7 +34,7 @@ def train(work_dir: Path, args: list[str], nproc: int = 1, env: dict[str, str] |
 
 def records(work_dir: Path, mode: str | None = None) -> list[dict]:
     """The JSON-lines records of a run (optionally only ``mode`` ones)."""
-    lines = (Path(work_dir) / "scalars.jsonl").read_text().splitlines()
+    lines = (latest_run_dir(work_dir) / "scalars.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     return [r for r in rows if mode is None or r["mode"] == mode]
 

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from accelwrap.config import load_config
 from accelwrap.runner import Runner
+from accelwrap.runner.run_log import latest_run_dir
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = ["default_hooks.logger.progress_bar=false", "default_hooks.logger.trackers=null"]
@@ -27,8 +28,16 @@ def run(name: str, work_dir: Path, *overrides: str) -> Runner:
     return runner
 
 
+def run_dir(work_dir: Path) -> Path:
+    """The newest run folder of ``work_dir`` (``<work_dir>/<YYYYmmdd_HHMMSS>``)."""
+    found = latest_run_dir(work_dir)
+    if found is None:
+        raise AssertionError(f"no run folder in {work_dir}")
+    return found
+
+
 def records(work_dir: Path, mode: str) -> list[dict]:
-    """The ``mode`` records of ``scalars.jsonl``."""
+    """The ``mode`` records of the newest run's ``scalars.jsonl``."""
     rows = [json.loads(line)
-            for line in (Path(work_dir) / "scalars.jsonl").read_text().splitlines()]
+            for line in (run_dir(work_dir) / "scalars.jsonl").read_text().splitlines()]
     return [r for r in rows if r["mode"] == mode]

@@ -46,7 +46,7 @@ def test_unregistered_types_are_named_with_close_matches(tmp_path):
     text = str(err.value)
     assert "'MLPClasifier' is not registered in MODELS; did you mean 'MLPClassifier'" in text
     assert "did you mean 'SGD'" in text and "'Digits'" in text and "DigitsDataset" in text
-    assert not tmp_path.joinpath("scalars.jsonl").exists()
+    assert not list(tmp_path.rglob("scalars.jsonl"))
 
 
 def test_nonexistent_resume_path_fails_before_touching_the_work_dir(trained, tmp_path):

@@ -10,7 +10,8 @@ import pytest
 from accelwrap.tools.schedule import simulate
 from tests.runner.helpers import config, records, run
 
-SHORT = ["train_cfg.max_epochs=3"]  # the warm-up ends before the cosine begins
+# The warm-up ends before the cosine begins; every param group's lr is logged.
+SHORT = ["train_cfg.max_epochs=3", "+default_hooks.logger.per_group=true"]
 
 
 @pytest.mark.slow

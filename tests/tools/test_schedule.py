@@ -14,13 +14,15 @@ import yaml
 from accelwrap.cli import main
 from accelwrap.config import load_config
 from accelwrap.runner import Runner
+from accelwrap.runner.run_log import latest_run_dir
 from accelwrap.tools.common import load_plain
 from accelwrap.tools.schedule import simulate
 from accelwrap.tools.schedule_plot import panels
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 QUIET_HOOKS = {"checkpoint": {"interval": 10**6, "save_last": False},
-               "logger": {"interval": 1, "trackers": [], "progress_bar": False}}
+               "logger": {"interval": 1, "trackers": [], "progress_bar": False,
+                          "per_group": True}}  # the schedule's columns: every group
 # Shortened runs: bigger batches (fewer iterations per epoch) keep every milestone and
 # window of the schedule inside the run; the plateau run stops before its patience can
 # run out (its values follow validation metrics, which a preview cannot know).
@@ -59,7 +61,8 @@ def test_csv_equals_the_training_log(name, tmp_path, capsys):
 
     Runner.from_cfg(load_config(path)).train()
     records = [json.loads(line)
-               for line in (tmp_path / "work" / "scalars.jsonl").read_text().splitlines()]
+               for line in (latest_run_dir(tmp_path / "work") / "scalars.jsonl").read_text()
+               .splitlines()]
     train = [r for r in records if r["mode"] == "train"]
 
     assert len(train) == len(rows) > 0
