@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import CheckpointError
+from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_parts import (
     FINGERPRINT_KEY,
     STATE_FILE,
-    Layout,
     load_own_files,
     missing_files,
     missing_message,
@@ -139,7 +139,7 @@ class CheckpointManager:
             already prepared).
         directory: The checkpoint folder (usually ``<work_dir>/checkpoints``).
         max_keep: Keep at most this many complete checkpoints (None or <= 0: all).
-        layout: The run's :class:`~accelwrap.runner.checkpoint_parts.Layout`; when set
+        layout: The run's :class:`~accelwrap.runner.checkpoint_layout.Layout`; when set
             (the ``Runner`` sets it once everything is prepared), a save that did not
             write every declared file is never published, and a checkpoint lacking one
             is refused before anything loads.

@@ -8,11 +8,12 @@ from the parts accelwrap writes; the README's checkpoint table is :func:`parts_t
 A checkpoint folder is exactly what ``accelerator.save_state`` writes plus
 ``runner_state.json``, so a user's own ``accelerator.load_state(folder)`` loads it. Parts
 written by Accelerate are declared with Accelerate's file names (``model.safetensors``,
-``optimizer_1.bin``, ``random_states_0.pkl``, ...), for the run's :class:`Layout` (how many
-models, optimizers and schedulers were prepared, a loss scaler, the process count, the
-engine). A later part (EMA) is one more :class:`CheckpointPart` entry: its files (their
-count read from the :class:`Layout`) and, for a part accelwrap writes into its own file,
-``save``/``load`` hooks that the manager calls with the training loop.
+``optimizer_1.bin``, ``random_states_0.pkl``, ...), for the run's
+:class:`~accelwrap.runner.checkpoint_layout.Layout` (how many models, optimizers and
+schedulers were prepared, a loss scaler, the process count, the engine). A later part (EMA)
+is one more :class:`CheckpointPart` entry: its files (their count read from the layout) and,
+for a part accelwrap writes into its own file, ``save``/``load`` hooks that the manager
+calls with the training loop.
 
 Example:
     >>> layout = Layout(models=1, optimizers=1, schedulers=2, world_size=1)
@@ -35,11 +36,12 @@ from typing import Any
 from accelwrap.errors import CheckpointError
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.optim.scheduler.settings import scheduler_settings, settings_changes
+from accelwrap.runner.checkpoint_layout import Files, Layout
 
-__all__ = ["ACCELERATE", "ACCELWRAP", "ENGINES", "FINGERPRINT_KEY", "PARTS", "STATE_FILE",
-           "STATE_FORMAT", "CheckpointPart", "Files", "Layout", "collect_state", "declared_files",
-           "load_own_files", "missing_files", "missing_message", "part_of", "parts_table",
-           "restore_before_load", "restore_state", "save_own_files"]
+__all__ = ["ACCELERATE", "ACCELWRAP", "FINGERPRINT_KEY", "PARTS", "STATE_FILE", "STATE_FORMAT",
+           "CheckpointPart", "collect_state", "declared_files", "load_own_files", "missing_files",
+           "missing_message", "part_of", "parts_table", "restore_before_load", "restore_state",
+           "save_own_files"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -48,100 +50,6 @@ STATE_FORMAT = 1
 FINGERPRINT_KEY = "model"
 ACCELERATE = "Accelerate's `save_state`"
 ACCELWRAP = "accelwrap"
-ENGINES = ("plain", "fsdp_sharded", "fsdp_full", "other")
-_ENGINE_NOTE = {"plain": "", "fsdp_sharded": " (FSDP sharded)", "fsdp_full": " (FSDP full)"}
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The set-up of a run, as far as it decides a checkpoint's file names.
-
-    Attributes:
-        models: Models prepared with the accelerator (a ``train_step`` model: each
-            direct sub-module with parameters).
-        optimizers: Optimizers prepared (one per ``OptimWrapperDict`` member).
-        schedulers: ``LRScheduler`` objects prepared.
-        scaler: Whether the accelerator holds a ``GradScaler`` (fp16).
-        world_size: Processes that save (each writes its own RNG file).
-        engine: ``'plain'`` (one process, DDP), ``'fsdp_sharded'`` (FSDP
-            ``SHARDED_STATE_DICT`` through DCP), ``'fsdp_full'`` (FSDP
-            ``FULL_STATE_DICT``) or ``'other'`` (DeepSpeed, Megatron, per-rank FSDP
-            files: the engine's own model and optimizer files, not declared here).
-    """
-
-    models: int = 1
-    optimizers: int = 1
-    schedulers: int = 0
-    scaler: bool = False
-    world_size: int = 1
-    engine: str = "plain"
-
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"Layout.engine: expected one of {list(ENGINES)}, got {self.engine!r}")
-
-    @classmethod
-    def of(cls, accelerator: Any, models: int, optimizers: int, schedulers: int) -> Layout:
-        """The layout of a run on ``accelerator`` with the given numbers of prepared objects.
-
-        Example:
-            >>> from types import SimpleNamespace
-            >>> acc = SimpleNamespace(scaler=None, num_processes=2, distributed_type='MULTI_CPU')
-            >>> Layout.of(acc, models=1, optimizers=1, schedulers=0).world_size
-            2
-        """
-        return cls(models=models, optimizers=optimizers, schedulers=schedulers,
-                   scaler=getattr(accelerator, "scaler", None) is not None,
-                   world_size=accelerator.num_processes, engine=_engine(accelerator))
-
-
-def _engine(accelerator: Any) -> str:
-    kind = getattr(accelerator.distributed_type, "value", accelerator.distributed_type)
-    if kind in ("DEEPSPEED", "MEGATRON_LM"):
-        return "other"
-    if kind != "FSDP":
-        return "plain"
-    plugin = accelerator.state.fsdp_plugin
-    state_dict_type = getattr(plugin.state_dict_type, "name", str(plugin.state_dict_type))
-    if state_dict_type.endswith("FULL_STATE_DICT"):
-        return "fsdp_full"
-    if state_dict_type.endswith("SHARDED_STATE_DICT") and getattr(plugin, "use_dcp", True):
-        return "fsdp_sharded"
-    return "other"
-
-
-@dataclass(frozen=True)
-class Files:
-    """One file-name pattern of a part, and how many files it names for a :class:`Layout`.
-
-    In ``pattern``, ``{_i}`` is Accelerate's suffix for the i-th object (nothing for the
-    first, ``_1``, ``_2``, ... after it), ``{i}`` the index itself and ``{rank}`` the
-    process index; a trailing ``/`` names a folder.
-
-    Example:
-        >>> Files('optimizer{_i}.bin', lambda layout: layout.optimizers).names(Layout(optimizers=2))
-        ['optimizer.bin', 'optimizer_1.bin']
-    """
-
-    pattern: str
-    count: Callable[[Layout], int]
-    engines: tuple[str, ...] = ENGINES
-
-    def names(self, layout: Layout) -> list[str]:
-        """The file and folder names (folders without their ``/``) for ``layout``."""
-        if layout.engine not in self.engines:
-            return []
-        ranks = range(layout.world_size) if "{rank}" in self.pattern else [0]
-        return [self.pattern.format(_i=f"_{i}" if i else "", i=i, rank=rank).rstrip("/")
-                for i in range(self.count(layout)) for rank in ranks]
-
-    def shown(self) -> str:
-        """The pattern as the README shows it, e.g. ``optimizer.bin``, ``optimizer_<i>.bin``."""
-        note = _ENGINE_NOTE.get(self.engines[0], "") if len(self.engines) == 1 else ""
-        if "{_i}" in self.pattern:
-            first, rest = self.pattern.format(_i="", i=0), self.pattern.format(_i="_<i>", i="<i>")
-            return f"`{first}`, `{rest}`{note}"
-        return f"`{self.pattern.format(i='<i>', rank='<rank>')}`{note}"
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.registry import RUNNERS, to_plain
 from accelwrap.runner import build
 from accelwrap.runner.checkpoint import CheckpointManager, rng_snapshot
-from accelwrap.runner.checkpoint_parts import Layout, restore_before_load
+from accelwrap.runner.checkpoint_layout import Layout
+from accelwrap.runner.checkpoint_parts import restore_before_load
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.log_output import init_trackers

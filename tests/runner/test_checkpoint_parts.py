@@ -21,12 +21,11 @@ from omegaconf import OmegaConf
 
 from accelwrap.errors import CheckpointError
 from accelwrap.runner import Runner, checkpoint_parts
+from accelwrap.runner.checkpoint_layout import Files, Layout
 from accelwrap.runner.checkpoint_parts import (
     PARTS,
     STATE_FILE,
     CheckpointPart,
-    Files,
-    Layout,
     declared_files,
     parts_table,
 )
