@@ -69,7 +69,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
 
-from accelwrap.errors import suggest
+from accelwrap.errors import ValueAssertionError, suggest
 from accelwrap.optim.optimizer.default_constructor import unwrap_model
 from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import OptimWrapperDict
@@ -220,9 +220,9 @@ def _wrap_built_optimizer(cfg: dict[str, Any], paramwise_cfg: Any, constructor_t
 def _build_members(model: nn.Module, cfg: dict[str, Any], accelerator: Any) -> Any:
     """Form 3: one wrapper per member config, each over ``model.<member>``."""
     if not cfg or not all(isinstance(v, (Mapping, OptimWrapper)) for v in cfg.values()):
-        raise ValueError(
-            "build_optim_wrapper: the config has no 'optimizer' (one optimizer) and is not a "
-            "dict of member configs (several optimizers) either; got keys "
+        raise ValueAssertionError(
+            "build_optim_wrapper: `optim_wrapper_cfg` must contain 'optimizer' (one "
+            "optimizer) or be a dict of member configs (several optimizers); got keys "
             f"{sorted(map(str, cfg))}; {suggest(str(next(iter(cfg), '')), SINGLE_KEYS)}")
     model = unwrap_model(model)
     members = dict(model.named_children())

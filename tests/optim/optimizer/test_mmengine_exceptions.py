@@ -67,3 +67,9 @@ def test_optim_wrapper_dict_refuses_with_mmengines_sentence(method):
         wrappers = lib.OptimWrapperDict(gen=lib.OptimWrapper(optimizer()))
         with pytest.raises(NotImplementedError, match=phrase):
             getattr(wrappers, method)(*args)
+
+
+def test_an_empty_wrapper_config_is_refused_as_mmengine_refuses_it():
+    for lib in (mm, aw):
+        with pytest.raises(AssertionError, match="`optim_wrapper_cfg` must contain"):
+            lib.build_optim_wrapper(nn.Linear(2, 2), {})
