@@ -17,19 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from accelwrap.optim.scheduler import families, onecycle, plateau
 from accelwrap.optim.scheduler.factory import make_scheduler
-from accelwrap.optim.scheduler.families import (
-    Constant,
-    CosineAnnealing,
-    CosineRestart,
-    Exponential,
-    Linear,
-    MultiStep,
-    Poly,
-    Step,
-)
-from accelwrap.optim.scheduler.onecycle import OneCycle
-from accelwrap.optim.scheduler.plateau import ReduceOnPlateau
 
 __all__ = [
     "ConstantLR", "CosineAnnealingLR", "CosineRestartLR", "ExponentialLR", "LinearLR",
@@ -64,13 +53,13 @@ class LRSchedulerMixin:
         super().__init__(optimizer, "lr", *args, **kwargs)
 
 
-ConstantLR = make_scheduler(Constant, param_name="lr")
-CosineAnnealingLR = make_scheduler(CosineAnnealing, param_name="lr")
-CosineRestartLR = make_scheduler(CosineRestart, param_name="lr")
-ExponentialLR = make_scheduler(Exponential, param_name="lr")
-LinearLR = make_scheduler(Linear, param_name="lr")
-MultiStepLR = make_scheduler(MultiStep, param_name="lr")
-OneCycleLR = make_scheduler(OneCycle, param_name="lr")
-PolyLR = make_scheduler(Poly, param_name="lr")
-ReduceOnPlateauLR = make_scheduler(ReduceOnPlateau, param_name="lr")
-StepLR = make_scheduler(Step, param_name="lr")
+ConstantLR = make_scheduler(families.Constant, param_name="lr")
+CosineAnnealingLR = make_scheduler(families.CosineAnnealing, param_name="lr")
+CosineRestartLR = make_scheduler(families.CosineRestart, param_name="lr")
+ExponentialLR = make_scheduler(families.Exponential, param_name="lr")
+LinearLR = make_scheduler(families.Linear, param_name="lr")
+MultiStepLR = make_scheduler(families.MultiStep, param_name="lr")
+OneCycleLR = make_scheduler(onecycle.OneCycle, param_name="lr")
+PolyLR = make_scheduler(families.Poly, param_name="lr")
+ReduceOnPlateauLR = make_scheduler(plateau.ReduceOnPlateau, param_name="lr")
+StepLR = make_scheduler(families.Step, param_name="lr")

@@ -20,18 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from accelwrap.optim.scheduler import families, plateau
 from accelwrap.optim.scheduler.factory import make_scheduler
-from accelwrap.optim.scheduler.families import (
-    Constant,
-    CosineAnnealing,
-    CosineRestart,
-    Exponential,
-    Linear,
-    MultiStep,
-    Poly,
-    Step,
-)
-from accelwrap.optim.scheduler.plateau import ReduceOnPlateau
 
 __all__ = [
     "ConstantMomentum", "CosineAnnealingMomentum", "CosineRestartMomentum",
@@ -69,12 +59,12 @@ class MomentumSchedulerMixin:
         super().__init__(optimizer, "momentum", *args, **kwargs)
 
 
-ConstantMomentum = make_scheduler(Constant, param_name="momentum")
-CosineAnnealingMomentum = make_scheduler(CosineAnnealing, param_name="momentum")
-CosineRestartMomentum = make_scheduler(CosineRestart, param_name="momentum")
-ExponentialMomentum = make_scheduler(Exponential, param_name="momentum")
-LinearMomentum = make_scheduler(Linear, param_name="momentum")
-MultiStepMomentum = make_scheduler(MultiStep, param_name="momentum")
-PolyMomentum = make_scheduler(Poly, param_name="momentum")
-ReduceOnPlateauMomentum = make_scheduler(ReduceOnPlateau, param_name="momentum")
-StepMomentum = make_scheduler(Step, param_name="momentum")
+ConstantMomentum = make_scheduler(families.Constant, param_name="momentum")
+CosineAnnealingMomentum = make_scheduler(families.CosineAnnealing, param_name="momentum")
+CosineRestartMomentum = make_scheduler(families.CosineRestart, param_name="momentum")
+ExponentialMomentum = make_scheduler(families.Exponential, param_name="momentum")
+LinearMomentum = make_scheduler(families.Linear, param_name="momentum")
+MultiStepMomentum = make_scheduler(families.MultiStep, param_name="momentum")
+PolyMomentum = make_scheduler(families.Poly, param_name="momentum")
+ReduceOnPlateauMomentum = make_scheduler(plateau.ReduceOnPlateau, param_name="momentum")
+StepMomentum = make_scheduler(families.Step, param_name="momentum")

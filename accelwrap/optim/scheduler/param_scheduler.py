@@ -13,20 +13,9 @@ Example:
     0.005
 """
 
+from accelwrap.optim.scheduler import families, onecycle, plateau
 from accelwrap.optim.scheduler.base import INF, ParamScheduler, _ParamScheduler
 from accelwrap.optim.scheduler.factory import make_scheduler
-from accelwrap.optim.scheduler.families import (
-    Constant,
-    CosineAnnealing,
-    CosineRestart,
-    Exponential,
-    Linear,
-    MultiStep,
-    Poly,
-    Step,
-)
-from accelwrap.optim.scheduler.onecycle import OneCycle
-from accelwrap.optim.scheduler.plateau import ReduceOnPlateau
 
 __all__ = [
     "INF", "ParamScheduler", "_ParamScheduler", "ConstantParamScheduler",
@@ -35,13 +24,13 @@ __all__ = [
     "PolyParamScheduler", "ReduceOnPlateauParamScheduler", "StepParamScheduler",
 ]
 
-ConstantParamScheduler = make_scheduler(Constant, param_name=None)
-CosineAnnealingParamScheduler = make_scheduler(CosineAnnealing, param_name=None)
-CosineRestartParamScheduler = make_scheduler(CosineRestart, param_name=None)
-ExponentialParamScheduler = make_scheduler(Exponential, param_name=None)
-LinearParamScheduler = make_scheduler(Linear, param_name=None)
-MultiStepParamScheduler = make_scheduler(MultiStep, param_name=None)
-OneCycleParamScheduler = make_scheduler(OneCycle, param_name=None)
-PolyParamScheduler = make_scheduler(Poly, param_name=None)
-ReduceOnPlateauParamScheduler = make_scheduler(ReduceOnPlateau, param_name=None)
-StepParamScheduler = make_scheduler(Step, param_name=None)
+ConstantParamScheduler = make_scheduler(families.Constant, param_name=None)
+CosineAnnealingParamScheduler = make_scheduler(families.CosineAnnealing, param_name=None)
+CosineRestartParamScheduler = make_scheduler(families.CosineRestart, param_name=None)
+ExponentialParamScheduler = make_scheduler(families.Exponential, param_name=None)
+LinearParamScheduler = make_scheduler(families.Linear, param_name=None)
+MultiStepParamScheduler = make_scheduler(families.MultiStep, param_name=None)
+OneCycleParamScheduler = make_scheduler(onecycle.OneCycle, param_name=None)
+PolyParamScheduler = make_scheduler(families.Poly, param_name=None)
+ReduceOnPlateauParamScheduler = make_scheduler(plateau.ReduceOnPlateau, param_name=None)
+StepParamScheduler = make_scheduler(families.Step, param_name=None)
