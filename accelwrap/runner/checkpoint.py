@@ -6,6 +6,7 @@ such folders. Layout of ``<work_dir>/checkpoints``::
 
     iter_40/               one complete checkpoint (Accelerate's files + runner_state.json)
     epoch_3/
+    best_accuracy_epoch_2/ the best validation so far (save_best): never pruned
     latest                 text file: the name of the newest complete checkpoint
     .tmp-iter_48/          a save in progress (or killed mid-way): never loaded
 
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import CheckpointError
+from accelwrap.runner.best import BEST_PREFIX
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_parts import (
     FINGERPRINT_KEY,
@@ -157,13 +159,17 @@ class CheckpointManager:
         self.max_keep = max_keep if max_keep and max_keep > 0 else None
         self.layout = layout
 
-    def save(self, name: str, state: dict[str, Any], loop: Any = None) -> Path:
+    def save(self, name: str, state: dict[str, Any], loop: Any = None,
+             replaces: str | None = None) -> Path:
         """Write checkpoint ``name`` atomically and point ``latest`` at it.
 
         Args:
             name: Folder name, e.g. ``'iter_40'``.
             state: JSON-serializable runner state (must contain ``iter``).
             loop: The training loop, for parts accelwrap writes into files of their own.
+            replaces: For a best checkpoint (``best_*``: ``latest`` is left alone and
+                ``max_keep`` never prunes it), the previous best folder, deleted once the
+                new one is in place.
 
         Returns:
             The checkpoint folder.
@@ -191,33 +197,41 @@ class CheckpointManager:
         kill_point("save", int(state["iter"]))
         if acc.is_main_process:
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
-            pointer = self.directory / f"{TMP_PREFIX}{LATEST_FILE}"
-            pointer.write_text(final.name + "\n")
+            best = name.startswith(BEST_PREFIX)
+            pointer = None if best else self.directory / f"{TMP_PREFIX}{LATEST_FILE}"
+            if pointer is not None:
+                pointer.write_text(final.name + "\n")
             # Every file written by any rank, every folder, and the staged pointer.
-            fsync_all([*tree_paths(tmp), pointer])
+            fsync_all([*tree_paths(tmp), *([pointer] if pointer else [])])
             self._publish(tmp, final, pointer, new_directory)
+            if replaces and replaces != name and is_complete(self.directory / replaces):
+                _discard(self.directory / replaces)
             self.prune()
         acc.wait_for_everyone()
         return final
 
-    def _publish(self, tmp: Path, final: Path, pointer: Path, new_directory: bool) -> None:
+    def _publish(self, tmp: Path, final: Path, pointer: Path | None,
+                 new_directory: bool) -> None:
         """Rename the synced checkpoint into place, then swap the pointer; one folder fsync."""
         if final.exists():
             _discard(final)
         # os.rename/os.replace, not Path methods: test_durable.py records these calls (on
         # Python 3.10, Path.rename holds its own reference to the function).
         os.rename(tmp, final)
-        os.replace(pointer, self.directory / LATEST_FILE)
+        if pointer is not None:
+            os.replace(pointer, self.directory / LATEST_FILE)
         # Both renames live in this folder: one fsync makes them durable (and, on a
         # first save, the parent's entry for the folder itself).
         fsync_all([self.directory, *([self.directory.parent] if new_directory else [])])
 
     def prune(self) -> None:
-        """Delete the oldest complete checkpoints beyond ``max_keep`` (never ``latest``)."""
+        """Delete the oldest complete checkpoints beyond ``max_keep`` (never ``latest``,
+        never a ``best_*`` one)."""
         if self.max_keep is None:
             return
         latest = find_latest(self.directory)
-        found = [path for _, path in _complete_checkpoints(self.directory)]
+        found = [path for _, path in _complete_checkpoints(self.directory)
+                 if not path.name.startswith(BEST_PREFIX)]
         for path in found[:-self.max_keep]:
             if path != latest:
                 _discard(path)

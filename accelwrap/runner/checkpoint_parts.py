@@ -173,6 +173,11 @@ def _jsonable(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_jsonable(v) for v in value)
 
 
+def _restore_best(loop: Any, state: Mapping[str, Any]) -> None:
+    if loop.best is not None:
+        loop.best.restore(state.get("best"))  # absent in checkpoints from before save_best
+
+
 _STATE = (Files(STATE_FILE, _one),)
 
 PARTS: tuple[CheckpointPart, ...] = (
@@ -236,6 +241,13 @@ PARTS: tuple[CheckpointPart, ...] = (
         "a resumed run continues it.",
         files=_STATE, keys=("run_dir",),
         collect=lambda loop: (getattr(getattr(loop.runner, "run_dir", None), "name", None),)),
+    CheckpointPart(
+        "best checkpoint", ACCELWRAP,
+        "`save_best`'s metric, rule, best value and its `best_<metric>_epoch_<n>` folder: a "
+        "resumed run compares with, and replaces, that best.",
+        files=_STATE, keys=("best",),
+        collect=lambda loop: (loop.best.state() if loop.best is not None else None,),
+        restore=_restore_best),
 )
 
 

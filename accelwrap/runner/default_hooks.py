@@ -16,6 +16,7 @@ from typing import Any
 
 from accelwrap.errors import ConfigError, suggest
 from accelwrap.registry import check_arguments, to_plain
+from accelwrap.runner.best import infer_rule
 from accelwrap.runner.build import TrainSchedule
 from accelwrap.runner.log_output import default_trackers
 
@@ -31,12 +32,19 @@ class CheckpointSettings:
         by_epoch: Count ``interval`` in epochs; defaults to ``train_cfg.by_epoch``.
         max_keep_ckpts: Keep the newest N complete checkpoints (-1: keep all).
         save_last: Also save at the end of training.
+        save_best: Keep the checkpoint of the best validation value of this metric
+            (``'auto'``: the first metric), as ``best_<metric>_epoch_<n>`` (see
+            :mod:`accelwrap.runner.best`); None: no best checkpoint.
+        rule: ``'greater'`` or ``'less'`` is better; None: inferred from the name as
+            MMEngine does.
     """
 
     interval: int = 1
     by_epoch: bool = True
     max_keep_ckpts: int = -1
     save_last: bool = True
+    save_best: str | None = None
+    rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,8 @@ class LoggerSettings:
 
 
 def _checkpoint_keys(type: str = "CheckpointHook", interval: int = 1, by_epoch: bool | None = None,
-                     max_keep_ckpts: int = -1, save_last: bool = True) -> None:
+                     max_keep_ckpts: int = -1, save_last: bool = True,
+                     save_best: str | None = None, rule: str | None = None) -> None:
     """The keys ``default_hooks.checkpoint`` accepts."""
 
 
@@ -76,6 +85,18 @@ def _section(cfg: Mapping, key: str, signature: Any, hook_type: str) -> dict[str
         raise ValueError(f"default_hooks.{key}.type: only {hook_type!r} is supported, "
                          f"got {given!r}")
     return args
+
+
+def _best_problems(save_best: Any, rule: Any) -> list[str]:
+    if save_best is not None and (not isinstance(save_best, str) or not save_best):
+        return [f"default_hooks.checkpoint.save_best: expected a metric name or 'auto', "
+                f"got {save_best!r}"]
+    try:
+        if rule is not None or save_best not in (None, "auto"):
+            infer_rule(save_best or "", rule)
+    except ValueError as err:
+        return [str(err)]
+    return []
 
 
 def parse_default_hooks(cfg: Mapping | None,
@@ -114,6 +135,7 @@ def parse_default_hooks(cfg: Mapping | None,
         if not isinstance(log.get(key, False), bool):
             problems.append(f"default_hooks.logger.{key}: expected true or false, "
                             f"got {log[key]!r}")
+    problems += _best_problems(ckpt.get("save_best"), ckpt.get("rule"))
     trackers = log.get("trackers", "auto")
     if trackers == "auto":
         log["trackers"] = default_trackers()

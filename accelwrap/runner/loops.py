@@ -13,18 +13,22 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from accelwrap.optim.scheduler import step_param_schedulers
+from accelwrap.runner.best import BestTracker, best_name
 from accelwrap.runner.checkpoint import kill_point, restore_rng
 from accelwrap.runner.checkpoint_parts import collect_state, restore_state
 from accelwrap.runner.log_output import MetricLogger, optim_scalars, parse_losses
 from accelwrap.runner.run_log import IterTimer
 
 __all__ = ["TrainLoop", "call_model", "validate"]
+
+logger = logging.getLogger("accelwrap")
 
 
 def call_model(model: Any, batch: Any) -> Any:
@@ -52,6 +56,7 @@ class TrainLoop:
         epoch: Epochs completed.
         iter: Iterations completed (global).
         batch_in_epoch: Batches of the current epoch already consumed.
+        best: The best-checkpoint tracker (``default_hooks.checkpoint.save_best``), or None.
     """
 
     def __init__(self, runner: Any) -> None:
@@ -64,6 +69,8 @@ class TrainLoop:
         self._logger: MetricLogger | None = None
         self._timer: IterTimer | None = None
         self._schedulers = runner.param_schedulers
+        ckpt = runner.checkpoint_cfg
+        self.best = BestTracker(ckpt.save_best, ckpt.rule) if ckpt.save_best else None
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -178,6 +185,20 @@ class TrainLoop:
         metrics = validate(runner)
         self._logger.log_val(self.epoch, self.iter, metrics, len(runner.val_dataloader))
         step_param_schedulers(self._schedulers, "val", metrics)
+        if self.best is not None and self.best.improved(metrics):
+            self._save_best()
+
+    def _save_best(self) -> None:
+        """Write the best checkpoint (replacing the previous one), as after a save."""
+        by_epoch = self.runner.checkpoint_cfg.by_epoch
+        name = best_name(self.best.metric, f"epoch_{self.epoch}" if by_epoch
+                         else f"iter_{self.iter}")
+        previous, self.best.checkpoint = self.best.checkpoint, name
+        self._logger.flush()
+        self.runner.checkpoints.save(name, self.state(), loop=self, replaces=previous)
+        logger.info("The best checkpoint with %.4f %s at %d %s is saved to %s", self.best.score,
+                    self.best.metric, self.epoch if by_epoch else self.iter,
+                    "epoch" if by_epoch else "iter", name)
 
     def _save(self, force: bool = False) -> None:
         if self._pending is None:
