@@ -46,13 +46,15 @@ class Layout:
     scaler: bool = False
     world_size: int = 1
     engine: str = "plain"
+    ema: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"Layout.engine: expected one of {list(ENGINES)}, got {self.engine!r}")
 
     @classmethod
-    def of(cls, accelerator: Any, models: int, optimizers: int, schedulers: int) -> Layout:
+    def of(cls, accelerator: Any, models: int, optimizers: int, schedulers: int,
+           ema: bool = False) -> Layout:
         """The layout of a run on ``accelerator`` with the given numbers of prepared objects.
 
         Example:
@@ -63,7 +65,7 @@ class Layout:
         """
         return cls(models=models, optimizers=optimizers, schedulers=schedulers,
                    scaler=getattr(accelerator, "scaler", None) is not None,
-                   world_size=accelerator.num_processes, engine=_engine(accelerator))
+                   world_size=accelerator.num_processes, engine=_engine(accelerator), ema=ema)
 
 
 def _engine(accelerator: Any) -> str:

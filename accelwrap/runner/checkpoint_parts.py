@@ -37,6 +37,7 @@ from accelwrap.errors import CheckpointError
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.optim.scheduler.settings import scheduler_settings, settings_changes
 from accelwrap.runner.checkpoint_layout import Files, Layout
+from accelwrap.runner.ema import EMA_FILE
 
 __all__ = ["ACCELERATE", "ACCELWRAP", "FINGERPRINT_KEY", "PARTS", "STATE_FILE", "STATE_FORMAT",
            "CheckpointPart", "collect_state", "declared_files", "load_own_files", "missing_files",
@@ -173,6 +174,18 @@ def _jsonable(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_jsonable(v) for v in value)
 
 
+def _save_ema(loop: Any, folder: Path) -> None:
+    ema = getattr(loop.runner, "ema", None)
+    if ema is not None and loop.runner.accelerator.is_main_process:
+        ema.save(folder)  # the same weights on every process
+
+
+def _load_ema(loop: Any, folder: Path) -> None:
+    ema = getattr(loop.runner, "ema", None)
+    if ema is not None:
+        ema.load(folder)
+
+
 def _restore_best(loop: Any, state: Mapping[str, Any]) -> None:
     if loop.best is not None:
         loop.best.restore(state.get("best"))  # absent in checkpoints from before save_best
@@ -241,6 +254,12 @@ PARTS: tuple[CheckpointPart, ...] = (
         "a resumed run continues it.",
         files=_STATE, keys=("run_dir",),
         collect=lambda loop: (getattr(getattr(loop.runner, "run_dir", None), "name", None),)),
+    CheckpointPart(
+        "EMA", ACCELWRAP,
+        "`custom_hooks` `EMAHook`: the averaged weights (`state_dict` names) and, in the "
+        "metadata, the update count; main process, `safetensors` (EMA runs only).",
+        files=(Files(EMA_FILE, lambda lay: int(lay.ema)),),
+        save=_save_ema, load=_load_ema),
     CheckpointPart(
         "best checkpoint", ACCELWRAP,
         "`save_best`'s metric, rule, best value and its `best_<metric>_epoch_<n>` folder: a "

@@ -70,6 +70,7 @@ class TrainLoop:
         self._timer: IterTimer | None = None
         self._schedulers = runner.param_schedulers
         ckpt = runner.checkpoint_cfg
+        self._ema = getattr(runner, "ema", None)
         self.best = BestTracker(ckpt.save_best, ckpt.rule) if ckpt.save_best else None
 
     # ------------------------------------------------------------------ state
@@ -135,6 +136,8 @@ class TrainLoop:
     def _run_iter(self, batch: Any) -> None:
         runner = self.runner
         log_vars = self._train_step(batch)
+        if self._ema is not None:
+            self._ema.update(self.iter, self.epoch)
         self.iter += 1
         self.batch_in_epoch += 1
         self._timer.iter_done()
@@ -182,7 +185,13 @@ class TrainLoop:
         runner = self.runner
         if runner.val_dataloader is None:
             return
-        metrics = validate(runner)
+        if self._ema is not None:
+            self._ema.swap()  # validate the averaged weights, as MMEngine's EMAHook does
+        try:
+            metrics = validate(runner)
+        finally:
+            if self._ema is not None:
+                self._ema.swap()
         self._logger.log_val(self.epoch, self.iter, metrics, len(runner.val_dataloader))
         step_param_schedulers(self._schedulers, "val", metrics)
         if self.best is not None and self.best.improved(metrics):

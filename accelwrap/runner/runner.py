@@ -43,6 +43,7 @@ from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_parts import restore_before_load
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.default_hooks import parse_default_hooks
+from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.log_output import init_trackers
 from accelwrap.runner.loops import TrainLoop
 from accelwrap.runner.run_log import (
@@ -93,6 +94,8 @@ class Runner:
             ignored when a checkpoint is resumed.
         accelerator: An ``Accelerator`` or a dict of its arguments.
         experiment_name: Name used for trackers (defaults to the work dir's name).
+        custom_hooks: MMEngine's list; ``dict(type='EMAHook', momentum=...)`` averages the
+            weights (:mod:`accelwrap.runner.ema`), any other type is not run (one warning).
         cfg: The full config, saved as ``<work_dir>/config.yaml``.
 
     Attributes:
@@ -112,7 +115,8 @@ class Runner:
                  param_scheduler: Any = None, default_hooks: Mapping | None = None,
                  randomness: Mapping | None = None, resume: bool | str = False,
                  load_from: str | None = None, accelerator: Any = None,
-                 experiment_name: str | None = None, cfg: Mapping | None = None) -> None:
+                 experiment_name: str | None = None, custom_hooks: Any = None,
+                 cfg: Mapping | None = None) -> None:
         from accelerate.utils import set_seed
 
         self.work_dir = Path(work_dir)
@@ -120,6 +124,9 @@ class Runner:
         self.experiment_name = experiment_name or self.work_dir.name
         self.schedule = build.parse_train_cfg(train_cfg)
         self.checkpoint_cfg, self.logger_cfg = parse_default_hooks(default_hooks, self.schedule)
+        self.ema, notes = parse_custom_hooks(custom_hooks)
+        for note in notes:
+            logger.warning(note)
         seed, diff_rank_seed, deterministic = _parse_randomness(randomness)
         self.accelerator = build.build_accelerator(accelerator or {}, optim_wrapper,
                                                    str(self.work_dir), self.logger_cfg.trackers)
@@ -139,6 +146,8 @@ class Runner:
         self.val_dataloader = (build_dataloader(val_dataloader, "val_dataloader")
                                if val_dataloader is not None else None)
         self._prepare(optim_wrapper, param_scheduler)
+        if self.ema is not None:
+            self.ema.attach(self._trained_model())  # unwrapped: no communication under DDP
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -205,7 +214,7 @@ class Runner:
         # What Accelerate now saves, so that saves and loads check the declared files.
         self.checkpoints.layout = Layout.of(
             acc, models=len(names), optimizers=len(named_members(wrapper)),
-            schedulers=sum(isinstance(s, LRScheduler) for s in flat))
+            schedulers=sum(isinstance(s, LRScheduler) for s in flat), ema=self.ema is not None)
 
     # ---------------------------------------------------------------- training
     def train(self) -> nn.Module:

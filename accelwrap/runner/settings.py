@@ -33,6 +33,7 @@ from accelwrap.errors import ConfigError
 from accelwrap.runner.build import TrainSchedule, parse_train_cfg, scale_lr
 from accelwrap.runner.data import DATASETS, loader_signature
 from accelwrap.runner.default_hooks import parse_default_hooks
+from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.models import MODELS
 
 __all__ = ["CONSUMED_SECTIONS", "IGNORED_SECTIONS", "REQUIRED_KEYS", "runner_arguments",
@@ -50,7 +51,6 @@ IGNORED_SECTIONS = {
     "test_cfg": _NOT_RUN, "test_dataloader": _NOT_RUN, "test_evaluator": _NOT_RUN,
     "val_evaluator": "not used: accelwrap validates with the model's val_step (or the mean "
                      "loss)",
-    "custom_hooks": "not implemented by accelwrap (only its checkpoint and logger hooks run)",
     "default_scope": "not applied: types are looked up in accelwrap's registries (bring your "
                      "own classes with custom_imports)",
     "env_cfg": "not used: Accelerate sets up processes and backends (see launch_configs/)",
@@ -152,6 +152,14 @@ def _randomness_signature(seed: int = 0, deterministic: bool = False,
     """The keys ``randomness`` accepts (used to check them)."""
 
 
+def _check_custom_hooks(node: Any, path: str) -> list[str]:
+    try:
+        parse_custom_hooks(node)
+    except ConfigError as err:
+        return err.problems
+    return []
+
+
 def _check_custom_imports(node: Any, path: str) -> list[str]:
     try:
         import_custom_modules(node)  # already imported when the config was loaded: cheap
@@ -166,7 +174,7 @@ def runner_sections() -> dict[str, Callable[[Any, str], list[str]]]:
             "val_dataloader": _check_loader, "train_cfg": _check_train_cfg,
             "default_hooks": _check_hooks, "val_cfg": _check_val_cfg,
             "auto_scale_lr": _check_auto_scale_lr, "randomness": _check_randomness,
-            "custom_imports": _check_custom_imports}
+            "custom_imports": _check_custom_imports, "custom_hooks": _check_custom_hooks}
 
 
 def runner_config_notes(cfg: Mapping, known_keys: Iterable[str]) -> list[str]:
