@@ -9,8 +9,9 @@ MMEngine does). ``accelwrap check CONFIG`` lists every problem in a config;
 ``accelwrap schedule CONFIG`` steps the schedulers through the whole run and plots (or
 writes as CSV) every scheduled value. Each takes dotted ``key=value`` overrides after the
 config path, exactly like ``accelwrap train``. ``accelwrap merge-shards CHECKPOINT OUT`` turns an
-FSDP sharded checkpoint's model into one ``model.safetensors``. Each command lives in
-the :mod:`accelwrap.tools` module of its name.
+FSDP sharded checkpoint's model into one ``model.safetensors``. ``accelwrap test CONFIG
+--checkpoint PATH`` runs the test loop once and logs its ``Epoch(test)`` metrics. Each
+command lives in the :mod:`accelwrap.tools` module of its name.
 
 Example:
     >>> main(['check', 'configs/does_not_exist.yaml'])  # doctest: +SKIP
@@ -29,6 +30,7 @@ from accelwrap.tools.convert import CONVERT_HELP, run_convert
 from accelwrap.tools.groups import run_groups
 from accelwrap.tools.merge_shards import run_merge_shards
 from accelwrap.tools.schedule import run_schedule
+from accelwrap.tools.test import add_test_args, run_test_command
 from accelwrap.tools.train import add_train_args, parse_args, run_train
 
 __all__ = ["build_parser", "main"]
@@ -67,12 +69,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     schedule.add_argument("--csv", metavar="CSV", help="write iteration-by-iteration values")
     schedule.add_argument("--epoch-length", type=int, metavar="N",
                           help="iterations per epoch (default: from train_dataloader)")
+    test = commands.add_parser("test", help="run the test loop once with a checkpoint")
+    add_test_args(test)
     merge = commands.add_parser("merge-shards",
                                 help="merge an FSDP sharded checkpoint's model into one file")
     merge.add_argument("checkpoint", help="a checkpoint folder holding pytorch_model_fsdp_0/")
     merge.add_argument("output_dir", help="where model.safetensors is written")
     return parser, {"train": train, "convert": convert, "check": check, "groups": groups,
-                    "schedule": schedule, "merge-shards": merge}
+                    "schedule": schedule, "test": test, "merge-shards": merge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_check(args.config, args.overrides)
         if args.command == "convert":
             return run_convert(args.source, args.output)
+        if args.command == "test":
+            return run_test_command(args)
         if args.command == "merge-shards":
             return run_merge_shards(args.checkpoint, args.output_dir)
         if args.command == "groups":

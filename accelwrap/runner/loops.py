@@ -228,15 +228,16 @@ class TrainLoop:
             self._logger.close()
 
 
-def validate(runner: Any) -> dict[str, float]:
-    """Run ``val_step`` (or the loss) over the validation set; metrics averaged over all ranks."""
+def validate(runner: Any, loader: Any = None) -> dict[str, float]:
+    """Run ``val_step`` (or the loss) over the validation set (or ``loader``); metrics
+    averaged over all ranks."""
     acc = runner.accelerator
     model = runner.model
     step = getattr(model, "val_step", None)
     totals: dict[str, list[float]] = {}
     runner.train_model.eval()
     with torch.no_grad():
-        for batch in runner.val_dataloader:
+        for batch in (runner.val_dataloader if loader is None else loader):
             if callable(step):
                 outputs = step(batch)
             else:

@@ -38,7 +38,7 @@ from accelwrap.runner.checkpoint_parts import STATE_FILE
 
 __all__ = ["RUN_DIR_KEY", "IterTimer", "banner", "configure_logging", "latest_run_dir",
            "memory_mb", "new_run_dir", "open_log_file", "release_logging", "saved_state",
-           "train_line", "val_line"]
+           "test_line", "train_line", "val_line"]
 
 RUN_DIR_KEY = "run_dir"
 _STAMP = "%Y%m%d_%H%M%S"
@@ -292,4 +292,15 @@ def val_line(metrics: Mapping[str, float], epoch: int, batches: int, by_epoch: b
         'Epoch(val) [3][12/12]  accuracy: 0.9600'
     """
     head = _position("val", epoch, batches, batches, by_epoch)
+    return "  ".join([head, *(_value(k, v) for k, v in metrics.items())])
+
+
+def test_line(metrics: Mapping[str, float], batches: int) -> str:
+    """One MMEngine-style test line.
+
+    Example:
+        >>> test_line({'accuracy': 0.96}, batches=12)
+        'Epoch(test) [12/12]  accuracy: 0.9600'
+    """
+    head = f"Epoch(test) [{batches}/{batches}]"
     return "  ".join([head, *(_value(k, v) for k, v in metrics.items())])

@@ -57,6 +57,7 @@ from accelwrap.runner.run_log import (
     saved_state,
 )
 from accelwrap.runner.settings import REQUIRED_KEYS, runner_arguments, runner_config_problems
+from accelwrap.runner.testing import parse_test_cfg, run_test
 from accelwrap.runner.weights import load_weights, shape_map
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class Runner:
             ignored when a checkpoint is resumed.
         accelerator: An ``Accelerator`` or a dict of its arguments.
         experiment_name: Name used for trackers (defaults to the work dir's name).
+        test_dataloader: Optional test ``DataLoader`` or config, for :meth:`test`.
+        test_cfg: ``dict(type='TestLoop')`` or None.
         custom_hooks: MMEngine's list; ``dict(type='EMAHook', momentum=...)`` averages the
             weights (:mod:`accelwrap.runner.ema`), any other type is not run (one warning).
         cfg: The full config, saved as ``<work_dir>/config.yaml``.
@@ -116,6 +119,7 @@ class Runner:
                  randomness: Mapping | None = None, resume: bool | str = False,
                  load_from: str | None = None, accelerator: Any = None,
                  experiment_name: str | None = None, custom_hooks: Any = None,
+                 test_dataloader: Any = None, test_cfg: Mapping | None = None,
                  cfg: Mapping | None = None) -> None:
         from accelerate.utils import set_seed
 
@@ -125,6 +129,7 @@ class Runner:
         self.schedule = build.parse_train_cfg(train_cfg)
         self.checkpoint_cfg, self.logger_cfg = parse_default_hooks(default_hooks, self.schedule)
         self.ema, notes = parse_custom_hooks(custom_hooks)
+        parse_test_cfg(test_cfg)
         for note in notes:
             logger.warning(note)
         seed, diff_rank_seed, deterministic = _parse_randomness(randomness)
@@ -145,6 +150,8 @@ class Runner:
         self.train_dataloader = build_dataloader(train_dataloader, "train_dataloader")
         self.val_dataloader = (build_dataloader(val_dataloader, "val_dataloader")
                                if val_dataloader is not None else None)
+        self._test_dataloader = test_dataloader  # built by test() only: training never needs it
+        self.load_from = load_from
         self._prepare(optim_wrapper, param_scheduler)
         if self.ema is not None:
             self.ema.attach(self._trained_model())  # unwrapped: no communication under DDP
@@ -253,6 +260,21 @@ class Runner:
             return self._trained_model()
         finally:
             release_logging(handlers)
+
+    def test(self) -> dict[str, float]:
+        """Run ``test_dataloader`` once with the model as built (``load_from``'s weights).
+
+        Returns:
+            The metrics, also logged as one ``Epoch(test)`` line.
+
+        Raises:
+            ValueError: The config has no ``test_dataloader``.
+        """
+        if self._test_dataloader is None:
+            raise ValueError("test_dataloader: required to test; add a test_dataloader section "
+                             "(like val_dataloader)")
+        loader = build_dataloader(self._test_dataloader, "test_dataloader")
+        return run_test(self, prepare(self.accelerator, loader), self.load_from)
 
     def _choose_run_dir(self, saved: Mapping[str, Any]) -> Path:
         """The resumed run's folder, else a new timestamped one (the same on every rank)."""

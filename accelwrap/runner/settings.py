@@ -35,6 +35,7 @@ from accelwrap.runner.data import DATASETS, loader_signature
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.models import MODELS
+from accelwrap.runner.testing import parse_test_cfg
 
 __all__ = ["CONSUMED_SECTIONS", "IGNORED_SECTIONS", "REQUIRED_KEYS", "runner_arguments",
            "runner_config_notes", "runner_config_problems", "runner_sections"]
@@ -45,10 +46,10 @@ REQUIRED_KEYS = ("model", "work_dir", "train_dataloader", "optim_wrapper", "trai
 #: MMEngine sections that are read before the runner is built (not Runner arguments).
 CONSUMED_SECTIONS = ("custom_imports", "val_cfg", "auto_scale_lr")
 
-_NOT_RUN = "not run by `accelwrap train` (it has no test loop yet)"
 #: MMEngine sections accelwrap accepts but does not implement: name -> what happens.
 IGNORED_SECTIONS = {
-    "test_cfg": _NOT_RUN, "test_dataloader": _NOT_RUN, "test_evaluator": _NOT_RUN,
+    "test_evaluator": "not used: `accelwrap test` reports the model's val_step metrics (or "
+                      "the mean loss), as validation does",
     "val_evaluator": "not used: accelwrap validates with the model's val_step (or the mean "
                      "loss)",
     "default_scope": "not applied: types are looked up in accelwrap's registries (bring your "
@@ -152,6 +153,22 @@ def _randomness_signature(seed: int = 0, deterministic: bool = False,
     """The keys ``randomness`` accepts (used to check them)."""
 
 
+def _check_test_loader(node: Any, path: str) -> list[str]:
+    """Only its shape: ``accelwrap test`` builds it (training never does)."""
+    if node is None or isinstance(node, Mapping) or hasattr(node, "__iter__"):
+        return []
+    return [f"{path}: expected a DataLoader config (dict(dataset=..., batch_size=...)), "
+            f"got {node!r}"]
+
+
+def _check_test_cfg(node: Any, path: str) -> list[str]:
+    try:
+        parse_test_cfg(node)
+    except ValueError as err:
+        return [str(err)]
+    return []
+
+
 def _check_custom_hooks(node: Any, path: str) -> list[str]:
     try:
         parse_custom_hooks(node)
@@ -171,7 +188,8 @@ def _check_custom_imports(node: Any, path: str) -> list[str]:
 def runner_sections() -> dict[str, Callable[[Any, str], list[str]]]:
     """Section name -> checker, for every section the runner builds from config."""
     return {**default_sections(), "model": _check_model, "train_dataloader": _check_loader,
-            "val_dataloader": _check_loader, "train_cfg": _check_train_cfg,
+            "val_dataloader": _check_loader, "test_dataloader": _check_test_loader,
+            "test_cfg": _check_test_cfg, "train_cfg": _check_train_cfg,
             "default_hooks": _check_hooks, "val_cfg": _check_val_cfg,
             "auto_scale_lr": _check_auto_scale_lr, "randomness": _check_randomness,
             "custom_imports": _check_custom_imports, "custom_hooks": _check_custom_hooks}

@@ -66,8 +66,10 @@ def test_mmengine_sections_are_accepted_and_consumed():
     known = ["optim_wrapper", "train_cfg", "randomness"]
     assert runner_config_problems(cfg, known) == []
     kwargs, notes = runner_arguments(cfg, known, world_size=1)
-    assert sorted(kwargs) == ["optim_wrapper", "randomness", "train_cfg"]
-    assert any(n.startswith("test_cfg: not run by `accelwrap train`") for n in notes)
+    # test_cfg and test_dataloader are Runner arguments now (`accelwrap test` runs them)
+    assert sorted(kwargs) == ["optim_wrapper", "randomness", "test_cfg", "test_dataloader",
+                              "train_cfg"]
+    assert not any(n.startswith("test_cfg:") for n in notes)  # `accelwrap test` runs it
     bad = runner_config_problems({"val_cfg": {"type": "TestLoop"}, "auto_scale_lr": {
         "enable": True}, "randomness": {"sed": 1}}, known)
     assert len(bad) == 3 and not any("did you mean 'val_cfg'" in p for p in bad)
@@ -76,10 +78,12 @@ def test_mmengine_sections_are_accepted_and_consumed():
 def test_check_names_what_training_ignores(tmp_path, capsys):
     path = tmp_path / "frag.yaml"
     path.write_text("optim_wrapper: {optimizer: {type: SGD, lr: 0.1}}\n"
-                    "train_cfg: {max_epochs: 2}\ntest_cfg: {}\nvisualizer: {type: X}\n")
+                    "train_cfg: {max_epochs: 2}\ntest_cfg: {}\nvisualizer: {type: X}\n"
+                    "test_evaluator: {type: Accuracy}\n")
     assert main(["check", str(path)]) == 0
     err = capsys.readouterr().err
-    assert "not checked: no model" in err and "test_cfg: not run by `accelwrap train`" in err
+    assert "not checked: no model" in err and "test_cfg" not in err
+    assert "test_evaluator: not used: `accelwrap test` reports the model's val_step" in err
     assert "visualizer: not implemented" in err and "did you mean" not in err
 
 

@@ -1,0 +1,61 @@
+"""``accelwrap test CONFIG --checkpoint PATH [key=value ...]``: run the test loop once.
+
+The config's ``test_dataloader`` is run with the checkpoint's weights (loaded as
+``load_from``; with an ``EMAHook``, the checkpoint's averaged weights) and the metrics are
+logged as one ``Epoch(test) [n/n]`` line (:mod:`accelwrap.runner.testing`).
+
+Example:
+    >>> build_test_parser().parse_args(['c.yaml', '--checkpoint', 'ck']).checkpoint
+    'ck'
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from accelwrap.config import load_config
+from accelwrap.errors import CheckpointError, ConfigError, RegistryError
+from accelwrap.runner import Runner
+from accelwrap.runner.run_log import configure_logging
+
+__all__ = ["add_test_args", "build_test_parser", "run_test_command"]
+
+
+def add_test_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``accelwrap test``."""
+    parser.add_argument("config", help="the experiment YAML (configs/*.yaml)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint folder (or weights file) to test")
+    parser.add_argument("--work-dir", help="the run's work dir (default: the config's, else "
+                        "work_dirs/<config name>)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted config overrides, e.g. test_dataloader.batch_size=64")
+
+
+def build_test_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser for ``accelwrap test``."""
+    parser = argparse.ArgumentParser(prog="accelwrap test", description="Test a checkpoint.")
+    add_test_args(parser)
+    return parser
+
+
+def run_test_command(args: argparse.Namespace) -> int:
+    """Build the runner with the checkpoint's weights and test; user errors return 1."""
+    configure_logging(main=int(os.environ.get("RANK", "0")) == 0)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        work_dir = args.work_dir or cfg.get("work_dir") or str(Path("work_dirs")
+                                                              / Path(args.config).stem)
+        cfg = OmegaConf.merge(cfg, {"work_dir": work_dir, "load_from": args.checkpoint,
+                                    "resume": False})
+        Runner.from_cfg(cfg).test()
+    except (ConfigError, RegistryError, CheckpointError, FileNotFoundError, ValueError,
+            TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
