@@ -71,3 +71,27 @@ def test_kill_and_resume_is_bit_identical_two_processes(tmp_path):
     work = _killed_chain(tmp_path, 2, ["iter:5", "save:10"])
     assert _final(work) == (name, files)
     assert records(work) == records(reference)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ema_and_best_checkpoint_resume_bit_identical_two_processes(tmp_path):
+    """The EMA file and the best checkpoint continue across kills as if never stopped."""
+    args = ARGS + ["+custom_hooks=[{type: EMAHook, momentum: 0.01}]",
+                   "+default_hooks.checkpoint.save_best=accuracy"]
+    reference = tmp_path / "reference"
+    train(reference, args, nproc=2)
+    name, files = _final(reference)
+    assert "ema.safetensors" in files
+    work = tmp_path / "interrupted"
+    for kill in ["iter:5", "save:10"]:
+        resume = ["--resume", "auto"] if (work / "checkpoints").exists() else []
+        proc = train(work, args + resume, nproc=2, env={"ACCELWRAP_TEST_KILL": kill},
+                     check=False)
+        assert proc.returncode != 0, f"the run was not killed at {kill}"
+    train(work, args + ["--resume", "auto"], nproc=2)
+    assert _final(work) == (name, files)
+    assert records(work) == records(reference)
+    best = [sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("best_"))
+            for run in (reference, work)]
+    assert len(best[0]) == 1 and best[0] == best[1]
