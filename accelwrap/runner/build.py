@@ -14,6 +14,7 @@ import bisect
 import copy
 import inspect
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -219,6 +220,30 @@ def build_accelerator(settings: Mapping | Any, optim_wrapper: Any, project_dir: 
     accelerator = make_accelerator(optim_wrapper, **kwargs)
     check_world_size(accelerator)
     return accelerator
+
+
+def shared_random_seed(accelerator: Any) -> int:
+    """A random seed drawn on the main process and shared by every process.
+
+    MMEngine's ``randomness.seed: None``: a fresh seed each run, the same on every rank.
+
+    Args:
+        accelerator: The run's Accelerator.
+
+    Returns:
+        The seed (logged by the runner's start banner).
+
+    Example:
+        >>> class One: is_main_process, num_processes = True, 1
+        >>> 0 <= shared_random_seed(One()) < 2 ** 31
+        True
+    """
+    from accelerate.utils import broadcast_object_list
+
+    seed = [secrets.randbelow(2 ** 31) if accelerator.is_main_process else None]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(seed)
+    return int(seed[0])
 
 
 def build_schedulers(cfg: Any, optim_wrapper: Any, schedule: TrainSchedule,

@@ -88,7 +88,8 @@ class Runner:
             trackers='auto', progress_bar=True))``.
         randomness: ``dict(seed=0, deterministic=False, diff_rank_seed=False)``
             (``deterministic`` -> ``torch.use_deterministic_algorithms``, through
-            Accelerate's ``set_seed``).
+            Accelerate's ``set_seed``; ``seed=None`` draws a seed shared by every process,
+            as in MMEngine).
         resume: False, True/``'auto'`` (latest complete checkpoint in the work dir, if
             any) or a checkpoint path.
         load_from: Weights to start from (a checkpoint folder or a weights file);
@@ -141,6 +142,8 @@ class Runner:
         self._resume_asked = resume
         self.run_dir: Path | None = None
         self.config_file: str | None = None
+        if seed is None:
+            seed = build.shared_random_seed(self.accelerator)
         set_seed(seed, device_specific=diff_rank_seed, deterministic=deterministic)
         self.seed = seed
         self.model = build.build_model(model)
@@ -325,15 +328,16 @@ class Runner:
         acc.wait_for_everyone()
 
 
-def _parse_randomness(randomness: Mapping | None) -> tuple[int, bool, bool]:
+def _parse_randomness(randomness: Mapping | None) -> tuple[int | None, bool, bool]:
     args = dict(to_plain(randomness) or {})
     unknown = sorted(set(args) - {"seed", "diff_rank_seed", "deterministic"})
     if unknown:
         raise TypeError(f"randomness: unknown keys {unknown}; expected 'seed', "
                         "'deterministic' and 'diff_rank_seed'")
     seed = args.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"randomness.seed: expected an integer, got {seed!r}")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ValueError(f"randomness.seed: expected an integer or null (a random seed, as in "
+                         f"MMEngine), got {seed!r}")
     return seed, bool(args.get("diff_rank_seed", False)), bool(args.get("deterministic", False))
 
 

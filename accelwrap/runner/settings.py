@@ -141,16 +141,12 @@ def _check_randomness(node: Any, path: str) -> list[str]:
     if not isinstance(node, Mapping):
         return [f"{path}: expected {{seed: 0, deterministic: false, diff_rank_seed: false}}, "
                 f"got {node!r}"]
-    problems = argument_problems(_randomness_signature, node, path)
-    seed = node.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        problems.append(f"{path}.seed: expected an integer, got {seed!r}")
-    return problems
+    return argument_problems(_randomness_signature, node, path)
 
 
-def _randomness_signature(seed: int = 0, deterministic: bool = False,
+def _randomness_signature(seed: int | None = 0, deterministic: bool = False,
                           diff_rank_seed: bool = False) -> None:
-    """The keys ``randomness`` accepts (used to check them)."""
+    """The keys ``randomness`` accepts (used to check them); ``seed: null`` is random."""
 
 
 def _check_test_loader(node: Any, path: str) -> list[str]:

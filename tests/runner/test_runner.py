@@ -141,3 +141,9 @@ def test_runners_registry_builds_the_runner_from_a_config(tmp_path):
     cfg = config("digits_sgd_multistep", tmp_path, "train_cfg.max_epochs=1")
     runner = RUNNERS.build(OmegaConf.to_container(cfg))
     assert type(runner) is Runner and runner.schedule.max_epochs == 1
+
+
+def test_a_null_seed_draws_a_fresh_seed_each_run_as_mmengine_does(tmp_path):
+    seeds = [Runner.from_cfg(config("digits_sgd_multistep", tmp_path / str(i),
+                                    "+randomness.seed=null")).seed for i in range(2)]
+    assert all(isinstance(s, int) for s in seeds) and seeds[0] != seeds[1]
