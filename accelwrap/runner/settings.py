@@ -261,4 +261,13 @@ def runner_config_problems(cfg: Mapping, known_keys: Iterable[str],
     missing = [f"{key}: required section is missing" for key in required if key not in cfg]
     known = [*known_keys, *CONSUMED_SECTIONS, *IGNORED_SECTIONS]
     return (missing + check_config(cfg, runner_sections(), known_keys=known)
-            + _hooks_vs_train_cfg(cfg))
+            + _hooks_vs_train_cfg(cfg) + _val_sections(cfg))
+
+
+def _val_sections(cfg: Mapping) -> list[str]:
+    """``val_cfg: null`` (no validation) with a ``val_dataloader``: refused, as MMEngine does."""
+    if "val_cfg" in cfg and cfg["val_cfg"] is None and cfg.get("val_dataloader") is not None:
+        return ["val_cfg: null turns validation off, but val_dataloader is set (MMEngine "
+                "refuses this too: val_dataloader, val_cfg and val_evaluator should be either "
+                "all None or not None); remove val_dataloader, or write val_cfg: {}"]
+    return []

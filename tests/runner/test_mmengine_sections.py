@@ -109,3 +109,13 @@ def test_convert_command(tmp_path, capsys):
     assert "dropped: lr (a helper variable" in report and "dropped: visualizer" in report
     assert "dropped: default_hooks.timer" in report
     assert main(["check", str(out)]) == 0
+
+
+def test_val_cfg_null_with_a_val_dataloader_is_refused_as_mmengine_refuses_it():
+    base = {"val_dataloader": {"dataset": {"type": "DigitsDataset"}, "batch_size": 8}}
+    phrase = "should be either all None or not None"
+    refused = runner_config_problems({**base, "val_cfg": None}, ["val_dataloader"])
+    assert any(phrase in p and "val_cfg: {}" in p for p in refused)
+    assert not any(phrase in p for p in runner_config_problems({**base, "val_cfg": {}},
+                                                                ["val_dataloader"]))
+    assert not any(phrase in p for p in runner_config_problems({"val_cfg": None}, []))
