@@ -26,31 +26,8 @@ from accelwrap.registry.build_functions import (
 )
 from accelwrap.registry.default_scope import DefaultScope
 from accelwrap.registry.registry import Registry
-from accelwrap.registry.root import (
-    DATA_SAMPLERS,
-    DATASETS,
-    EVALUATOR,
-    FUNCTIONS,
-    HOOKS,
-    INFERENCERS,
-    LOG_PROCESSORS,
-    LOOPS,
-    METRICS,
-    MODEL_WRAPPERS,
-    MODELS,
-    OPTIM_WRAPPER_CONSTRUCTORS,
-    OPTIM_WRAPPERS,
-    OPTIMIZERS,
-    PARAM_SCHEDULERS,
-    RUNNER_CONSTRUCTORS,
-    RUNNERS,
-    STRATEGIES,
-    TASK_UTILS,
-    TRANSFORMS,
-    VISBACKENDS,
-    VISUALIZERS,
-    WEIGHT_INITIALIZERS,
-)
+from accelwrap.registry.root import *  # noqa: F403 - every root registry
+from accelwrap.registry.root import __all__ as _roots
 from accelwrap.registry.utils import (
     count_registered_modules,
     init_default_scope,
@@ -58,12 +35,7 @@ from accelwrap.registry.utils import (
 )
 
 __all__ = [
-    "DATASETS", "DATA_SAMPLERS", "EVALUATOR", "FUNCTIONS", "HOOKS", "INFERENCERS",
-    "LOG_PROCESSORS", "LOOPS", "METRICS", "MODELS", "MODEL_WRAPPERS", "OPTIMIZERS",
-    "OPTIM_WRAPPERS", "OPTIM_WRAPPER_CONSTRUCTORS", "PARAM_SCHEDULERS", "RUNNERS",
-    "RUNNER_CONSTRUCTORS", "STRATEGIES", "TASK_UTILS", "TRANSFORMS", "VISBACKENDS",
-    "VISUALIZERS", "WEIGHT_INITIALIZERS",
-    "DefaultScope", "Registry", "build_from_cfg", "build_model_from_cfg",
+    *_roots, "DefaultScope", "Registry", "build_from_cfg", "build_model_from_cfg",
     "build_optimizer_from_cfg", "build_runner_from_cfg", "build_scheduler_from_cfg",
     "check_arguments", "count_registered_modules", "init_default_scope", "signature_problems",
     "split_cfg", "to_plain", "traverse_registry_tree", "type_name",
