@@ -18,12 +18,11 @@ from collections.abc import Iterable, Mapping
 
 from accelwrap.config import load_config
 from accelwrap.errors import ConfigError
-from accelwrap.optim.optimizer.builder import SINGLE_KEYS
 from accelwrap.registry import to_plain
 from accelwrap.runner.runner import Runner
 from accelwrap.runner.settings import REQUIRED_KEYS, runner_config_notes, runner_config_problems
 from accelwrap.tools.common import build_model_cheaply
-from accelwrap.tools.groups import unmatched_custom_keys
+from accelwrap.tools.groups import unmatched_custom_keys, wrapper_configs
 
 __all__ = ["fragment_notes", "is_fragment", "run_check"]
 
@@ -88,8 +87,7 @@ def run_check(path: str, overrides: Iterable[str] = ()) -> int:
 
 def _model_problems(cfg: dict) -> tuple[list[str], list[str]]:
     """``(problems, warnings)`` found with the model built on ``meta``: unmatched custom keys."""
-    optim_cfg = cfg.get("optim_wrapper") or {}
-    members = [optim_cfg] if any(k in optim_cfg for k in SINGLE_KEYS) else optim_cfg.values()
+    members = wrapper_configs(cfg.get("optim_wrapper") or {}).values()
     if not any(isinstance(m, Mapping) and "custom_keys" in (m.get("paramwise_cfg") or {})
                for m in members):
         return [], []

@@ -40,7 +40,8 @@ from accelwrap.optim.optimizer.default_constructor import (
 from accelwrap.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 
-__all__ = ["format_table", "param_rows", "run_groups", "unmatched_custom_keys"]
+__all__ = ["format_table", "param_rows", "run_groups", "unmatched_custom_keys",
+           "wrapper_configs"]
 
 _FIRST_KEYS = ("lr", "weight_decay")
 
@@ -53,17 +54,30 @@ def _constructor(cfg: Mapping[str, Any]) -> Any:
         "optim_wrapper_cfg": wrapper_cfg, "paramwise_cfg": cfg.get("paramwise_cfg")})
 
 
+def wrapper_configs(optim_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``{member: its wrapper config}`` of an ``optim_wrapper`` section; ``''`` for one wrapper.
+
+    Example:
+        >>> list(wrapper_configs({'optimizer': {'type': 'SGD'}})), list(wrapper_configs(
+        ...     {'gen': {'optimizer': {}}, 'disc': {'optimizer': {}}}))
+        ([''], ['gen', 'disc'])
+    """
+    if any(key in optim_cfg for key in SINGLE_KEYS):
+        return {"": optim_cfg}
+    return dict(optim_cfg)
+
+
 def _wrappers(cfg: Mapping[str, Any], model: nn.Module) -> dict[str, tuple[nn.Module, Mapping]]:
     """``{member: (the module it optimizes, its wrapper config)}``; ``''`` for one wrapper."""
-    optim_cfg = cfg["optim_wrapper"]
-    if any(key in optim_cfg for key in SINGLE_KEYS):
-        return {"": (model, optim_cfg)}
+    configs = wrapper_configs(cfg["optim_wrapper"])
+    if "" in configs:
+        return {"": (model, configs[""])}
     children = dict(model.named_children())
-    missing = [name for name in optim_cfg if name not in children]
+    missing = [name for name in configs if name not in children]
     if missing:
         raise ValueError(f"optim_wrapper.{missing[0]}: the model has no submodule "
                          f"{missing[0]!r} (it has {sorted(children)})")
-    return {name: (children[name], member_cfg) for name, member_cfg in optim_cfg.items()}
+    return {name: (children[name], member_cfg) for name, member_cfg in configs.items()}
 
 
 def unmatched_custom_keys(cfg: Mapping[str, Any],
