@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/bench_optim_wrapper.py            # full table
     python benchmarks/bench_optim_wrapper.py --rounds 5 --iters 20 --hidden 64
+    python benchmarks/bench_optim_wrapper.py --device cuda   # on a GPU (wall clock, synced)
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ BATCH, IN, OUT = 32, 32, 10
 CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
 
 
-def make_model(hidden: int) -> nn.Module:
+def make_model(hidden: int, device: torch.device | str = "cpu") -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(IN, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, OUT))
+                         nn.Linear(hidden, OUT)).to(device)
 
 
 def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
@@ -47,7 +48,7 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def raw_loop(hidden: int, counts: int, clip: bool, accelerator) -> Callable[[int, tuple], None]:
-    model = make_model(hidden)
+    model = make_model(hidden, accelerator.device)
     optimizer = make_optimizer(model)
     params = list(model.parameters())
 
@@ -83,7 +84,7 @@ def accelerate_loop(hidden: int, counts: int, clip: bool,
 
 def wrapper_loop(make_wrapper: Callable) -> Callable:
     def build(hidden: int, counts: int, clip: bool, accelerator) -> Callable[[int, tuple], None]:
-        model = make_model(hidden)
+        model = make_model(hidden, accelerator.device)
         wrapper = make_wrapper(make_optimizer(model), counts, dict(max_norm=1.0) if clip else None,
                                accelerator)
 
@@ -121,8 +122,11 @@ def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accel
             clock: Callable[[], float]) -> dict[str, list[float]]:
     """Microseconds per iteration of every timed block, for every loop (interleaved blocks)."""
     gen = torch.Generator().manual_seed(0)
-    data = [(torch.randn(BATCH, IN, generator=gen), torch.randn(BATCH, OUT, generator=gen))
+    data = [(torch.randn(BATCH, IN, generator=gen).to(accelerator.device),
+             torch.randn(BATCH, OUT, generator=gen).to(accelerator.device))
             for _ in range(iters)]
+    # A GPU runs asynchronously: wait for its queue before every clock reading.
+    sync = torch.cuda.synchronize if accelerator.device.type == "cuda" else (lambda: None)
     steps = {name: build(hidden, counts, clip, accelerator) for name, build in loops().items()}
     samples: dict[str, list[float]] = {name: [] for name in steps}
     order = list(steps)
@@ -131,9 +135,11 @@ def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accel
         shuffle(order)
         for name in order:
             step = steps[name]
+            sync()
             start = clock()
             for i, batch in enumerate(data):
                 step(i, batch)
+            sync()
             if round_:  # round 0 is warm-up
                 samples[name].append((clock() - start) / iters * 1e6)
     return samples
@@ -159,21 +165,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="timed blocks per loop")
     parser.add_argument("--iters", type=int, default=8,
                         help="iterations per block (a multiple of every --counts)")
-    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+    parser.add_argument("--clock", choices=list(CLOCKS), default=None,
                         help="cpu: this thread's CPU time (robust on a shared machine, and with "
-                             "one torch thread it is all the work); wall: elapsed time")
+                             "one torch thread it is all the work; the default on CPU); wall: "
+                             "elapsed time (the default, and the only choice, with --device cuda)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the models and batches live (cuda: the first GPU)")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU here")
+    if args.device == "cuda" and args.clock == "cpu":
+        parser.error("--clock cpu with --device cuda: the GPU's work is not this thread's CPU "
+                     "time; use --clock wall")
+    args.clock = args.clock or ("wall" if args.device == "cuda" else "cpu")
     torch.set_num_threads(1)
     from accelwrap.optim import make_accelerator
-    accelerator = make_accelerator(cpu=True)
+    accelerator = make_accelerator(cpu=args.device == "cpu")
     load = os.getloadavg()[0]
     clock = CLOCKS[args.clock]
     rows = [((hidden, counts, clip),
              measure(hidden, counts, clip, args.rounds, args.iters, accelerator, clock))
             for hidden in args.hidden for counts in args.counts for clip in (False, True)]
-    print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, {args.clock} clock, {args.rounds} "
-          f"blocks x {args.iters} iterations per loop, loops interleaved in shuffled order; "
-          f"load average "
+    where = f" on {torch.cuda.get_device_name(0)}" if args.device == "cuda" else ""
+    print(f"torch {torch.__version__}{where}, 1 thread, batch {BATCH}, {args.clock} clock, "
+          f"{args.rounds} blocks x {args.iters} iterations per loop, loops interleaved in "
+          f"shuffled order; load average "
           f"{load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print("Median us/iteration (ratio to raw):\n")
     print(table(rows, statistics.median))
