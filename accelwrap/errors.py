@@ -115,5 +115,45 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed (incomplete, from another model, unreadable)."""
 
 
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file that is missing, truncated, changed or unreadable.
+
+    Attributes:
+        checkpoint: The checkpoint folder.
+        file: The damaged file, relative to the folder (``'latest'`` for the pointer).
+        reason: What is wrong with it, e.g. ``'is truncated: 3 of 1024 bytes'``.
+
+    Example:
+        >>> err = DamagedCheckpointError('ckpts/iter_4', 'optimizer.bin', 'is missing')
+        >>> print(err)
+        checkpoint 'ckpts/iter_4' is damaged: optimizer.bin is missing
+    """
+
+    def __init__(self, checkpoint: object, file: str, reason: str) -> None:
+        self.checkpoint, self.file, self.reason = str(checkpoint), file, reason
+        super().__init__(f"checkpoint {self.checkpoint!r} is damaged: {file} {reason}")
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (disk full, permission denied, ...).
+
+    The message is one line: the file or folder, the free space, the checkpoint that stays.
+    """
+
+
 class LaunchError(RuntimeError):
     """A launch that would silently misbehave (e.g. N processes that each train alone)."""
+
+
+class NonFiniteError(RuntimeError):
+    """An update with a NaN/inf gradient norm or loss under ``nonfinite.policy='stop'``.
+
+    Attributes:
+        update: The update number (1-based) that was refused.
+        iteration: The wrapper's counter (``inner_count``) at that update.
+    """
+
+    def __init__(self, message: str, update: int, iteration: int) -> None:
+        super().__init__(message)
+        self.update = update
+        self.iteration = iteration

@@ -75,11 +75,11 @@ class ApexOptimWrapper(OptimWrapper):
         self._pending_amp_state = None
         super().__init__(**kwargs)
 
-    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
-        """Back-propagate the loss scaled by apex; count it."""
+    def backward(self, loss: torch.Tensor, num_tokens: Any = None, **kwargs: Any) -> None:
+        """Back-propagate the loss scaled by apex; count it (``num_tokens``: see OptimWrapper)."""
+        self._count(loss, num_tokens)
         with self._amp.scale_loss(loss, self.optimizer) as scaled:
             scaled.backward(**kwargs)
-        self._inner_count += 1
 
     def state_dict(self) -> dict:
         """The wrapper's state (:meth:`OptimWrapper.state_dict`) plus apex's under

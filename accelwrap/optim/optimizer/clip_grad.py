@@ -62,8 +62,9 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
     Raises:
         TypeError: ``clip_grad`` is not a mapping (also an ``AssertionError``, as in MMEngine).
         ValueError: An unknown ``type``, an unknown key (the valid keys are listed), a
-            missing ``max_norm``/``clip_value`` (also an ``AssertionError``), or keys of
-            both kinds.
+            missing ``max_norm``/``clip_value`` (also an ``AssertionError``), keys of
+            both kinds, or a ``max_norm``/``clip_value`` that is not a number > 0 (a
+            ``TypeError`` when it is not a number).
 
     Example:
         >>> parse_clip_grad(dict(type='norm', max_norm=1))
@@ -94,6 +95,22 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
     if required not in args:
         raise ValueAssertionError(f"clip_grad: clipping by {kind} needs {required!r}, "
                          f"got {dict(clip_grad)!r}")
+    _check_positive(required, args[required])
     if "norm_type" in args:
         args["norm_type"] = float(args["norm_type"])
     return ClipGrad(kind, args)
+
+
+_MEANING = {"max_norm": "the largest total gradient norm kept",
+            "clip_value": "the largest absolute gradient value kept"}
+
+
+def _check_positive(key: str, value: Any) -> None:
+    """Refuse a threshold that is not a number > 0 (clipping to 0 or below erases updates)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeAssertionError(f"clip_grad.{key}={value!r} ({type(value).__name__}) is not a "
+                                 f"number; expected a number > 0 ({_MEANING[key]}), e.g. "
+                                 f"{key}=1.0")
+    if not value > 0:
+        raise ValueAssertionError(f"clip_grad.{key}={value!r} must be > 0 ({_MEANING[key]}); "
+                                  f"remove clip_grad to turn clipping off")

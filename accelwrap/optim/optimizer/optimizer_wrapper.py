@@ -18,48 +18,28 @@ from typing import Any
 import torch
 from torch import nn
 
-from accelwrap.errors import TypeAssertionError, ValueAssertionError
 from accelwrap.optim import _accelerate_compat as glue
 from accelwrap.optim.optimizer.base import BaseOptimWrapper
 from accelwrap.optim.optimizer.clip_grad import parse_clip_grad
+from accelwrap.optim.optimizer.grad_norm import (
+    clipped_norm,
+    first_device,
+    full_value,
+    gradients,
+    scale_grads,
+    total_norm,
+)
+from accelwrap.optim.optimizer.loss_normalization import LossWindow, world_size
+from accelwrap.optim.optimizer.nonfinite import UpdateGuard, UpdateReport
+from accelwrap.optim.optimizer.wrapper_args import check_accumulative_counts, check_not_optimizer
 from accelwrap.registry import OPTIM_WRAPPERS
 
 logger = logging.getLogger(__name__)
 _NULL_CONTEXT = contextlib.nullcontext()  # reusable; returned on the hot path
 
 
-def check_accumulative_counts(value: Any) -> int:
-    """Return ``value`` if it is a positive int, else raise ``ValueError``/``TypeError``.
-
-    Both are also ``AssertionError`` (MMEngine asserts ``accumulative_counts > 0``).
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeAssertionError(f"accumulative_counts must be a positive int, got "
-                                 f"{type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueAssertionError(f"accumulative_counts must be a positive int (1 = no "
-                                  f"accumulation), got {value}")
-    return value
-
-
-def check_not_optimizer(owner: str, argument: str, value: Any) -> None:
-    """Refuse an optimizer given where MMEngine's signature has ``argument`` first.
-
-    ``AmpOptimWrapper(loss_scale='dynamic', dtype=None, use_fsdp=False, **kwargs)`` takes
-    the optimizer as a keyword, as in MMEngine; ``AmpOptimWrapper(optimizer)`` would
-    otherwise make the optimizer the loss scale.
-
-    Raises:
-        TypeError: ``value`` is an optimizer.
-    """
-    if isinstance(value, torch.optim.Optimizer):
-        raise TypeError(f"{owner}: the first positional argument is {argument!r}, as in MMEngine, "
-                        f"but got a {type(value).__name__} optimizer; pass it as "
-                        f"{owner}(optimizer=..., ...)")
-
-
 @OPTIM_WRAPPERS.register_module()
-class OptimWrapper(BaseOptimWrapper):
+class OptimWrapper(UpdateReport, BaseOptimWrapper):
     """A common interface for updating parameters: accumulation, clipping, stepping.
 
     Args:
@@ -72,6 +52,15 @@ class OptimWrapper(BaseOptimWrapper):
         accelerator: Optional ``accelerate.Accelerator``. It must have
             ``gradient_accumulation_steps=1`` (the wrapper accumulates). An optimizer
             that was not prepared yet is prepared with it.
+        loss_normalization: ``'mean'`` (MMEngine's: divide each loss by the window size)
+            or ``'tokens'`` (each loss is a micro-batch's sum, passed with ``num_tokens``;
+            the update is the mean over every token of the window on every rank). See
+            :mod:`~accelwrap.optim.optimizer.loss_normalization`.
+        nonfinite: ``dict(policy='warn'|'skip'|'stop'|'off', check='grad'|'loss')``; see
+            :mod:`~accelwrap.optim.optimizer.nonfinite`. None: warn when the norm of
+            norm clipping is not finite.
+        spike: ``dict(window=N, sigmas=k)``: skip an update whose loss is more than ``k``
+            standard deviations above the mean of the last ``N`` applied ones.
 
     Attributes:
         fast_path: Class attribute; when True (default) a bound wrapper calls torch
@@ -79,6 +68,9 @@ class OptimWrapper(BaseOptimWrapper):
         step_was_skipped: Whether the last :meth:`step` was skipped by a loss scaler
             (an inf/NaN gradient in fp16).
         skipped_steps: How many steps the loss scaler has skipped so far.
+        last_update_applied: Whether the latest call changed the parameters (False
+            after a backward without an update, or an update skipped by the loss scaler,
+            the non-finite policy or the spike rule).
 
     Example:
         >>> model = nn.Linear(2, 1)
@@ -95,7 +87,9 @@ class OptimWrapper(BaseOptimWrapper):
     fast_path: bool = True
 
     def __init__(self, optimizer: torch.optim.Optimizer, accumulative_counts: int = 1,
-                 clip_grad: dict | None = None, accelerator: Any = None) -> None:
+                 clip_grad: dict | None = None, accelerator: Any = None,
+                 loss_normalization: str = "mean", nonfinite: dict | None = None,
+                 spike: dict | None = None) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"{type(self).__name__}: optimizer must be a torch.optim.Optimizer, "
                             f"got {type(optimizer).__name__} ({optimizer!r})")
@@ -107,6 +101,11 @@ class OptimWrapper(BaseOptimWrapper):
         self._max_counts = -1
         self._remainder_counts = -1
         self._grad_norm: torch.Tensor | None = None
+        self._grad_norm_clipped: torch.Tensor | None = None
+        self._guard = UpdateGuard(nonfinite, spike, type(self).__name__)
+        self._window = LossWindow(loss_normalization, track_loss=self._guard.tracks_loss)
+        self.loss_normalization = self._window.mode
+        self.last_update_applied = False
         self.step_was_skipped = False
         self.skipped_steps = 0
         self._step_hook = None
@@ -177,42 +176,80 @@ class OptimWrapper(BaseOptimWrapper):
 
     # ------------------------------------------------------------ the update
     def update_params(self, loss: torch.Tensor, step_kwargs: dict | None = None,
-                      zero_kwargs: dict | None = None) -> None:
+                      zero_kwargs: dict | None = None, num_tokens: Any = None) -> None:
         """Backward ``loss`` (divided for accumulation); step and zero when due.
 
         Args:
-            loss: The loss of this iteration.
+            loss: The loss of this iteration (``loss_normalization='tokens'``: its sum).
             step_kwargs: Keyword arguments for the optimizer's ``step``.
             zero_kwargs: Keyword arguments for the optimizer's ``zero_grad``.
+            num_tokens: The micro-batch's valid tokens or samples (an int or a 0-d
+                tensor); required in ``'tokens'`` mode, ignored in ``'mean'`` mode.
         """
-        self.backward(self.scale_loss(loss))
+        self.backward(self.scale_loss(loss), num_tokens=num_tokens)
         if self.should_update():
             self.step(**(step_kwargs or {}))
             self.zero_grad(**(zero_kwargs or {}))
 
-    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+    def backward(self, loss: torch.Tensor, num_tokens: Any = None, **kwargs: Any) -> None:
         """Back-propagate ``loss`` (through the loss scaler / Accelerator); count it.
 
         Args:
-            loss: The (already divided) loss.
+            loss: The (already divided) loss; in ``'tokens'`` mode the summed loss.
+            num_tokens: Its valid tokens (``'tokens'`` mode, see :meth:`update_params`).
             **kwargs: Passed to ``Tensor.backward``.
         """
+        self._count(loss, num_tokens)
         if not self._direct:
             self.accelerator.backward(loss, **kwargs)
         elif self._scaler is not None:
             self._scaler.scale(loss).backward(**kwargs)
         else:
             loss.backward(**kwargs)
+
+    def _count(self, loss: torch.Tensor, num_tokens: Any) -> None:
+        """Book one backward: the window's tokens and loss, the counter."""
+        if self._window.active:
+            self._window.add(loss, num_tokens, type(self).__name__)
         self._inner_count += 1
+        self.last_update_applied = False
 
     def step(self, **kwargs: Any) -> None:
-        """Clip the gradients if configured, then step the optimizer.
+        """Normalise by tokens, clip, apply the non-finite policy, then step the optimizer.
 
         Args:
             **kwargs: Passed to the optimizer's ``step``.
+
+        Raises:
+            NonFiniteError: ``nonfinite.policy='stop'`` and the update is not finite.
         """
+        self._guard.begin()
+        grads = None
+        if self._window.active:
+            closed = self._window.close(first_device(self._raw), world_size(self.accelerator))
+            if self._guard.judge_loss(closed.loss, self._inner_count):
+                return self._skip_update()
+            if closed.factor is not None:
+                scale_grads(grads := gradients(self._raw), closed.factor)
+        by_norm = self._clip is not None and self._clip.kind == "norm"
+        check = self._guard.checks_grad(by_norm, self._scaler is not None)
+        norm = total_norm(grads or gradients(self._raw)) if check and not by_norm else None
         if self._clip is not None:
             self._clip_grad()
+        if not by_norm:
+            self._grad_norm = norm
+        if check and self._guard.judge_grad(self._grad_norm, self._inner_count):
+            return self._skip_update()
+        self._apply_step(kwargs)
+        self.last_update_applied = not (self._scaler is not None and self.step_was_skipped)
+        if self.last_update_applied:
+            self._guard.applied()
+
+    def _skip_update(self) -> None:
+        self.zero_grad()
+        self.last_update_applied = False
+
+    def _apply_step(self, kwargs: dict) -> None:
         if self._scaler is not None:
             self._scaled_step(kwargs)
         elif self._direct:
@@ -251,17 +288,16 @@ class OptimWrapper(BaseOptimWrapper):
         else:
             with glue.only_optimizer(self.accelerator, self.optimizer):
                 result = self._accelerator_clip(params)
-        self._grad_norm = result if self._clip.kind == "norm" else None
+        if self._clip.kind == "norm":
+            self._grad_norm = full_value(result)
+            self._grad_norm_clipped = clipped_norm(self._grad_norm, self._clip.kwargs["max_norm"])
+        else:
+            self._grad_norm = self._grad_norm_clipped = None
 
     def _accelerator_clip(self, params: list[torch.Tensor]) -> torch.Tensor | None:
         if self._clip.kind == "norm":
             return self.accelerator.clip_grad_norm_(params, **self._clip.kwargs)
         return self.accelerator.clip_grad_value_(params, **self._clip.kwargs)
-
-    @property
-    def grad_norm(self) -> float | None:
-        """Total gradient norm measured by the last norm clipping (None otherwise)."""
-        return None if self._grad_norm is None else float(self._grad_norm)
 
     def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
         """Skip gradient synchronisation while accumulating (use as ``with``).
@@ -319,12 +355,13 @@ class OptimWrapper(BaseOptimWrapper):
             loss: The loss of this iteration.
 
         Returns:
-            ``loss / window`` (``loss`` itself when there is no accumulation).
+            ``loss / window`` (``loss`` itself when there is no accumulation or in
+            ``'tokens'`` mode, where the gradients are scaled at the step instead).
 
         Raises:
             ValueError: The counter is past ``max_counts``.
         """
-        if self._accumulative_counts == 1:
+        if self._accumulative_counts == 1 or self._window.tokens_mode:
             return loss
         factor = self._accumulative_counts
         if (self._max_counts != -1

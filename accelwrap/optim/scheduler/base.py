@@ -118,6 +118,9 @@ class ParamScheduler(LRScheduler):
     """
 
     need_val_args: bool = False
+    #: ``'iterations'`` or ``'updates'`` (set by ``builder.step_on``): what an iteration-based
+    #: scheduler ticks on when the runner steps it.
+    on: str = "iterations"
     #: Attributes that describe the configuration (besides the window), MMEngine's names.
     setting_names: tuple[str, ...] = ()
     #: Arguments (besides begin/end) that count epochs; ``None``: not convertible.

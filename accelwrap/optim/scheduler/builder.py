@@ -8,6 +8,12 @@ result is a dict of lists keyed by member; the configs are either shared by ever
 or given per member (a dict without ``type``). ``step_param_schedulers`` steps them the way
 MMEngine's ``ParamSchedulerHook`` does.
 
+A config may add ``on: updates`` (default ``on: iterations``, MMEngine's behaviour) to an
+iteration-based scheduler: it then ticks only after an iteration whose update was applied
+(its wrapper's ``last_update_applied``), not after accumulation micro-steps nor after
+updates skipped by the fp16 loss scaler, the non-finite policy or the spike rule. Its
+``begin``/``end`` then count updates. See :func:`step_on`.
+
 Example:
     >>> import torch
     >>> from accelwrap.optim.scheduler import build_param_schedulers
@@ -33,6 +39,49 @@ from accelwrap.registry import PARAM_SCHEDULERS, to_plain
 
 SchedulerList = list[ParamScheduler]
 WHEN = ("iter", "epoch", "val")
+STEP_ON = ("iterations", "updates")
+
+
+def step_on(scheduler: ParamScheduler, on: str, where: str = "param_scheduler") -> ParamScheduler:
+    """Make ``scheduler`` tick on every iteration (``'iterations'``) or applied update only.
+
+    Args:
+        scheduler: An iteration-based scheduler whose optimizer is an ``OptimWrapper``
+            (for ``'updates'``).
+        on: ``'iterations'`` or ``'updates'``.
+        where: The config path, for messages.
+
+    Returns:
+        ``scheduler`` (its ``on`` attribute set).
+
+    Raises:
+        ValueError: Another value, an epoch-based scheduler, or a bare torch optimizer
+            (which cannot tell whether an update was applied).
+
+    Example:
+        >>> import torch
+        >>> from accelwrap.optim import OptimWrapper
+        >>> from accelwrap.optim.scheduler import StepLR
+        >>> from accelwrap.optim.scheduler.builder import step_on
+        >>> wrapper = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
+        >>> step_on(StepLR(wrapper, step_size=1, by_epoch=False), 'updates').on
+        'updates'
+    """
+    if on not in STEP_ON:
+        raise ValueError(f"{where}: on={on!r} is not valid; expected 'iterations' (tick after "
+                         f"every training iteration) or 'updates' (tick only after an applied "
+                         f"update); {suggest(str(on), STEP_ON)}")
+    if on == "updates":
+        if scheduler.by_epoch:
+            raise ValueError(f"{where}: on='updates' needs an iteration-based scheduler "
+                             f"(by_epoch=False, or convert_to_iter_based=True); "
+                             f"{type(scheduler).__name__} is epoch-based")
+        if not hasattr(scheduler.optimizer, "last_update_applied"):
+            raise ValueError(f"{where}: on='updates' needs an OptimWrapper as the scheduler's "
+                             f"optimizer (it tells whether an update was applied), got "
+                             f"{type(scheduler.optimizer).__name__}")
+    scheduler.on = on
+    return scheduler
 
 
 def build_param_schedulers(cfgs: Any, optim_wrapper: Any, epoch_length: int | None = None,
@@ -83,11 +132,13 @@ def _build_list(cfgs: Any, target: Any, epoch_length: int | None, max_epochs: in
             raise TypeError(f"param_scheduler[{index}]: expected a scheduler or a config dict, "
                             f"got {type(item).__name__} ({item!r})")
         cfg = to_plain(item)
+        on = cfg.pop("on", "iterations")
         default_end = max_epochs if cfg.get("by_epoch", True) else max_iters
         if "end" not in cfg and default_end is not None:
             cfg["end"] = default_end
-        schedulers.append(PARAM_SCHEDULERS.build(
-            cfg, default_args={"optimizer": target, "epoch_length": epoch_length}))
+        scheduler = PARAM_SCHEDULERS.build(
+            cfg, default_args={"optimizer": target, "epoch_length": epoch_length})
+        schedulers.append(step_on(scheduler, on, f"param_scheduler[{index}]"))
     return schedulers
 
 
@@ -97,7 +148,8 @@ def step_param_schedulers(schedulers: SchedulerList | Mapping[str, SchedulerList
 
     Args:
         schedulers: A list of schedulers, or a dict of lists (``OptimWrapperDict``).
-        when: ``'iter'`` after a training iteration (iteration-based schedulers),
+        when: ``'iter'`` after a training iteration (iteration-based schedulers; those
+            with ``on='updates'`` only when their wrapper's last update was applied),
             ``'epoch'`` after a training epoch (epoch-based ones, plateau ones only count),
             ``'val'`` after validation (``need_val_args`` ones, with ``metrics``).
         metrics: The validation results, for ``when='val'``.
@@ -122,6 +174,9 @@ def step_param_schedulers(schedulers: SchedulerList | Mapping[str, SchedulerList
     for group in lists:
         for scheduler in group:
             if when == "iter" and not scheduler.by_epoch:
+                if (getattr(scheduler, "on", "iterations") == "updates"
+                        and not scheduler.optimizer.last_update_applied):
+                    continue
                 scheduler.step()
             elif when == "epoch" and scheduler.by_epoch:
                 scheduler.step()

@@ -1,0 +1,187 @@
+"""``loss_normalization``: how an accumulation window's losses become one update.
+
+``'mean'`` (the default) is MMEngine's rule: every micro-batch's loss is divided by the
+size of its window (``accumulative_counts``, or the remainder for the last short window).
+With micro-batches of different sizes that is not one large batch's mean:
+``(x1/n1 + x2/n2)/2 != (x1 + x2)/(n1 + n2)``.
+
+``'tokens'``: each micro-batch passes its **summed** loss and its number of valid tokens
+(or samples), ``update_params(loss_sum, num_tokens=n)``. The sum is back-propagated as it
+is; the window's token count is added up on the device (no host sync). When the window
+ends, one all-reduce (sum) gives the token count of every micro-batch of every rank, and
+the gradients are multiplied once by ``world_size / global_tokens``: DDP and FSDP average
+the gradients over ``world_size`` ranks, so the update is exactly the gradient of one
+large batch's mean loss over all its tokens. The same all-reduce carries the window's loss
+when the non-finite policy or the spike rule needs it (one collective per update).
+
+Example:
+    >>> import torch
+    >>> window = LossWindow('tokens', track_loss=True)
+    >>> window.add(torch.tensor(6.0), 4, 'OptimWrapper')
+    >>> window.add(torch.tensor(2.0), torch.tensor(4), 'OptimWrapper')
+    >>> closed = window.close(torch.device('cpu'), world=1)
+    >>> float(closed.factor), float(closed.loss)
+    (0.125, 1.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from accelwrap.errors import suggest
+
+__all__ = ["LOSS_NORMALIZATIONS", "ClosedWindow", "LossWindow", "check_loss_normalization",
+           "world_size"]
+
+LOSS_NORMALIZATIONS = ("mean", "tokens")
+
+
+def check_loss_normalization(value: Any, owner: str = "OptimWrapper") -> str:
+    """Return ``value`` if it is ``'mean'`` or ``'tokens'``.
+
+    Raises:
+        ValueError: Any other value (the message lists both).
+
+    Example:
+        >>> check_loss_normalization('tokens')
+        'tokens'
+    """
+    if not isinstance(value, str) or value not in LOSS_NORMALIZATIONS:
+        raise ValueError(f"{owner}: loss_normalization={value!r} is not valid; expected 'mean' "
+                         f"(divide by accumulative_counts, MMEngine's rule) or 'tokens' (summed "
+                         f"losses divided by the window's global token count)"
+                         + (f"; {suggest(value, LOSS_NORMALIZATIONS)}" if isinstance(value, str)
+                            else ""))
+    return value
+
+
+def world_size(accelerator: Any = None) -> int:
+    """The number of processes whose gradients are averaged.
+
+    Args:
+        accelerator: The wrapper's Accelerator, or None (then ``torch.distributed``'s
+            default group, when it is initialised).
+
+    Returns:
+        1 for a single process.
+    """
+    if accelerator is not None:
+        return int(accelerator.num_processes)
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+@dataclass
+class ClosedWindow:
+    """What a finished window gives the update.
+
+    Attributes:
+        factor: Multiply the gradients by this (``'tokens'``), or None (``'mean'``).
+        loss: The window's loss over every rank (the mean loss; per token in ``'tokens'``
+            mode), a 0-d tensor, or None when it was not tracked.
+    """
+
+    factor: torch.Tensor | float | None
+    loss: torch.Tensor | None
+
+
+def _check_tokens(num_tokens: Any, owner: str) -> Any:
+    if num_tokens is None:
+        raise ValueError(f"{owner}: loss_normalization='tokens' needs num_tokens for every "
+                         "micro-batch: call update_params(loss_sum, num_tokens=n) (or backward) "
+                         "with the micro-batch's summed loss and its number of valid tokens, or "
+                         "return a 'num_tokens' entry in the model's loss dict; set "
+                         "loss_normalization='mean' to divide by accumulative_counts instead")
+    if isinstance(num_tokens, torch.Tensor):
+        if num_tokens.numel() != 1:
+            raise ValueError(f"{owner}: num_tokens must be a count (an int or a 0-d tensor), "
+                             f"got a tensor of shape {tuple(num_tokens.shape)}")
+        return num_tokens.detach().reshape(())
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
+        raise TypeError(f"{owner}: num_tokens must be a non-negative int or a 0-d tensor, got "
+                        f"{type(num_tokens).__name__} ({num_tokens!r})")
+    return num_tokens
+
+
+class LossWindow:
+    """The running sums of one accumulation window: tokens and (when tracked) the loss.
+
+    Args:
+        mode: ``'mean'`` or ``'tokens'``.
+        track_loss: Keep the window's loss (for ``nonfinite.check='loss'`` or ``spike``).
+    """
+
+    def __init__(self, mode: str = "mean", track_loss: bool = False) -> None:
+        self.mode = check_loss_normalization(mode)
+        self.tokens_mode = mode == "tokens"
+        self.track_loss = track_loss
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new window."""
+        self._tokens: Any = 0
+        self._loss: Any = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether :meth:`add` records anything (tokens mode or a tracked loss)."""
+        return self.tokens_mode or self.track_loss
+
+    def add(self, loss: torch.Tensor, num_tokens: Any, owner: str) -> None:
+        """Record one micro-batch (its back-propagated loss and its token count).
+
+        Args:
+            loss: The loss given to backward (``'mean'``: already divided; ``'tokens'``: the sum).
+            num_tokens: Its valid tokens (``'tokens'`` mode; ignored in ``'mean'`` mode).
+            owner: The wrapper's class name, for messages.
+
+        Raises:
+            ValueError: ``'tokens'`` mode and ``num_tokens`` is None or not a count.
+        """
+        if self.tokens_mode:
+            self._tokens = self._tokens + _check_tokens(num_tokens, owner)
+        if self.track_loss:
+            self._loss = self._loss + loss.detach().float()
+
+    def close(self, device: torch.device, world: int) -> ClosedWindow:
+        """End the window: one all-reduce (when ``world > 1``), the factor and the loss.
+
+        Args:
+            device: Where the collective's tensor lives (the gradients' device).
+            world: The number of processes (see :func:`world_size`).
+
+        Returns:
+            The :class:`ClosedWindow`; the window is reset.
+        """
+        tokens, loss = self._tokens, self._loss
+        self.reset()
+        if not self.active:
+            return ClosedWindow(None, None)
+        values = []
+        if self.tokens_mode:
+            values.append(tokens)
+        if self.track_loss:
+            values.append(loss)
+        if world > 1 or any(isinstance(v, torch.Tensor) for v in values):
+            packed = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device)
+                                  for v in values])
+            if world > 1:
+                torch.distributed.all_reduce(packed)
+            values = list(packed.unbind())
+        factor, mean_loss = None, None
+        if self.tokens_mode:
+            total = values[0]
+            # a window without tokens has zero gradients: keep them zero, not NaN
+            factor = (world / torch.clamp(total, min=1.0) if isinstance(total, torch.Tensor)
+                      else world / max(total, 1))
+        if self.track_loss:
+            divisor = values[0] if self.tokens_mode else world
+            summed = torch.as_tensor(values[-1], dtype=torch.float64)
+            mean_loss = summed / (torch.clamp(divisor, min=1.0)
+                                  if isinstance(divisor, torch.Tensor) else max(divisor, 1))
+        return ClosedWindow(factor, mean_loss)
