@@ -1,0 +1,86 @@
+"""Worker: the reported grad norm under DDP or FSDP2 equals the unsharded one-process norm.
+
+Usage: torchrun --nproc_per_node 2 grad_norm.py {ddp|fsdp2}
+
+Each rank trains on its own variable-length micro-batches with
+``loss_normalization='tokens'``, ``accumulative_counts=3`` and norm clipping, 5 iterations
+(a window of 3 and a remainder of 2). Every rank also computes the reference in one
+process, unsharded: each window of every rank's micro-batches as one batch (mean over all
+its tokens), the norm of those gradients before and after ``clip_grad_norm_``, and the
+parameters. FSDP2 on CPU uses the test-only override of ``train_fsdp_worker.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from accelwrap.optim import OptimWrapper, make_accelerator, prepare
+from tests.distributed.launch import finish_worker, write_result
+from tests.optim.optimizer import token_cases as tc
+
+ITERS, COUNTS, MAX_NORM = 5, 3, 0.05
+
+
+def make_backend_accelerator(backend: str):
+    if backend == "ddp":
+        return make_accelerator()
+    from tests.distributed.train_fsdp_worker import make_fsdp_accelerator
+    return make_fsdp_accelerator()
+
+
+def reference(world: int) -> dict:
+    model = tc.make_token_model()
+    optimizer = tc.make_optimizer(model)
+    data = [tc.token_batches(ITERS, seed=10 + r) for r in range(world)]
+    before, after = [], []
+    for window in tc.windows(ITERS, COUNTS):
+        sums, counts = zip(*(tc.loss_sum(model, data[r][i]) for r in range(world) for i in window))
+        (torch.stack(sums).sum() / torch.stack(counts).sum()).backward()
+        before.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM)))
+        after.append(float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm()))
+        optimizer.step()
+        optimizer.zero_grad()
+    return {"before": before, "after": after,
+            "params": [p.detach().flatten().tolist() for p in model.parameters()]}
+
+
+def full_params(model) -> list[list[float]]:
+    out = []
+    for param in model.parameters():
+        value = param.detach()
+        value = value.full_tensor() if hasattr(value, "full_tensor") else value
+        out.append(value.flatten().tolist())
+    return out
+
+
+def main() -> None:
+    backend = sys.argv[1]
+    accelerator = make_backend_accelerator(backend)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    model = tc.make_token_model()
+    wrapper = OptimWrapper(tc.make_optimizer(model), accumulative_counts=COUNTS,
+                           clip_grad=dict(max_norm=MAX_NORM), loss_normalization="tokens")
+    model, wrapper = prepare(accelerator, model, wrapper)
+    wrapper.initialize_count_status(model, 0, ITERS)
+    before, after, grad_types = [], [], set()
+    for i, batch in enumerate(tc.token_batches(ITERS, seed=10 + rank)):
+        with wrapper.optim_context(model):
+            total, count = tc.loss_sum(model, batch)
+        wrapper.backward(total, num_tokens=count)
+        if wrapper.should_update():
+            wrapper.step()
+            grad_types |= {type(p.grad).__name__ for p in model.parameters()}
+            before.append(wrapper.grad_norm)
+            after.append(wrapper.grad_norm_clipped)
+            wrapper.zero_grad()
+    write_result({"rank": rank, "world": world,
+                  "distributed_type": str(accelerator.distributed_type),
+                  "grad_types": sorted(grad_types), "before": before, "after": after,
+                  "params": full_params(model), "reference": reference(world)})
+
+
+if __name__ == "__main__":
+    main()
+    finish_worker()
