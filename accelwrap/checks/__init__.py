@@ -1,4 +1,4 @@
-"""Config validation without building anything: registries, signatures, value types.
+"""Config validation without building anything costly: registries, signatures, value types.
 
 Used by the runner before it builds (one ``ConfigError`` for every problem) and by the
 ``accelwrap check`` command.

@@ -18,10 +18,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from accelwrap.checks.trial import optimizer_trial, scheduler_trials
 from accelwrap.checks.value_types import value_problems
 from accelwrap.errors import ConfigError, RegistryError, suggest
 from accelwrap.optim.optimizer.builder import SINGLE_KEYS
+from accelwrap.optim.optimizer.clip_grad import parse_clip_grad
 from accelwrap.optim.optimizer.default_constructor import DefaultOptimWrapperConstructor
+from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper, check_accumulative_counts
 from accelwrap.registry import (
     OPTIM_WRAPPER_CONSTRUCTORS,
     OPTIM_WRAPPERS,
@@ -39,7 +42,7 @@ __all__ = ["argument_problems", "check_component", "check_config", "check_optim_
 # Arguments the builder passes at run time, never written in a config.
 _RUNTIME = object()
 # Keys the scheduler builder consumes before calling the class.
-_SCHEDULER_BUILD_KEYS = ("convert_to_iter_based", "epoch_length")
+_SCHEDULER_BUILD_KEYS = ("convert_to_iter_based", "epoch_length", "on")
 DEFAULT_CONSTRUCTOR = "DefaultOptimWrapperConstructor"
 
 
@@ -78,7 +81,7 @@ def check_component(node: Any, registry: Registry, path: str,
 
 
 def argument_problems(target: Callable, args: Mapping[str, Any], path: str,
-                      runtime: Iterable[str] = ()) -> list[str]:
+                      runtime: Iterable[str] = (), label: str | None = None) -> list[str]:
     """Unknown, missing and wrongly typed arguments of ``target(**args)``, each with its path.
 
     Args:
@@ -86,6 +89,8 @@ def argument_problems(target: Callable, args: Mapping[str, Any], path: str,
         args: The arguments as written in the config.
         path: Dotted path of ``args`` in the config.
         runtime: Arguments the builder supplies itself.
+        label: How messages name ``target`` (default: its name); ``''`` names nothing,
+            for a signature that only lists a section's keys.
 
     Returns:
         One sentence per problem.
@@ -95,10 +100,11 @@ def argument_problems(target: Callable, args: Mapping[str, Any], path: str,
         >>> argument_problems(torch.optim.SGD, {'lr': 'fast'}, 'optimizer', runtime=['params'])
         ["optimizer.lr: expected float | Tensor, got 'fast' (str) [SGD]"]
     """
-    name = type_name(target)
+    name = type_name(target) if label is None else label
     bound = {**args, **{key: _RUNTIME for key in runtime}}
-    problems = [f"{path} ({name}): {p}" for p in signature_problems(target, bound)]
-    problems += [f"{_join(path, key)}: {msg} [{name}]" for key, msg in value_problems(target, args)]
+    owner, tag = (f" ({name})", f" [{name}]") if name else ("", "")
+    problems = [f"{path}{owner}: {p}" for p in signature_problems(target, bound)]
+    problems += [f"{_join(path, key)}: {msg}{tag}" for key, msg in value_problems(target, args)]
     return problems
 
 
@@ -148,14 +154,30 @@ def check_optim_wrapper(node: Any, path: str = "optim_wrapper") -> list[str]:
 
 def _check_single(node: Mapping, path: str, constructor_cls: Any) -> list[str]:
     """One wrapper: its type and arguments, the optimizer, and ``paramwise_cfg``."""
-    _, problems = check_component(node, OPTIM_WRAPPERS, path, runtime=("optimizer",),
-                                  skip=SINGLE_KEYS, default_type="OptimWrapper")
+    wrapper, problems = check_component(node, OPTIM_WRAPPERS, path, runtime=("optimizer",),
+                                         skip=SINGLE_KEYS, default_type="OptimWrapper")
+    if not problems and isinstance(wrapper, type) and issubclass(wrapper, OptimWrapper):
+        problems += _wrapper_values(node, path)
     optimizer, found = check_component(node["optimizer"], OPTIMIZERS, _join(path, "optimizer"),
                                        runtime=("params",))
-    problems += found
+    problems += found or optimizer_trial(node["optimizer"], _join(path, "optimizer"))
     if optimizer is not None and "paramwise_cfg" in node and isinstance(constructor_cls, type) \
             and issubclass(constructor_cls, DefaultOptimWrapperConstructor):
         problems += _paramwise_problems(constructor_cls, node, path)
+    return problems
+
+
+def _wrapper_values(node: Mapping, path: str) -> list[str]:
+    """``clip_grad`` and ``accumulative_counts`` as the wrapper itself validates them."""
+    problems = []
+    for key, validate in (("clip_grad", parse_clip_grad),
+                          ("accumulative_counts", check_accumulative_counts)):
+        try:
+            validate(node.get(key, 1 if key == "accumulative_counts" else None))
+        except (ValueError, TypeError) as err:
+            text = str(err).removeprefix(f"{key}: ")
+            problems.append(_join(path, text) if text.startswith(f"{key}.")
+                            else f"{_join(path, key)}: {text}")
     return problems
 
 
@@ -225,13 +247,33 @@ def check_config(cfg: Mapping | DictConfig,
     plain = to_plain(cfg)
     sections = default_sections() if sections is None else sections
     known = set(known_keys) | set(sections)
-    problems = []
+    problems, found = [], {}
     for key, value in plain.items():
         if key not in known:
             problems.append(f"{key}: unknown top-level key; {suggest(key, known)}")
         elif key in sections:
-            problems += sections[key](value, key)
-    return problems + _member_problems(plain)
+            found[key] = sections[key](value, key)
+            problems += found[key]
+    members = _member_problems(plain)
+    if not (members or found.get("optim_wrapper") or found.get("param_scheduler")):
+        members = _scheduler_values(plain)  # only once their names and types are right
+    return problems + members
+
+
+def _scheduler_values(cfg: Mapping[str, Any]) -> list[str]:
+    """Each scheduler built on its optimizer (a stand-in): values its constructor refuses."""
+    schedulers, wrapper = cfg.get("param_scheduler"), cfg.get("optim_wrapper")
+    if schedulers is None or not isinstance(wrapper, Mapping):
+        return []
+    if "optimizer" in wrapper:
+        return scheduler_trials(schedulers, wrapper["optimizer"], "param_scheduler")
+    if any(key in wrapper for key in SINGLE_KEYS) or not isinstance(schedulers, Mapping) \
+            or "type" in schedulers:
+        return []  # a custom constructor decides the members
+    return [p for name, member in schedulers.items()
+            if isinstance(wrapper.get(name), Mapping) and "optimizer" in wrapper[name]
+            for p in scheduler_trials(member, wrapper[name]["optimizer"],
+                                      f"param_scheduler.{name}")]
 
 
 def _member_problems(cfg: Mapping[str, Any]) -> list[str]:

@@ -22,11 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from accelwrap.errors import LaunchError
+from accelwrap.checks.engine import argument_problems
+from accelwrap.checks.value_types import value_problems
+from accelwrap.errors import ConfigError, LaunchError
 from accelwrap.optim.accelerator import make_accelerator
 from accelwrap.optim.optimizer.builder import SINGLE_KEYS
 from accelwrap.optim.scheduler import build_param_schedulers
-from accelwrap.registry import OPTIMIZERS, check_arguments, to_plain
+from accelwrap.registry import OPTIMIZERS, to_plain
 from accelwrap.runner.models import MODELS
 
 __all__ = ["LOOP_TYPES", "TrainSchedule", "build_accelerator", "build_model", "build_schedulers",
@@ -131,34 +133,62 @@ def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
         The schedule.
 
     Raises:
-        TypeError: Unknown keys.
-        ValueError: The length key is missing, not a positive integer, or given for
-            the other mode; an unknown loop ``type``; malformed ``dynamic_intervals``.
+        ConfigError: Every problem at once: unknown keys, values of the wrong type
+            (``by_epoch: "yes"``), the length key missing, not a positive integer or
+            given for the other mode, an unknown loop ``type``, malformed
+            ``dynamic_intervals``.
 
     Example:
         >>> parse_train_cfg({'type': 'IterBasedTrainLoop', 'max_iters': 5000})
         TrainSchedule(by_epoch=False, max_epochs=None, max_iters=5000, val_interval=1000, \
 val_begin=1, dynamic_intervals=())
+        >>> parse_train_cfg({'by_epoch': 'yes', 'max_epochs': 0})
+        Traceback (most recent call last):
+        accelwrap.errors.ConfigError: 2 problems in the configuration:
+          - train_cfg.by_epoch: expected bool, got 'yes' (str)
+          - train_cfg.max_epochs: expected an integer >= 1, got 0
     """
     if isinstance(cfg, TrainSchedule):
         return cfg
     args = to_plain(cfg)
     if not isinstance(args, Mapping):
-        raise TypeError(f"train_cfg: expected a dict such as dict(by_epoch=True, max_epochs=3), "
-                        f"got {cfg!r}")
-    args = _loop_type(args)
-    check_arguments(_train_cfg_signature, args, "train_cfg")
-    args["dynamic_intervals"] = _dynamic_intervals(args.get("dynamic_intervals"))
+        raise ConfigError(f"train_cfg: expected a dict such as dict(by_epoch=True, "
+                          f"max_epochs=3), got {cfg!r}")
+    try:
+        args = _loop_type(args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    problems = argument_problems(_train_cfg_signature, args, "train_cfg", label="")
+    mistyped = {key for key, _ in value_problems(_train_cfg_signature, args)}
+    try:
+        if "dynamic_intervals" not in mistyped:
+            args["dynamic_intervals"] = _dynamic_intervals(args.get("dynamic_intervals"))
+    except ValueError as err:
+        problems.append(str(err))
+    problems += _length_problems(args, mistyped)
+    if problems:
+        raise ConfigError(problems)
+    return TrainSchedule(**args)
+
+
+def _length_problems(args: Mapping[str, Any], mistyped: set[str]) -> list[str]:
+    """The run length and validation counts: the right key for the mode, integers >= minimum."""
     by_epoch = args.get("by_epoch", True)
     need, other = ("max_epochs", "max_iters") if by_epoch else ("max_iters", "max_epochs")
-    if args.get(other) is not None:
-        raise ValueError(f"train_cfg: {other}={args[other]!r} does not fit by_epoch={by_epoch}; "
-                         f"set {need} instead")
-    for key, minimum in ((need, 1), ("val_interval", 1), ("val_begin", 0)):
+    if "by_epoch" in mistyped:  # the mode is unknown: check the length key that is given
+        need, other = next(((key, None) for key in ("max_epochs", "max_iters")
+                            if args.get(key) is not None), (None, None))
+    problems = []
+    if other is not None and args.get(other) is not None:
+        problems.append(f"train_cfg.{other}: {args[other]!r} does not fit by_epoch={by_epoch}; "
+                        f"set {need} instead")
+    lengths = ((need, 1),) if need else ()
+    for key, minimum in (*lengths, ("val_interval", 1), ("val_begin", 0)):
         value = args.get(key, 1 if key != need else None)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"train_cfg.{key}: expected an integer >= {minimum}, got {value!r}")
-    return TrainSchedule(**args)
+        if key not in mistyped and (not isinstance(value, int) or isinstance(value, bool)
+                                    or value < minimum):
+            problems.append(f"train_cfg.{key}: expected an integer >= {minimum}, got {value!r}")
+    return problems
 
 
 def build_model(cfg: Mapping | nn.Module) -> nn.Module:
@@ -208,8 +238,11 @@ def build_accelerator(settings: Mapping | Any, optim_wrapper: Any, project_dir: 
         check_world_size(settings)
         return settings
     kwargs = dict(to_plain(settings) or {})
+    fsdp = fsdp_requested(kwargs)
     if not torch.cuda.is_available():
         kwargs.setdefault("cpu", True)
+        if fsdp:
+            _enable_cpu_fsdp(kwargs)
     loader_cfg = kwargs.pop("dataloader_config", None) or {}
     if isinstance(loader_cfg, Mapping):
         loader_cfg = DataLoaderConfiguration(**{"use_seedable_sampler": True, **loader_cfg})
@@ -219,7 +252,69 @@ def build_accelerator(settings: Mapping | Any, optim_wrapper: Any, project_dir: 
         kwargs.setdefault("log_with", log_with)
     accelerator = make_accelerator(optim_wrapper, **kwargs)
     check_world_size(accelerator)
+    if fsdp:
+        _check_fsdp(accelerator)
     return accelerator
+
+
+def fsdp_requested(settings: Mapping[str, Any]) -> bool:
+    """Whether the launch asks for FSDP: ``accelerate launch`` with an FSDP config
+    (``ACCELERATE_USE_FSDP=true``) or an ``fsdp_plugin`` among the Accelerator's arguments.
+
+    Example:
+        >>> from_env = os.environ.get('ACCELERATE_USE_FSDP') == 'true'
+        >>> fsdp_requested({'fsdp_plugin': None}) == from_env
+        True
+    """
+    env = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    return env or settings.get("fsdp_plugin") is not None
+
+
+def _fsdp_version(settings: Mapping[str, Any]) -> int:
+    plugin = settings.get("fsdp_plugin")
+    version = getattr(plugin, "fsdp_version", None) or os.environ.get("FSDP_VERSION", "1")
+    return int(version)
+
+
+def _enable_cpu_fsdp(settings: Mapping[str, Any]) -> None:
+    """Let Accelerate build FSDP2 over gloo on a machine without CUDA.
+
+    Accelerate applies its FSDP plugin only to a GPU-like distributed type and, on the CPU,
+    silently gives DDP. FSDP2 (``fully_shard``) itself runs on gloo, so the CPU process
+    state is marked ``MULTI_GPU`` before the Accelerator is created (its device stays the
+    CPU); :func:`_check_fsdp` then proves that FSDP was built.
+
+    Raises:
+        LaunchError: FSDP1 is asked for (it refuses the CPU).
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    version = _fsdp_version(settings)
+    if version != 2:
+        raise LaunchError(
+            f"FSDP on a machine without CUDA: fsdp_version {version} (FSDP1) needs GPUs. Set "
+            "fsdp_config.fsdp_version: 2 in the launch config (launch_configs/fsdp.yaml does), "
+            "or launch with launch_configs/cpu_2proc.yaml for DDP on the CPU")
+    state = PartialState(cpu=True)
+    if state.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU):
+        state.distributed_type = DistributedType.MULTI_GPU
+
+
+def _check_fsdp(accelerator: Any) -> None:
+    """Refuse to train with anything but FSDP once FSDP was asked for.
+
+    Raises:
+        LaunchError: Accelerate built another engine (it would be DDP, silently).
+    """
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type != DistributedType.FSDP:
+        raise LaunchError(
+            f"the launch asks for FSDP (ACCELERATE_USE_FSDP / fsdp_plugin), but Accelerate built "
+            f"{accelerator.distributed_type} on device {accelerator.device}; refusing to train "
+            "unsharded. On the CPU, FSDP2 needs a launcher that starts the processes "
+            "(accelerate launch --config_file launch_configs/fsdp.yaml or torchrun)")
 
 
 def shared_random_seed(accelerator: Any) -> int:

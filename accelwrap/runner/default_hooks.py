@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from accelwrap.checks.engine import argument_problems
 from accelwrap.errors import ConfigError, suggest
-from accelwrap.registry import check_arguments, to_plain
+from accelwrap.registry import to_plain
 from accelwrap.runner.best import infer_rule
 from accelwrap.runner.build import TrainSchedule
 from accelwrap.runner.log_output import default_trackers
+from accelwrap.runner.preemption import DEFAULT_PREEMPT_SIGNALS, parse_preempt_signals
+from accelwrap.runner.save_failure import POLICIES
 
 __all__ = ["CheckpointSettings", "LoggerSettings", "parse_default_hooks"]
 
@@ -37,6 +40,12 @@ class CheckpointSettings:
             :mod:`accelwrap.runner.best`); None: no best checkpoint.
         rule: ``'greater'`` or ``'less'`` is better; None: inferred from the name as
             MMEngine does.
+        on_error: A save that cannot be written (disk full, permissions): ``'raise'``
+            stops the run with one clear line, ``'warn'`` logs it and trains on (the next
+            due save tries again); see :mod:`accelwrap.runner.save_failure`.
+        preempt_signals: Signals that make every process save a checkpoint after its
+            iteration and exit with status 75 (``[]``: none); see
+            :mod:`accelwrap.runner.preemption`.
     """
 
     interval: int = 1
@@ -45,6 +54,8 @@ class CheckpointSettings:
     save_last: bool = True
     save_best: str | None = None
     rule: str | None = None
+    on_error: str = "raise"
+    preempt_signals: tuple[str, ...] = DEFAULT_PREEMPT_SIGNALS
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,9 @@ class LoggerSettings:
 
 def _checkpoint_keys(type: str = "CheckpointHook", interval: int = 1, by_epoch: bool | None = None,
                      max_keep_ckpts: int = -1, save_last: bool = True,
-                     save_best: str | None = None, rule: str | None = None) -> None:
+                     save_best: str | None = None, rule: str | None = None,
+                     on_error: str = "raise",
+                     preempt_signals: Any = DEFAULT_PREEMPT_SIGNALS) -> None:
     """The keys ``default_hooks.checkpoint`` accepts."""
 
 
@@ -79,7 +92,9 @@ def _logger_keys(type: str = "LoggerHook", interval: int = 1, trackers: Any = "a
 
 def _section(cfg: Mapping, key: str, signature: Any, hook_type: str) -> dict[str, Any]:
     args = dict(to_plain(cfg.get(key)) or {})
-    check_arguments(signature, args, f"default_hooks.{key}")
+    problems = argument_problems(signature, args, f"default_hooks.{key}", label="")  # names, types
+    if problems:
+        raise ConfigError(problems)
     given = args.pop("type", hook_type)
     if given != hook_type:
         raise ValueError(f"default_hooks.{key}.type: only {hook_type!r} is supported, "
@@ -119,6 +134,8 @@ def parse_default_hooks(cfg: Mapping | None,
     try:
         ckpt = _section(plain, "checkpoint", _checkpoint_keys, "CheckpointHook")
         log = _section(plain, "logger", _logger_keys, "LoggerHook")
+    except ConfigError as err:
+        raise ConfigError([*problems, *err.problems]) from err
     except (TypeError, ValueError) as err:
         raise ConfigError([*problems, str(err)]) from err
     if ckpt.get("by_epoch") is None:
@@ -136,6 +153,14 @@ def parse_default_hooks(cfg: Mapping | None,
             problems.append(f"default_hooks.logger.{key}: expected true or false, "
                             f"got {log[key]!r}")
     problems += _best_problems(ckpt.get("save_best"), ckpt.get("rule"))
+    if ckpt.get("on_error", "raise") not in POLICIES:
+        problems.append(f"default_hooks.checkpoint.on_error: expected one of {list(POLICIES)}, "
+                        f"got {ckpt['on_error']!r}")
+    try:
+        ckpt["preempt_signals"] = parse_preempt_signals(ckpt.get("preempt_signals",
+                                                                 DEFAULT_PREEMPT_SIGNALS))
+    except ValueError as err:
+        problems.append(str(err))
     trackers = log.get("trackers", "auto")
     if trackers == "auto":
         log["trackers"] = default_trackers()

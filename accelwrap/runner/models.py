@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,42 @@ from torch import nn
 from accelwrap.registry import MODELS
 from accelwrap.runner.data import ring_modes
 
-__all__ = ["MODELS", "MLPClassifier", "ToyGAN", "frozen", "mlp"]
+__all__ = ["MODELS", "MLPClassifier", "ToyGAN", "check_sizes", "frozen", "mlp"]
+
+
+def check_sizes(owner: str, dropout: float = 0.0, lists: Sequence[str] = (),
+                **sizes: Any) -> None:
+    """Refuse a width that is not a positive integer, or a dropout outside ``[0, 1)``.
+
+    Args:
+        owner: The model's name, used in messages.
+        dropout: A dropout probability.
+        lists: The names in ``sizes`` that hold a list of widths (one per layer).
+        **sizes: Argument name -> a width, or a list of widths for the names in ``lists``.
+
+    Raises:
+        TypeError: A width is not an integer, or a list of widths is not a list.
+        ValueError: A width below 1, or ``dropout`` outside ``[0, 1)``.
+
+    Example:
+        >>> check_sizes('MLPClassifier', num_classes=0)
+        Traceback (most recent call last):
+        ValueError: MLPClassifier: num_classes must be an integer >= 1, got 0
+    """
+    for name, value in sizes.items():
+        many = name in lists
+        expected = ("a list of integers >= 1 (one width per hidden layer)" if many
+                    else "an integer >= 1")
+        if many and not isinstance(value, (list, tuple)):
+            raise TypeError(f"{owner}: {name} must be {expected}, got {value!r}")
+        for width in value if many else [value]:
+            if isinstance(width, bool) or not isinstance(width, int):
+                raise TypeError(f"{owner}: {name} must be {expected}, got {value!r}")
+            if width < 1:
+                raise ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+            or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{owner}: dropout must be a probability in [0, 1), got {dropout!r}")
 
 
 def mlp(in_features: int, hidden_dims: Sequence[int], out_features: int,
@@ -44,7 +80,13 @@ def mlp(in_features: int, hidden_dims: Sequence[int], out_features: int,
 
     Returns:
         The network.
+
+    Raises:
+        TypeError, ValueError: A width that is not a positive integer, or a dropout
+            outside ``[0, 1)``.
     """
+    check_sizes("mlp", dropout, lists=["hidden_dims"], in_features=in_features,
+                hidden_dims=hidden_dims, out_features=out_features)
     layers: list[nn.Module] = []
     width = in_features
     for hidden in hidden_dims:
@@ -114,6 +156,8 @@ class MLPClassifier(nn.Module):
     def __init__(self, in_features: int = 64, hidden_dims: Sequence[int] = (128,),
                  num_classes: int = 10, dropout: float = 0.0, norm: bool = False) -> None:
         super().__init__()
+        check_sizes("MLPClassifier", dropout, lists=["hidden_dims"], in_features=in_features,
+                    hidden_dims=hidden_dims, num_classes=num_classes)
         self.net = mlp(in_features, list(hidden_dims), num_classes, dropout, norm)
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -150,6 +194,10 @@ class ToyGAN(nn.Module):
     def __init__(self, latent_dim: int = 8, hidden_dim: int = 64, num_modes: int = 8,
                  radius: float = 2.0, std: float = 0.05) -> None:
         super().__init__()
+        check_sizes("ToyGAN", latent_dim=latent_dim, hidden_dim=hidden_dim, num_modes=num_modes)
+        for name, value in (("radius", radius), ("std", std)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"ToyGAN: {name} must be a number > 0, got {value!r}")
         self.latent_dim = latent_dim
         self.std = std
         self.generator = mlp(latent_dim, [hidden_dim, hidden_dim], 2)

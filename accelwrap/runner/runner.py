@@ -37,15 +37,17 @@ from accelwrap.optim.accelerator import prepare
 from accelwrap.optim.optimizer import OptimWrapper, build_optim_wrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.registry import RUNNERS, to_plain
-from accelwrap.runner import build
+from accelwrap.runner import build, preflight
 from accelwrap.runner.checkpoint import CheckpointManager, rng_snapshot
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_parts import restore_before_load
 from accelwrap.runner.data import build_dataloader
+from accelwrap.runner.data_position import resume_policy, scheduler_kinds
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.log_output import init_trackers
 from accelwrap.runner.loops import TrainLoop
+from accelwrap.runner.preemption import Preempted, PreemptionWatch
 from accelwrap.runner.run_log import (
     RUN_DIR_KEY,
     banner,
@@ -59,6 +61,7 @@ from accelwrap.runner.run_log import (
 from accelwrap.runner.settings import REQUIRED_KEYS, runner_arguments, runner_config_problems
 from accelwrap.runner.testing import parse_test_cfg, run_test
 from accelwrap.runner.weights import load_weights, shape_map
+from accelwrap.runner.workdir import claim_work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +103,15 @@ class Runner:
         test_cfg: ``dict(type='TestLoop')`` or None.
         custom_hooks: MMEngine's list; ``dict(type='EMAHook', momentum=...)`` averages the
             weights (:mod:`accelwrap.runner.ema`), any other type is not run (one warning).
+        overwrite: Start over in a work dir that holds checkpoints, deleting them (a
+            fresh run there is refused otherwise); not with ``resume``. See
+            :mod:`accelwrap.runner.workdir`.
         cfg: The full config, saved as ``<work_dir>/config.yaml``.
 
     Attributes:
         run_dir: The run's folder (set by :meth:`train`).
+        run_dir_reused: Whether :meth:`train` continues an earlier attempt's run folder
+            (a resume, or ``resume='auto'`` before any checkpoint) instead of a new one.
         config_file: The config file the run came from, for the start banner (``accelwrap
             train`` sets it).
 
@@ -121,7 +129,7 @@ class Runner:
                  load_from: str | None = None, accelerator: Any = None,
                  experiment_name: str | None = None, custom_hooks: Any = None,
                  test_dataloader: Any = None, test_cfg: Mapping | None = None,
-                 cfg: Mapping | None = None) -> None:
+                 overwrite: bool = False, cfg: Mapping | None = None) -> None:
         from accelerate.utils import set_seed
 
         self.work_dir = Path(work_dir)
@@ -138,9 +146,11 @@ class Runner:
                                                    str(self.work_dir), self.logger_cfg.trackers)
         self.checkpoints = CheckpointManager(self.accelerator, self.work_dir / "checkpoints",
                                              self.checkpoint_cfg.max_keep_ckpts)
+        self.overwrite = _parse_overwrite(overwrite, resume)
         self.resume_from = self.checkpoints.resolve(resume)
         self._resume_asked = resume
         self.run_dir: Path | None = None
+        self.run_dir_reused = False
         self.config_file: str | None = None
         if seed is None:
             seed = build.shared_random_seed(self.accelerator)
@@ -151,6 +161,8 @@ class Runner:
         if load_from and self.resume_from is None:
             load_weights(self.model, load_from)
         self.train_dataloader = build_dataloader(train_dataloader, "train_dataloader")
+        preflight.check(self.model, model, self.train_dataloader,  # pre-flight (H6)
+                        optim_wrapper, param_scheduler)
         self.val_dataloader = (build_dataloader(val_dataloader, "val_dataloader")
                                if val_dataloader is not None else None)
         self._test_dataloader = test_dataloader  # built by test() only: training never needs it
@@ -195,6 +207,7 @@ class Runner:
 
     def _prepare(self, optim_wrapper_cfg: Any, scheduler_cfg: Any) -> None:
         acc = self.accelerator
+        train_loader = self.train_dataloader  # as built: its resume_data setting (H5)
         self.train_dataloader = prepare(acc, self.train_dataloader)
         if self.val_dataloader is not None:
             self.val_dataloader = prepare(acc, self.val_dataloader)
@@ -221,6 +234,11 @@ class Runner:
             self.train_model, _, *_ = prepare(acc, self.model, wrapper, *flat)
         self.optim_wrapper = wrapper
         self.param_schedulers = schedulers
+        # -- data position (helper H5; accelwrap.runner.data_position): read when a
+        # checkpoint of another world size or batch size is resumed.
+        self.resume_data = resume_policy(train_loader)
+        self.scheduler_kinds = scheduler_kinds(scheduler_cfg, schedulers)
+        # -- end data position
         # What Accelerate now saves, so that saves and loads check the declared files.
         self.checkpoints.layout = Layout.of(
             acc, models=len(names), optimizers=len(named_members(wrapper)),
@@ -232,11 +250,28 @@ class Runner:
 
         Logs to the ``accelwrap`` logger, and on the main process to the run's text log
         ``<run_dir>/<run_dir name>.log``: the start banner, the resume point, a line every
-        ``default_hooks.logger.interval`` iterations and the validation metrics.
+        ``default_hooks.logger.interval`` iterations and the validation metrics. While it
+        trains, the work dir is locked (:mod:`accelwrap.runner.workdir`) and the
+        ``preempt_signals`` are watched (:mod:`accelwrap.runner.preemption`).
 
         Returns:
             The trained model (unwrapped).
+
+        Raises:
+            WorkDirError: Another run holds the work dir, or a fresh run would overwrite
+                its checkpoints (nothing is written then).
+            Preempted: A preemption signal arrived; the checkpoint is written (a
+                ``SystemExit`` with status 75).
         """
+        lock = claim_work_dir(self.accelerator, self.work_dir, self.checkpoints.directory,
+                              fresh=self.resume_from is None, overwrite=self.overwrite)
+        try:
+            return self._train()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _train(self) -> nn.Module:
         saved = saved_state(self.resume_from)
         self.run_dir = self._choose_run_dir(saved)
         main = self.accelerator.is_main_process
@@ -249,20 +284,30 @@ class Runner:
             if loop.iter >= self.max_iters:
                 logger.info("already finished at iter %d; nothing to do", loop.iter)
                 return self._trained_model()
-            self._write_run_files(loop.iter if self.resume_from is not None else None)
+            self._write_run_files(loop.iter if self.run_dir_reused else None)
             for wrapper in named_members(self.optim_wrapper).values():
                 wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
             try:
-                loop.run(resume_rng)
+                with PreemptionWatch(self.accelerator,
+                                     self.checkpoint_cfg.preempt_signals) as watch:
+                    loop.preemption = watch
+                    loop.run(resume_rng)
+            except Preempted as stop:
+                self._finish_trackers()
+                logger.warning("%s", stop)
+                raise
             finally:
                 loop.close()
             self.accelerator.wait_for_everyone()
-            for tracker in self.accelerator.trackers:
-                tracker.finish()
+            self._finish_trackers()
             logger.info("finished at iter %d; run folder %s", loop.iter, self.run_dir)
             return self._trained_model()
         finally:
             release_logging(handlers)
+
+    def _finish_trackers(self) -> None:
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
 
     def test(self) -> dict[str, float]:
         """Run ``test_dataloader`` once with the model as built (``load_from``'s weights).
@@ -280,12 +325,23 @@ class Runner:
         return run_test(self, prepare(self.accelerator, loader), self.load_from)
 
     def _choose_run_dir(self, saved: Mapping[str, Any]) -> Path:
-        """The resumed run's folder, else a new timestamped one (the same on every rank)."""
+        """The resumed run's folder, else a new timestamped one (the same on every rank).
+
+        ``resume='auto'`` with no checkpoint yet continues the newest run folder: an
+        attempt killed before its first checkpoint, restarted from scratch (its records
+        are dropped, see ``MetricLogger``), so one run keeps one folder.
+        """
+        self.run_dir_reused = True
         if self.resume_from is not None:
             name = saved.get(RUN_DIR_KEY)
             found = self.work_dir / name if name else latest_run_dir(self.work_dir)
             if found is not None:
                 return found
+        elif _wants_resume(self._resume_asked):
+            found = latest_run_dir(self.work_dir)
+            if found is not None:
+                return found
+        self.run_dir_reused = False
         path = new_run_dir(self.work_dir)
         if self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast_object_list
@@ -296,9 +352,10 @@ class Runner:
     def _resume(self, loop: TrainLoop) -> Any:
         """Load the checkpoint being resumed into ``loop``; the RNG to restore, if any."""
         if self.resume_from is None:
-            if self._resume_asked is True or self._resume_asked in ("auto", "true"):
-                logger.info("resume auto: no complete checkpoint in %s; starting from scratch",
-                            self.checkpoints.directory)
+            if _wants_resume(self._resume_asked):
+                logger.warning("resume %s: nothing to resume, no complete checkpoint in %s; "
+                               "starting from scratch", self._resume_asked,
+                               self.checkpoints.directory)
             return None
         restore_before_load(loop, self.resume_from)
         state = self.checkpoints.load(self.resume_from, self.fingerprint, loop=loop)
@@ -318,14 +375,29 @@ class Runner:
         if acc.is_main_process:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self.checkpoints.clean_partial()
-            if self.cfg is not None:
-                save_config(self.cfg, self.work_dir / "config.yaml")
+            if self.cfg is not None:  # overwrite was this start's action, not the run's setting
+                save_config({key: value for key, value in to_plain(self.cfg).items()
+                             if key != "overwrite"}, self.work_dir / "config.yaml")
         if self.logger_cfg.trackers:
             # TensorBoard writes <run_dir>/<experiment_name>/events.*
             acc.project_configuration.logging_dir = str(self.run_dir)
             config = _flat_config(self.cfg) if self.cfg is not None else {}
             init_trackers(acc, self.experiment_name, config, resumed_at)
         acc.wait_for_everyone()
+
+
+def _wants_resume(resume: Any) -> bool:
+    """Whether a ``resume`` setting asks to resume (``'auto'``, True or a path)."""
+    return resume not in (None, False, "", "none", "false")
+
+
+def _parse_overwrite(overwrite: Any, resume: Any) -> bool:
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"overwrite: expected true or false, got {overwrite!r}")
+    if overwrite and _wants_resume(resume):
+        raise ValueError(f"overwrite: true deletes the work dir's checkpoints, but resume is "
+                         f"{resume!r}; use one of them (--overwrite or --resume)")
+    return overwrite
 
 
 def _parse_randomness(randomness: Mapping | None) -> tuple[int | None, bool, bool]:

@@ -18,9 +18,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import torch
 
 from accelwrap.checks.engine import (
     argument_problems,
@@ -28,10 +31,11 @@ from accelwrap.checks.engine import (
     check_config,
     default_sections,
 )
+from accelwrap.checks.trial import trial_problems
 from accelwrap.config import import_custom_modules
 from accelwrap.errors import ConfigError
 from accelwrap.runner.build import TrainSchedule, parse_train_cfg, scale_lr
-from accelwrap.runner.data import DATASETS, loader_signature
+from accelwrap.runner.data import DATASETS, loader_signature, loader_value_problems
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.models import MODELS
@@ -65,7 +69,7 @@ IGNORED_SECTIONS = {
 
 
 def _check_model(node: Any, path: str) -> list[str]:
-    return check_component(node, MODELS, path)[1]
+    return _trial_component(node, MODELS, path, device="meta")
 
 
 def _check_loader(node: Any, path: str) -> list[str]:
@@ -77,15 +81,35 @@ def _check_loader(node: Any, path: str) -> list[str]:
     if "dataset" not in node:
         return [f"{path}: no 'dataset' key (e.g. dataset: {{type: DigitsDataset, split: train}})"]
     rest = {k: v for k, v in node.items() if k != "dataset"}
-    problems = argument_problems(loader_signature, rest, path)
-    return problems + check_component(node["dataset"], DATASETS, f"{path}.dataset")[1]
+    problems = argument_problems(loader_signature, rest, path, label="")
+    problems += loader_value_problems(rest, path) if not problems else []  # build's own rule
+    return problems + _trial_component(node["dataset"], DATASETS, f"{path}.dataset")
+
+
+def _trial_component(node: Any, registry: Any, path: str, device: str | None = None) -> list[str]:
+    """Check a component's type and arguments; accelwrap's own classes are also built.
+
+    Their constructors refuse impossible values (``num_classes: 0``, ``split: test``)
+    and cost little (a model on ``device`` ``'meta'``, a bundled dataset); a user's
+    class is not built here (its constructor may be costly): building reports it, and
+    the runner's pre-flight (:mod:`accelwrap.runner.preflight`) a model that does not
+    fit its data.
+    """
+    target, problems = check_component(node, registry, path)
+    if problems or not getattr(target, "__module__", "").startswith("accelwrap."):
+        return problems
+
+    def build(args: dict) -> Any:
+        with torch.device(device) if device else contextlib.nullcontext():
+            return target(**args)
+    return trial_problems(target, build, {k: v for k, v in node.items() if k != "type"}, path)
 
 
 def _check_train_cfg(node: Any, path: str) -> list[str]:
     try:
         parse_train_cfg(node)
-    except (TypeError, ValueError) as err:
-        return [str(err)]
+    except ConfigError as err:
+        return err.problems
     return []
 
 
@@ -141,7 +165,7 @@ def _check_randomness(node: Any, path: str) -> list[str]:
     if not isinstance(node, Mapping):
         return [f"{path}: expected {{seed: 0, deterministic: false, diff_rank_seed: false}}, "
                 f"got {node!r}"]
-    return argument_problems(_randomness_signature, node, path)
+    return argument_problems(_randomness_signature, node, path, label="")
 
 
 def _randomness_signature(seed: int | None = 0, deterministic: bool = False,

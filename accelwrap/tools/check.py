@@ -1,9 +1,14 @@
 """The ``accelwrap check`` command: load a config, report every problem, exit 1 on any.
 
-Nothing is built, with one exception: when a ``paramwise_cfg`` has ``custom_keys``, the
-model is built on the ``meta`` device (no memory) to find entries that match no
-parameter: a warning, or a problem where that ``paramwise_cfg`` sets
-``strict_custom_keys: true``.
+Nothing costly is built. Values are checked by the components' own validation where
+that is free (:mod:`accelwrap.checks.trial`): ``torch.optim`` optimizers and every
+scheduler are built on a one-element stand-in parameter (``lr: -0.1`` is named as
+``optim_wrapper.optimizer.lr``), accelwrap's own models on the ``meta`` device and its
+bundled datasets as they are. A user's model or dataset is not built: ``accelwrap
+train``'s pre-flight (:mod:`accelwrap.runner.preflight`) runs the model on two samples
+before training. When a ``paramwise_cfg`` has ``custom_keys``, the model is built on
+the ``meta`` device (no memory) to find entries that match no parameter: a warning, or
+a problem where that ``paramwise_cfg`` sets ``strict_custom_keys: true``.
 
 A fragment -- a file with neither ``model`` nor ``train_dataloader``, such as a schedule
 file of ``optim_wrapper`` + ``param_scheduler`` + ``train_cfg`` -- is checked for what it
