@@ -37,6 +37,7 @@ from accelwrap.errors import CheckpointError
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.optim.scheduler.settings import scheduler_settings, settings_changes
 from accelwrap.runner.checkpoint_layout import Files, Layout
+from accelwrap.runner.data_position import POSITION_KEYS, position_state, restore_position
 from accelwrap.runner.ema import EMA_FILE
 
 __all__ = ["ACCELERATE", "ACCELWRAP", "FINGERPRINT_KEY", "PARTS", "STATE_FILE", "STATE_FORMAT",
@@ -98,15 +99,12 @@ def _restore_progress(loop: Any, state: Mapping[str, Any]) -> None:
 
 
 def _data_position(loop: Any) -> tuple:
-    return loop.batch_in_epoch, loop.runner.epoch_length
+    return position_state(loop)
 
 
 def _restore_data_position(loop: Any, state: Mapping[str, Any]) -> None:
-    loop.batch_in_epoch = int(state["batch_in_epoch"])
-    if state.get("epoch_length") != loop.runner.epoch_length:
-        # Another world size or batch size: the position inside the epoch means
-        # something else now; restart the epoch from its first batch.
-        loop.batch_in_epoch = 0
+    # Another world size or batch size continues the epoch at its first unseen sample.
+    restore_position(loop, state, _flat_schedulers(loop))
 
 
 def _wrapper_counters(loop: Any) -> tuple:
@@ -228,9 +226,11 @@ PARTS: tuple[CheckpointPart, ...] = (
         collect=_progress, restore=_restore_progress),
     CheckpointPart(
         "data position", ACCELWRAP,
-        "Batches of the current epoch already consumed (skipped on resume); a changed "
-        "`epoch_length` restarts the epoch.",
-        files=_STATE, keys=("batch_in_epoch", "epoch_length"),
+        "Batches and global samples of the current epoch consumed, and the layout (samples "
+        "per iteration, iterations and samples per epoch): the same layout skips the batches, "
+        "another world size or batch size continues at the first unseen sample of the "
+        "epoch's seeded order (`accelwrap.runner.data_position`).",
+        files=_STATE, keys=POSITION_KEYS,
         collect=_data_position, restore=_restore_data_position),
     CheckpointPart(
         "optim wrapper counters", ACCELWRAP,

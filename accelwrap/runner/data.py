@@ -24,18 +24,22 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from accelwrap.registry import DATASETS, check_arguments, to_plain
+from accelwrap.runner.data_position import RESUME_DATA
 
 __all__ = ["DATASETS", "DigitsDataset", "RingGaussians2D", "build_dataloader", "build_dataset",
-           "loader_signature"]
+           "loader_signature", "loader_value_problems"]
 
 
 def loader_signature(batch_size: int = 32, shuffle: bool = True, num_workers: int = 0,
                      drop_last: bool = False, pin_memory: bool = False,
-                     persistent_workers: bool = False) -> None:
+                     persistent_workers: bool = False, resume_data: str = "exact") -> None:
     """The keys a dataloader config may set besides ``dataset``, with types and defaults.
 
     Never called: :func:`build_dataloader` and ``accelwrap check`` bind a config's
     keys against it (names and value types), and its defaults are the loader's.
+    ``resume_data`` is accelwrap's, not the ``DataLoader``'s: ``'approximate'`` lets a
+    resume on another world size or batch size continue a data source whose order cannot
+    be continued at a sample (:mod:`accelwrap.runner.data_position`).
 
     Example:
         >>> from accelwrap.checks import argument_problems
@@ -176,6 +180,40 @@ def build_dataloader(cfg: Mapping | DataLoader, where: str = "train_dataloader")
     dataset = build_dataset(args.pop("dataset"))
     check_arguments(loader_signature, args, where)
     kwargs = {**LOADER_DEFAULTS, **args}
+    problems = loader_value_problems(kwargs, where)
+    if problems:
+        raise ValueError("; ".join(problems))
+    resume_data = kwargs.pop("resume_data")
     if kwargs["num_workers"] == 0:
         kwargs["persistent_workers"] = False
-    return DataLoader(dataset, **kwargs)
+    loader = DataLoader(dataset, **kwargs)
+    loader.resume_data = resume_data
+    return loader
+
+
+def loader_value_problems(args: Mapping[str, Any], where: str = "train_dataloader") -> list[str]:
+    """Values of a dataloader config outside their range, one message each.
+
+    Args:
+        args: The config's keys besides ``dataset``.
+        where: The config key, for the messages.
+
+    Returns:
+        The messages (empty when every value fits).
+
+    Example:
+        >>> print(loader_value_problems({'batch_size': 0, 'num_workers': 2})[0])
+        train_dataloader.batch_size: expected an integer >= 1 (samples per batch and process), got 0
+    """
+    problems = []
+    limits = {"batch_size": (1, "samples per batch and process"),
+              "num_workers": (0, "worker processes; 0 loads in the training process")}
+    for key, (minimum, meaning) in limits.items():
+        value = args.get(key, LOADER_DEFAULTS[key])
+        if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
+            problems.append(f"{where}.{key}: expected an integer >= {minimum} ({meaning}), "
+                            f"got {value!r}")
+    mode = args.get("resume_data", "exact")
+    if mode not in RESUME_DATA:
+        problems.append(f"{where}.resume_data: expected one of {list(RESUME_DATA)}, got {mode!r}")
+    return problems

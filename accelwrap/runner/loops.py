@@ -23,6 +23,7 @@ from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.runner.best import BestTracker, best_name
 from accelwrap.runner.checkpoint import kill_point, restore_rng
 from accelwrap.runner.checkpoint_parts import collect_state, restore_state
+from accelwrap.runner.data_position import epoch_loader
 from accelwrap.runner.log_output import MetricLogger, optim_scalars, parse_losses
 from accelwrap.runner.run_log import IterTimer
 
@@ -114,11 +115,7 @@ class TrainLoop:
 
     def _run_epoch(self, resume_rng: dict[str, Any] | None) -> None:
         runner = self.runner
-        loader = runner.train_dataloader
-        loader.set_epoch(self.epoch)
-        if self.batch_in_epoch:
-            loader = runner.accelerator.skip_first_batches(loader, self.batch_in_epoch)
-            loader.set_epoch(self.epoch)
+        loader = epoch_loader(self)  # from the epoch's position (data_position)
         self._timer.mark()
         for batch in loader:
             self._timer.data_ready()

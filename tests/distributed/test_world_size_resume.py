@@ -1,0 +1,106 @@
+"""Resume on another number of processes: every sample of every epoch seen exactly once.
+
+A run killed mid-epoch with N processes is resumed with N' != N (``scripts/train.py`` as
+users run it, 1 process or ``accelerate launch`` with 2). The model records the index of
+every sample it trains on (tests/distributed/workers/index_data.py). Expected counts come
+from the dataset size, the batch size and Accelerate's sharding rule (process ``r`` of
+``N`` takes batches ``r, r + N, ...`` of one seeded order), not from the runner.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tests.distributed.launch import REPO
+from tests.distributed.train_cli import train
+
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+
+SAMPLES, BATCH, EPOCHS = 96, 8, 3
+CONFIG = f"""
+custom_imports: {{imports: [tests.distributed.workers.index_data], allow_failed_imports: false}}
+model: {{type: IndexRecorder}}
+train_dataloader:
+  dataset: {{type: IndexedPoints, num_samples: {SAMPLES}}}
+  batch_size: {BATCH}
+  shuffle: true
+optim_wrapper: {{optimizer: {{type: AdamW, lr: 0.01}}}}
+param_scheduler:
+  - {{type: LinearLR, start_factor: 0.1, by_epoch: false, begin: 0, end: 5}}
+  - {{type: CosineAnnealingLR, by_epoch: true, begin: 0, eta_min: 0.0001,
+     convert_to_iter_based: true}}
+train_cfg: {{by_epoch: true, max_epochs: {EPOCHS}}}
+default_hooks:
+  checkpoint: {{interval: 2, by_epoch: false, max_keep_ckpts: 1}}
+  logger: {{interval: 1, trackers: null, progress_bar: false}}
+randomness: {{seed: 0}}
+"""
+
+
+def _lines(folder, nproc):
+    """Per rank, the sample indices of each forward call, in order."""
+    return [[[int(i) for i in line.split(",")] for line in
+             (folder / f"rank{rank}.txt").read_text().splitlines()] for rank in range(nproc)]
+
+
+def _run(tmp_path, name, nproc, work, args, kill=None):
+    ids = tmp_path / f"ids_{name}"
+    ids.mkdir()
+    env = {"IDS_DIR": str(ids), "PYTHONPATH": str(REPO)}
+    if kill:
+        env["ACCELWRAP_TEST_KILL"] = kill
+    proc = train(work, ["--config", str(tmp_path / "cfg.yaml"), *args], nproc=nproc, env=env,
+                 check=kill is None)
+    if kill:
+        assert proc.returncode != 0, f"the run was not killed at {kill}"
+    return _lines(ids, nproc), proc
+
+
+def _epoch_ids(lines, count):
+    """The samples of the next ``count`` iterations (all ranks), removed from ``lines``."""
+    seen = []
+    for rank_lines in lines:
+        seen += [i for line in rank_lines[:count] for i in line]
+        del rank_lines[:count]
+    return seen
+
+
+@pytest.mark.parametrize(("before", "after", "kill_at"), [(2, 1, 2), (1, 2, 2)])
+def test_resume_on_another_world_size_sees_each_sample_once_per_epoch(
+        tmp_path, before, after, kill_at):
+    (tmp_path / "cfg.yaml").write_text(CONFIG)
+    work = tmp_path / "work"
+    first, _ = _run(tmp_path, "first", before, work, [], kill=f"iter:{kill_at}")
+    assert [len(rank) for rank in first] == [kill_at] * before  # checkpoint iter_2, then killed
+    second, proc = _run(tmp_path, "second", after, work, ["--resume", "auto"])
+
+    consumed = kill_at * BATCH * before
+    left = math.ceil(math.ceil((SAMPLES - consumed) / BATCH) / after)  # Accelerate's rule
+    per_epoch = math.ceil(math.ceil(SAMPLES / BATCH) / after)
+    assert [len(rank) for rank in second] == [left + (EPOCHS - 1) * per_epoch] * after
+    epoch0 = _epoch_ids(first, kill_at) + _epoch_ids(second, left)
+    assert sorted(epoch0) == list(range(SAMPLES))
+    for _ in range(EPOCHS - 1):
+        assert sorted(_epoch_ids(second, per_epoch)) == list(range(SAMPLES))
+
+    # Optimizer updates: the killed run's, the rest of epoch 0 and two full epochs.
+    updates = kill_at + left + (EPOCHS - 1) * per_epoch
+    final = work / "checkpoints" / (work / "checkpoints" / "latest").read_text().strip()
+    state = json.loads((final / "runner_state.json").read_text())
+    assert (state["iter"], state["max_iters"]) == (updates, updates)
+    # All epochs done (an interval checkpoint at the last iteration is written just before
+    # the epoch closes: epoch 2 with all its batches).
+    assert state["epoch"] * per_epoch + state["batch_in_epoch"] == EPOCHS * per_epoch
+    optimizer = torch.load(final / "optimizer.bin", weights_only=True)
+    assert {float(s["step"]) for s in optimizer["state"].values()} == {float(updates)}
+    # The cosine schedule (by epoch, converted to iterations) ends with the run: it stands
+    # at EPOCHS epochs of the new layout's iterations; the linear warm-up counts updates.
+    cosine = torch.load(final / "scheduler_1.bin", weights_only=True)
+    linear = torch.load(final / "scheduler.bin", weights_only=True)
+    assert (cosine["_global_step"], linear["_global_step"]) == (EPOCHS * per_epoch, updates)
+    out = proc.stdout + proc.stderr
+    assert "resuming on another layout" in out and f"continues at sample {consumed}" in out
