@@ -1,8 +1,9 @@
-"""Atomic, resumable checkpoints on ``accelerator.save_state`` / ``load_state``.
+"""Atomic, verified, resumable checkpoints on ``accelerator.save_state`` / ``load_state``.
 
 What one checkpoint folder holds (its parts, files, writers) is declared once, in
-:mod:`accelwrap.runner.checkpoint_parts`; this module writes, finds, prunes and loads
-such folders. Layout of ``<work_dir>/checkpoints``::
+:mod:`accelwrap.runner.checkpoint_parts`; this module writes, prunes and loads such
+folders (finding them is :mod:`accelwrap.runner.checkpoint_find`). Layout of
+``<work_dir>/checkpoints``::
 
     iter_40/               one complete checkpoint (Accelerate's files + runner_state.json)
     epoch_3/
@@ -10,14 +11,26 @@ such folders. Layout of ``<work_dir>/checkpoints``::
     latest                 text file: the name of the newest complete checkpoint
     .tmp-iter_48/          a save in progress (or killed mid-way): never loaded
 
-A save writes everything into ``.tmp-<name>`` (``runner_state.json`` last) and the
-new pointer into ``.tmp-latest``, fsyncs all of it (every file and folder, concurrently:
-see :mod:`accelwrap.runner.durable`), only then renames the folder into place and
-swaps the pointer, and fsyncs the checkpoint folder so that both renames are durable
-before ``save`` returns. A process killed at any moment leaves the previous checkpoint
-loadable and ``latest`` pointing at a complete one. The runner's own state is JSON, and
-Accelerate loads the rest with ``weights_only=True`` (no pickled objects are registered
-with ``register_for_checkpointing``, whose loader forces ``weights_only=False``).
+A save writes everything into ``.tmp-<name>``, then ``runner_state.json`` last, holding
+the size and CRC-32 of every other file (:mod:`accelwrap.runner.manifest`), and the new
+pointer into ``.tmp-latest``; fsyncs all of it (every file and folder, concurrently: see
+:mod:`accelwrap.runner.durable`), only then renames the folder into place and swaps the
+pointer, and fsyncs the checkpoint folder so that both renames are durable before
+``save`` returns. A process killed at any moment leaves the previous checkpoint loadable
+and ``latest`` pointing at a complete one. A write that fails (disk full, permissions)
+removes the temporary folder and, on every process at once, raises one clear
+:class:`~accelwrap.errors.CheckpointWriteError` or, with ``on_error='warn'``, logs it
+and lets training go on (:mod:`accelwrap.runner.save_failure`). A load verifies every
+file against the manifest before Accelerate reads any of them.
+
+What loads how: the weights are safetensors; ``optimizer*.bin``, ``scheduler*.bin`` and
+``scaler.pt`` load with a plain ``torch.load(path, weights_only=True)``;
+``random_states_<rank>.pkl`` holds NumPy's RNG state as an ``ndarray``, which
+``weights_only=True`` accepts only with NumPy's array globals allowed, as Accelerate's
+``load_state`` does (``torch.serialization.safe_globals(accelerate.utils.other.
+TORCH_SAFE_GLOBALS)``); the runner's own state is JSON. Nothing is loaded with
+``weights_only=False`` (no object is registered with ``register_for_checkpointing``,
+whose loader forces it).
 
 Example:
     >>> from accelwrap.runner.checkpoint import find_latest
@@ -27,16 +40,28 @@ Example:
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from accelwrap.errors import CheckpointError
+from accelwrap.errors import CheckpointError, CheckpointWriteError
 from accelwrap.runner.best import BEST_PREFIX
+from accelwrap.runner.checkpoint_find import (
+    LATEST_FILE,
+    OLD_PREFIX,
+    TMP_PREFIX,
+    checkpoints_by_iter,
+    find_latest,
+    is_complete,
+    read_state,
+    resolve_resume,
+    verify_checkpoint,
+)
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_parts import (
     FINGERPRINT_KEY,
@@ -47,17 +72,25 @@ from accelwrap.runner.checkpoint_parts import (
     save_own_files,
 )
 from accelwrap.runner.durable import fsync_all, tree_paths
+from accelwrap.runner.manifest import MANIFEST_KEY, build_manifest, sealed_text
+from accelwrap.runner.save_failure import (
+    POLICIES,
+    agree,
+    describe_error,
+    failure_message,
+    is_write_error,
+)
 
 # Re-exported: accelwrap.tools.merge_shards and the benchmarks import them from here.
 from accelwrap.runner.weights import fingerprint_problems
 
-LATEST_FILE = "latest"
-TMP_PREFIX = ".tmp-"
-OLD_PREFIX = ".old-"
 KILL_ENV = "ACCELWRAP_TEST_KILL"
 
-__all__ = ["STATE_FILE", "CheckpointManager", "find_latest", "is_complete", "kill_point",
-           "read_state", "resolve_resume", "restore_rng", "rng_snapshot"]
+__all__ = ["LATEST_FILE", "OLD_PREFIX", "STATE_FILE", "TMP_PREFIX", "CheckpointManager",
+           "find_latest", "fingerprint_problems", "is_complete", "kill_point", "read_state",
+           "resolve_resume", "restore_rng", "rng_snapshot"]
+
+logger = logging.getLogger("accelwrap")
 
 
 def kill_point(stage: str, iteration: int) -> None:
@@ -74,53 +107,6 @@ def kill_point(stage: str, iteration: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def is_complete(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a finished checkpoint folder (renamed into place, state written)."""
-    path = Path(path)
-    return (path.is_dir() and not path.name.startswith((TMP_PREFIX, OLD_PREFIX))
-            and (path / STATE_FILE).is_file())
-
-
-def read_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read the runner state stored in checkpoint folder ``path``.
-
-    Raises:
-        FileNotFoundError: ``path`` is not a complete checkpoint.
-    """
-    path = Path(path)
-    if not is_complete(path):
-        raise FileNotFoundError(f"{str(path)!r} is not a complete accelwrap checkpoint "
-                                f"(a folder containing {STATE_FILE})")
-    return json.loads((path / STATE_FILE).read_text())
-
-
-def _complete_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    if not directory.is_dir():
-        return []
-    found = []
-    for child in directory.iterdir():
-        if is_complete(child):
-            found.append((int(read_state(child).get("iter", -1)), child))
-    return sorted(found, key=lambda item: (item[0], item[1].stat().st_mtime))
-
-
-def find_latest(directory: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint under ``directory``, or None.
-
-    ``latest`` is trusted when it names a complete checkpoint; otherwise (a kill
-    between rename and pointer update, or a damaged pointer) the complete
-    checkpoint with the highest iteration wins.
-    """
-    directory = Path(directory)
-    pointer = directory / LATEST_FILE
-    if pointer.is_file():
-        name = pointer.read_text().strip()
-        if name and is_complete(directory / name):
-            return directory / name
-    found = _complete_checkpoints(directory)
-    return found[-1][1] if found else None
-
-
 def _discard(path: Path) -> None:
     """Delete a checkpoint folder; renamed first, so a kill mid-delete never leaves a
     gutted folder that still holds runner_state.json (it would look complete)."""
@@ -128,6 +114,14 @@ def _discard(path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
     os.rename(path, old)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class _SaveFailed(Exception):
+    """Internal: a save stage failed on some process (``reports`` says where)."""
+
+    def __init__(self, reports: list[str]) -> None:
+        super().__init__("; ".join(reports))
+        self.reports = reports
 
 
 class CheckpointManager:
@@ -145,6 +139,9 @@ class CheckpointManager:
             (the ``Runner`` sets it once everything is prepared), a save that did not
             write every declared file is never published, and a checkpoint lacking one
             is refused before anything loads.
+        on_error: A save whose writing fails: ``'raise'`` a ``CheckpointWriteError`` or
+            ``'warn'`` and go on. A ``loop`` given to :meth:`save` overrides it with its
+            runner's ``default_hooks.checkpoint.on_error``.
 
     Example:
         >>> # inside a training script, on every process:
@@ -153,14 +150,19 @@ class CheckpointManager:
     """
 
     def __init__(self, accelerator: Any, directory: str | os.PathLike,
-                 max_keep: int | None = None, layout: Layout | None = None) -> None:
+                 max_keep: int | None = None, layout: Layout | None = None,
+                 on_error: str = "raise") -> None:
+        if on_error not in POLICIES:
+            raise ValueError(f"on_error: expected one of {list(POLICIES)}, got {on_error!r}")
         self.accelerator = accelerator
         self.directory = Path(directory)
         self.max_keep = max_keep if max_keep and max_keep > 0 else None
         self.layout = layout
+        self.on_error = on_error
+        self._reported: set[Path] = set()
 
     def save(self, name: str, state: dict[str, Any], loop: Any = None,
-             replaces: str | None = None) -> Path:
+             replaces: str | None = None) -> Path | None:
         """Write checkpoint ``name`` atomically and point ``latest`` at it.
 
         Args:
@@ -172,46 +174,87 @@ class CheckpointManager:
                 new one is in place.
 
         Returns:
-            The checkpoint folder.
+            The checkpoint folder; None when writing failed under ``on_error='warn'``.
 
         Raises:
+            CheckpointWriteError: Writing failed on some process (every process raises
+                it; the temporary folder is removed; the previous checkpoint stays).
             CheckpointError: A declared file was not written (nothing is published).
         """
-        acc = self.accelerator
         tmp, final = self.directory / f"{TMP_PREFIX}{name}", self.directory / name
+        policy = getattr(getattr(getattr(loop, "runner", None), "checkpoint_cfg", None),
+                         "on_error", self.on_error)
+        try:
+            self._write(tmp, final, state, loop, replaces)
+        except _SaveFailed as failed:
+            message = failure_message(name, tmp, failed.reports, find_latest(self.directory),
+                                      policy)
+            self._remove_partial(tmp)
+            if policy == "raise":
+                raise CheckpointWriteError(message) from None
+            if self.accelerator.is_main_process:
+                logger.warning("%s", message)
+            return None
+        except BaseException:
+            self._remove_partial(tmp)
+            raise
+        return final
+
+    def _stage(self, work: Callable[[], Any], tmp: Path) -> None:
+        """Run one save stage on this process; raise ``_SaveFailed`` on all if any failed."""
+        acc, report = self.accelerator, None
+        try:
+            work()
+        except BaseException as err:
+            if not is_write_error(err):
+                raise
+            report = describe_error(err, tmp, acc.process_index, acc.num_processes)
+        reports = agree(acc, report)  # also the barrier between stages
+        if reports:
+            raise _SaveFailed(reports)
+
+    def _write(self, tmp: Path, final: Path, state: dict[str, Any], loop: Any,
+               replaces: str | None) -> None:
+        acc = self.accelerator
+        main = acc.is_main_process
         new_directory = not self.directory.is_dir()
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        save_own_files(loop, tmp)
-        acc.wait_for_everyone()
+
+        def make_folder() -> None:
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+
+        def write_files() -> None:
+            acc.save_state(str(tmp))
+            save_own_files(loop, tmp)
+
+        self._stage(make_folder, tmp)
+        self._stage(write_files, tmp)
         if self.layout is not None:
             # Every rank looks (so that all raise together), before the main one renames.
             missing = missing_files(tmp, self.layout, skip=(STATE_FILE,))
-            acc.wait_for_everyone()
             if missing:
                 raise CheckpointError(f"saving checkpoint {str(final)!r} wrote no "
                                       + missing_message(missing, self.layout))
         kill_point("save", int(state["iter"]))
-        if acc.is_main_process:
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
-            best = name.startswith(BEST_PREFIX)
-            pointer = None if best else self.directory / f"{TMP_PREFIX}{LATEST_FILE}"
-            if pointer is not None:
-                pointer.write_text(final.name + "\n")
-            # Every file written by any rank, every folder, and the staged pointer.
-            fsync_all([*tree_paths(tmp), *([pointer] if pointer else [])])
-            self._publish(tmp, final, pointer, new_directory)
-            if replaces and replaces != name and is_complete(self.directory / replaces):
-                _discard(self.directory / replaces)
-            self.prune()
-        acc.wait_for_everyone()
-        return final
+        pointer = (None if final.name.startswith(BEST_PREFIX)
+                   else self.directory / f"{TMP_PREFIX}{LATEST_FILE}")
+        self._stage(lambda: main and self._seal(tmp, final, state, pointer), tmp)
+        self._stage(lambda: main and self._publish(tmp, final, pointer, new_directory,
+                                                   replaces), tmp)
 
-    def _publish(self, tmp: Path, final: Path, pointer: Path | None,
-                 new_directory: bool) -> None:
+    def _seal(self, tmp: Path, final: Path, state: dict[str, Any], pointer: Path | None) -> None:
+        """Write the state file with the manifest of every other file, stage the pointer,
+        fsync all of it."""
+        manifest = build_manifest(tmp, skip=(STATE_FILE,))
+        (tmp / STATE_FILE).write_text(sealed_text({**state, MANIFEST_KEY: manifest}))
+        if pointer is not None:
+            pointer.write_text(final.name + "\n")
+        # Every file written by any rank, every folder, and the staged pointer.
+        fsync_all([*tree_paths(tmp), *([pointer] if pointer else [])])
+
+    def _publish(self, tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
+                 replaces: str | None) -> None:
         """Rename the synced checkpoint into place, then swap the pointer; one folder fsync."""
         if final.exists():
             _discard(final)
@@ -223,26 +266,48 @@ class CheckpointManager:
         # Both renames live in this folder: one fsync makes them durable (and, on a
         # first save, the parent's entry for the folder itself).
         fsync_all([self.directory, *([self.directory.parent] if new_directory else [])])
+        if replaces and replaces != final.name and is_complete(self.directory / replaces):
+            _discard(self.directory / replaces)
+        self.prune()
+
+    def _remove_partial(self, tmp: Path) -> None:
+        if self.accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                (self.directory / f"{TMP_PREFIX}{LATEST_FILE}").unlink(missing_ok=True)
+            except OSError:  # a read-only folder: nothing was staged there either
+                pass
 
     def prune(self) -> None:
         """Delete the oldest complete checkpoints beyond ``max_keep`` (never ``latest``,
-        never a ``best_*`` one)."""
+        never a ``best_*`` one). One whose ``runner_state.json`` cannot be read is left
+        in place and reported once."""
         if self.max_keep is None:
             return
         latest = find_latest(self.directory)
-        found = [path for _, path in _complete_checkpoints(self.directory)
-                 if not path.name.startswith(BEST_PREFIX)]
-        for path in found[:-self.max_keep]:
+        found, unreadable = checkpoints_by_iter(self.directory)
+        for path, problem in unreadable:
+            if path not in self._reported:
+                self._reported.add(path)
+                logger.warning("checkpoint %s is damaged (%s): not counted for "
+                               "max_keep_ckpts and left in place", path, problem)
+        kept = [path for _, path in found if not path.name.startswith(BEST_PREFIX)]
+        for path in kept[:-self.max_keep]:
             if path != latest:
                 _discard(path)
 
     def clean_partial(self) -> None:
-        """Remove leftovers of killed saves (``.tmp-*``/``.old-*`` folders); main process only."""
+        """Remove leftovers of killed saves (``.tmp-*``/``.old-*`` folders, a staged
+        ``.tmp-latest``); main process only."""
         if not self.accelerator.is_main_process or not self.directory.is_dir():
             return
         for child in self.directory.iterdir():
-            if child.name.startswith((TMP_PREFIX, OLD_PREFIX)) and child.is_dir():
+            if not child.name.startswith((TMP_PREFIX, OLD_PREFIX)):
+                continue
+            if child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
     def resolve(self, resume: bool | str | os.PathLike | None) -> Path | None:
         """Turn a ``resume`` setting into a checkpoint folder (see :func:`resolve_resume`)."""
@@ -250,7 +315,7 @@ class CheckpointManager:
 
     def load(self, path: str | os.PathLike, fingerprint: dict[str, list[int]] | None = None,
              loop: Any = None) -> dict[str, Any]:
-        """Load checkpoint ``path`` into the prepared objects; return the runner state.
+        """Verify checkpoint ``path``, load it into the prepared objects, return the state.
 
         Args:
             path: A complete checkpoint folder.
@@ -263,6 +328,8 @@ class CheckpointManager:
 
         Raises:
             ValueError: The checkpoint belongs to a different model.
+            DamagedCheckpointError: A file fails its manifest check (missing, truncated,
+                changed), or ``runner_state.json`` is unreadable; nothing was loaded.
             CheckpointError: A declared file is missing, or Accelerate could not load the
                 checkpoint (the message names the folder, the file and its part).
         """
@@ -280,10 +347,15 @@ class CheckpointManager:
             if missing:
                 raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "
                                       + missing_message(missing, layout))
+        verify_checkpoint(path)
         try:
             self.accelerator.load_state(str(path))
-        except (RuntimeError, KeyError, FileNotFoundError, ValueError) as err:
-            raise CheckpointError(f"loading checkpoint {str(path)!r} failed: {err}") from err
+        except Exception as err:
+            if not (is_write_error(err) or isinstance(err, (KeyError, ValueError, EOFError))
+                    or type(err).__name__ == "UnpicklingError"):
+                raise
+            raise CheckpointError(f"loading checkpoint {str(path)!r} failed: "
+                                  f"{type(err).__name__}: {err}") from err
         load_own_files(loop, Path(path))
         return state
 
@@ -316,40 +388,3 @@ def restore_rng(snapshot: dict[str, Any] | None) -> None:
     torch.set_rng_state(snapshot["torch"])
     if "cuda" in snapshot:
         torch.cuda.set_rng_state_all(snapshot["cuda"])
-
-
-def resolve_resume(resume: bool | str | os.PathLike | None,
-                   directory: str | os.PathLike) -> Path | None:
-    """Turn a ``resume`` setting into a checkpoint folder, or None to start fresh.
-
-    Args:
-        resume: ``False``/``None`` (start fresh), ``True``/``'auto'`` (the latest
-            complete checkpoint in ``directory``, if any) or a path to a checkpoint
-            folder (or to a folder of checkpoints, whose latest is taken).
-        directory: The run's checkpoint folder.
-
-    Returns:
-        The folder to load, or None.
-
-    Raises:
-        FileNotFoundError: An explicit path that is not a complete checkpoint.
-
-    Example:
-        >>> resolve_resume(False, 'work_dirs/x/checkpoints') is None
-        True
-        >>> resolve_resume('auto', '/nonexistent/checkpoints') is None  # nothing saved yet
-        True
-    """
-    if resume in (None, False, "", "none", "false"):
-        return None
-    if resume is True or resume in ("auto", "true"):
-        return find_latest(directory)
-    path = Path(resume)
-    if is_complete(path):
-        return path
-    inner = find_latest(path) if path.is_dir() else None
-    if inner is not None:
-        return inner
-    reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"
-    raise FileNotFoundError(f"resume={str(resume)!r}: the path {reason}; expected a checkpoint "
-                            f"folder such as {str(Path(directory) / 'iter_100')!r}, or 'auto'")

@@ -26,8 +26,8 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +39,12 @@ from accelwrap.optim.scheduler.settings import scheduler_settings, settings_chan
 from accelwrap.runner.checkpoint_layout import Files, Layout
 from accelwrap.runner.data_position import POSITION_KEYS, position_state, restore_position
 from accelwrap.runner.ema import EMA_FILE
+from accelwrap.runner.manifest import MANIFEST_KEY, SEAL_KEY, read_sealed
 
 __all__ = ["ACCELERATE", "ACCELWRAP", "FINGERPRINT_KEY", "PARTS", "STATE_FILE", "STATE_FORMAT",
            "CheckpointPart", "collect_state", "declared_files", "load_own_files", "missing_files",
-           "missing_message", "part_of", "parts_table", "restore_before_load", "restore_state",
-           "save_own_files"]
+           "missing_message", "part_named", "part_of", "parts_table", "restore_before_load",
+           "restore_state", "save_own_files"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -132,7 +133,7 @@ def restore_before_load(loop: Any, folder: str | Path) -> None:
         folder: The checkpoint folder.
     """
     path = Path(folder) / STATE_FILE
-    state = json.loads(path.read_text()) if path.is_file() else {}
+    state = read_sealed(path) if path.is_file() else {}
     for name, wrapper in named_members(loop.runner.optim_wrapper).items():
         saved = state.get("wrappers", {}).get(name, {})
         if saved.get("base_param_settings") and wrapper.base_param_settings is not None:
@@ -225,6 +226,11 @@ PARTS: tuple[CheckpointPart, ...] = (
         files=_STATE, keys=("format", "epoch", "iter", "max_iters", "world_size"),
         collect=_progress, restore=_restore_progress),
     CheckpointPart(
+        "manifest", ACCELWRAP,
+        "Size and CRC-32 of every other file of the folder, and the CRC-32 of this file's own "
+        "content: every file is verified before anything loads (see `manifest.py`).",
+        files=_STATE, keys=(MANIFEST_KEY, SEAL_KEY)),
+    CheckpointPart(
         "data position", ACCELWRAP,
         "Batches and global samples of the current epoch consumed, and the layout (samples "
         "per iteration, iterations and samples per epoch): the same layout skips the batches, "
@@ -291,6 +297,31 @@ def part_of(name: str, layout: Layout) -> CheckpointPart:
             return part
     raise KeyError(f"{name!r} is no declared checkpoint file; expected one of "
                    f"{declared_files(layout)}")
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    tokens = {"{_i}": r"(?:_\d+)?", "{i}": r"\d+", "{rank}": r"\d+"}
+    pieces = re.split(r"(\{_i\}|\{i\}|\{rank\})", pattern.rstrip("/"))
+    return re.compile("".join(tokens.get(piece, re.escape(piece)) for piece in pieces) + r"\Z")
+
+
+def part_named(name: str) -> CheckpointPart | None:
+    """The part a checkpoint file belongs to, by its name alone (any layout), or None.
+
+    ``name`` may be a path inside the folder (``pytorch_model_fsdp_0/__0_0.distcp``): its
+    first component decides.
+
+    Example:
+        >>> part_named('random_states_3.pkl').name, part_named('optimizer_0/x.distcp').name
+        ('RNG states', 'optimizers')
+        >>> part_named('notes.txt') is None
+        True
+    """
+    top = name.split("/", 1)[0]
+    for part in PARTS:
+        if any(_pattern_regex(files.pattern).match(top) for files in part.files):
+            return part
+    return None
 
 
 def missing_files(folder: str | Path, layout: Layout, skip: tuple[str, ...] = ()) -> list[str]:

@@ -29,6 +29,7 @@ from accelwrap.runner.checkpoint_parts import (
     declared_files,
     parts_table,
 )
+from accelwrap.runner.manifest import sealed_text
 from tests.runner.helpers import config, run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -175,7 +176,8 @@ def test_runner_state_lacking_a_key_names_it(trained):
     checkpoint = latest(trained)
     state = json.loads((checkpoint / STATE_FILE).read_text())
     del state["batch_in_epoch"]
-    (checkpoint / STATE_FILE).write_text(json.dumps(state))
+    # Sealed again: an edit the seal did not cover would be refused as damage first.
+    (checkpoint / STATE_FILE).write_text(sealed_text(state))
     match = r"has no key 'batch_in_epoch' \(part 'data position'"
     with pytest.raises(CheckpointError, match=match):
         _resume(trained, checkpoint).train()

@@ -1,0 +1,251 @@
+"""Finding checkpoints: complete folders, the ``latest`` pointer, verification, ``resume``.
+
+A folder of ``<work_dir>/checkpoints`` is *complete* when it holds ``runner_state.json``
+(written last) and is no ``.tmp-*``/``.old-*`` leftover; it is *intact* when, in
+addition, its state file and every file of its manifest check out
+(:mod:`accelwrap.runner.manifest`). ``resume='auto'`` takes the newest intact
+checkpoint (the one ``latest`` names first, then by iteration) and logs every one it
+skipped and why; an explicit checkpoint path is never swapped for another. Nothing here
+raises on a damaged *old* checkpoint: listing, pruning and finding read each state file
+with :func:`state_or_problem`.
+
+Example:
+    >>> find_latest('/nonexistent/checkpoints') is None
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from accelwrap.errors import DamagedCheckpointError
+from accelwrap.runner.checkpoint_parts import STATE_FILE, part_named
+from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, verify_files
+
+__all__ = ["LATEST_FILE", "OLD_PREFIX", "TMP_PREFIX", "checkpoints_by_iter", "find_latest",
+           "is_complete", "newest_intact", "read_pointer", "read_state", "resolve_resume",
+           "state_or_problem", "verify_checkpoint"]
+
+logger = logging.getLogger("accelwrap")
+
+LATEST_FILE = "latest"
+TMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".old-"
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a finished checkpoint folder (renamed into place, state written)."""
+    path = Path(path)
+    return (path.is_dir() and not path.name.startswith((TMP_PREFIX, OLD_PREFIX))
+            and (path / STATE_FILE).is_file())
+
+
+def read_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read the runner state stored in checkpoint folder ``path`` (its seal checked).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a complete checkpoint.
+        DamagedCheckpointError: ``runner_state.json`` is unreadable, not JSON, changed,
+            or has no integer ``iter``.
+    """
+    path = Path(path)
+    if not is_complete(path):
+        raise FileNotFoundError(f"{str(path)!r} is not a complete accelwrap checkpoint "
+                                f"(a folder containing {STATE_FILE})")
+    state = read_sealed(path / STATE_FILE)
+    if not isinstance(state.get("iter"), int) or isinstance(state["iter"], bool):
+        raise DamagedCheckpointError(path, STATE_FILE, f"has no integer 'iter' (got "
+                                     f"{state.get('iter')!r})")
+    return state
+
+
+def state_or_problem(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(state, None)``, or ``(None, why it cannot be read)`` for a damaged state file."""
+    try:
+        return read_state(path), None
+    except DamagedCheckpointError as err:
+        return None, f"{err.file} {err.reason}"
+
+
+def _label(name: str) -> str:
+    part = part_named(name) if name != STATE_FILE else None
+    return f"{name} (part '{part.name}')" if part else name
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a checkpoint's state file and every file of its manifest; return its state.
+
+    A checkpoint without a manifest (saved before accelwrap verified checkpoints) is
+    accepted with a warning.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a complete checkpoint.
+        DamagedCheckpointError: A file is missing, truncated, grown or changed; the
+            message names it, its part and the checkpoint (and counts the others).
+    """
+    state = read_state(path)
+    manifest = state.get(MANIFEST_KEY)
+    if manifest is None:
+        logger.warning("checkpoint %s has no manifest (saved before accelwrap verified "
+                       "checkpoints): its files are not checked", path)
+        return state
+    if not isinstance(manifest, dict):
+        raise DamagedCheckpointError(path, STATE_FILE, f"has a malformed {MANIFEST_KEY!r}")
+    problems = verify_files(path, manifest)
+    if problems:
+        name, reason = problems[0]
+        others = "".join(f"; also {_label(n)} {r}" for n, r in problems[1:])
+        raise DamagedCheckpointError(path, _label(name), reason + others)
+    return state
+
+
+def checkpoints_by_iter(directory: str | os.PathLike
+                        ) -> tuple[list[tuple[int, Path]], list[tuple[Path, str]]]:
+    """The complete checkpoints of ``directory``, oldest first, and the unreadable ones.
+
+    Unreadable: a damaged ``runner_state.json``, or none in a folder that holds
+    checkpoint files (``.tmp-*``/``.old-*`` leftovers of killed saves aside).
+
+    Returns:
+        ``([(iter, folder), ...] by iteration then mtime, [(folder, problem), ...])``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return [], []
+    found, unreadable = [], []
+    for child in directory.iterdir():
+        if not is_complete(child):
+            if _lost_its_state(child):
+                unreadable.append((child, f"{STATE_FILE} is missing"))
+            continue
+        state, problem = state_or_problem(child)
+        if problem is not None:
+            unreadable.append((child, problem))
+        else:
+            found.append((state["iter"], child))
+    return sorted(found, key=lambda item: (item[0], item[1].stat().st_mtime)), unreadable
+
+
+def _lost_its_state(folder: Path) -> bool:
+    if folder.name.startswith((TMP_PREFIX, OLD_PREFIX)) or not folder.is_dir():
+        return False
+    return any(part_named(child.name) is not None for child in folder.iterdir())
+
+
+def read_pointer(directory: str | os.PathLike) -> tuple[str | None, str | None]:
+    """``(name, None)`` from ``latest``, ``(None, None)`` without one, ``(None, problem)``."""
+    pointer = Path(directory) / LATEST_FILE
+    if not pointer.is_file():
+        return None, None
+    try:
+        name = pointer.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None, f"{LATEST_FILE} is not UTF-8 text"
+    except OSError as err:
+        return None, f"{LATEST_FILE} cannot be read ({err.strerror or err})"
+    if not name or any(c in name for c in "/\\\0\n") or name.startswith("."):
+        return None, f"{LATEST_FILE} holds {name[:80]!r}, which is no checkpoint name"
+    if not is_complete(Path(directory) / name):
+        return None, f"{LATEST_FILE} names {name!r}, which is no complete checkpoint"
+    return name, None
+
+
+def find_latest(directory: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint under ``directory``, or None (no file checks).
+
+    ``latest`` is trusted when it names a complete checkpoint; otherwise (a kill
+    between rename and pointer update, or a damaged pointer) the complete
+    checkpoint with the highest iteration wins.
+    """
+    directory = Path(directory)
+    name, _ = read_pointer(directory)
+    if name is not None:
+        return directory / name
+    found, _ = checkpoints_by_iter(directory)
+    return found[-1][1] if found else None
+
+
+def newest_intact(directory: str | os.PathLike) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that passes :func:`verify_checkpoint`, and what was skipped.
+
+    Candidates: the one ``latest`` names, then the others from the highest iteration
+    down. Every file of a candidate is read (its checksums), so this costs one read of
+    the checkpoint.
+
+    Returns:
+        ``(folder or None, ["<folder>: <why>", ...])`` (a damaged pointer and every
+        damaged checkpoint newer than the one chosen, or unreadable, are listed).
+    """
+    directory = Path(directory)
+    name, pointer_problem = read_pointer(directory)
+    found, unreadable = checkpoints_by_iter(directory)
+    skipped = [f"{path}: {problem}" for path, problem in unreadable]
+    if pointer_problem is not None:
+        skipped.insert(0, f"{directory / LATEST_FILE}: {pointer_problem}")
+    candidates = [path for _, path in reversed(found)]
+    if name is not None and directory / name in candidates:
+        candidates.remove(directory / name)
+        candidates.insert(0, directory / name)
+    for path in candidates:
+        try:
+            verify_checkpoint(path)
+        except DamagedCheckpointError as err:
+            skipped.append(f"{path}: {err.file} {err.reason}")
+            continue
+        return path, skipped
+    return None, skipped
+
+
+def _auto(directory: Path) -> Path | None:
+    path, skipped = newest_intact(directory)
+    for line in skipped:
+        logger.warning("resume auto: skipped %s", line)
+    if skipped and path is not None:
+        logger.warning("resume auto: resuming from %s, the newest intact checkpoint", path)
+    elif skipped:
+        logger.warning("resume auto: no intact checkpoint in %s", directory)
+    return path
+
+
+def resolve_resume(resume: bool | str | os.PathLike | None,
+                   directory: str | os.PathLike) -> Path | None:
+    """Turn a ``resume`` setting into a checkpoint folder, or None to start fresh.
+
+    Args:
+        resume: ``False``/``None`` (start fresh), ``True``/``'auto'`` (the newest intact
+            checkpoint in ``directory``, if any; damaged ones are skipped and logged) or
+            a path to a checkpoint folder (its state file checked now, every other file
+            when it loads: a damaged one is an error, never replaced by another), or to
+            a folder of checkpoints (its newest intact one is taken).
+        directory: The run's checkpoint folder.
+
+    Returns:
+        The folder to load, or None.
+
+    Raises:
+        FileNotFoundError: An explicit path that is not a complete checkpoint.
+        DamagedCheckpointError: An explicit checkpoint whose state file is damaged.
+
+    Example:
+        >>> resolve_resume(False, 'work_dirs/x/checkpoints') is None
+        True
+        >>> resolve_resume('auto', '/nonexistent/checkpoints') is None  # nothing saved yet
+        True
+    """
+    if resume in (None, False, "", "none", "false"):
+        return None
+    if resume is True or resume in ("auto", "true"):
+        return _auto(Path(directory))
+    path = Path(resume)
+    if is_complete(path):
+        read_state(path)  # its state file now (every other file when it loads)
+        return path
+    inner = _auto(path) if path.is_dir() else None
+    if inner is not None:
+        return inner
+    reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"
+    raise FileNotFoundError(f"resume={str(resume)!r}: the path {reason}; expected a checkpoint "
+                            f"folder such as {str(Path(directory) / 'iter_100')!r}, or 'auto'")

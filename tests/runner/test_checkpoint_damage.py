@@ -1,0 +1,181 @@
+"""Damaged checkpoints: every declared file missing, truncated, flipped or replaced.
+
+A run of two epochs leaves ``epoch_1`` and ``epoch_2``; ``epoch_2`` is damaged in one
+way per case. An explicit resume from it must stop with an error naming the file and
+the checkpoint before anything loads; ``resume='auto'`` must skip it, say why, and take
+``epoch_1``. The files are the ones Accelerate 1.15's ``save_state`` writes for this
+config (one model, one optimizer, two schedulers, one process) plus the runner's state,
+written out here rather than taken from accelwrap's declaration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from accelwrap.errors import CheckpointError, DamagedCheckpointError
+from accelwrap.runner import Runner
+from accelwrap.runner.checkpoint import resolve_resume
+from tests.runner.helpers import config, run
+
+FILES = ["model.safetensors", "optimizer.bin", "scheduler.bin", "scheduler_1.bin",
+         "random_states_0.pkl", "runner_state.json"]
+DAMAGES = ["missing", "truncated", "flipped", "garbage"]
+SHORT = ("train_dataloader.batch_size=256", "default_hooks.checkpoint.max_keep_ckpts=3")
+
+
+def damage(path: Path, how: str) -> None:
+    """Damage one file the way a failing disk, a copy tool or a person would."""
+    data = path.read_bytes()
+    if how == "missing":
+        path.unlink()
+    elif how == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "flipped":
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1:])
+    else:  # garbage of the same size: only the checksum can tell
+        path.write_bytes(bytes((i * 37 + 11) % 251 for i in range(len(data))))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("damage") / "run"
+    run("digits_sgd_multistep", work, "train_cfg.max_epochs=2", *SHORT)
+    assert {p.name for p in (work / "checkpoints").iterdir()} == {"epoch_1", "epoch_2",
+                                                                 "latest"}
+    assert {p.name for p in (work / "checkpoints" / "epoch_2").iterdir()} == set(FILES)
+    return work
+
+
+@pytest.fixture
+def work(saved, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(saved, copy)
+    return copy
+
+
+def _runner(work: Path, resume: str) -> Runner:
+    cfg = config("digits_sgd_multistep", work, "train_cfg.max_epochs=3", *SHORT)
+    return Runner.from_cfg(OmegaConf.merge(cfg, {"resume": resume}))
+
+
+def _named(err: BaseException, checkpoint: Path, name: str) -> bool:
+    text = str(err)
+    return str(checkpoint) in text and name in text and "\n" not in text
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("name", FILES)
+def test_explicit_resume_from_a_damaged_checkpoint_names_the_file(work, name, how):
+    checkpoint = work / "checkpoints" / "epoch_2"
+    damage(checkpoint / name, how)
+    with pytest.raises((CheckpointError, FileNotFoundError)) as err:
+        _runner(work, str(checkpoint)).train()
+    assert _named(err.value, checkpoint, name), str(err.value)
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("name", FILES)
+def test_resume_auto_skips_a_damaged_checkpoint_and_says_why(work, name, how, caplog):
+    checkpoints = work / "checkpoints"
+    damage(checkpoints / "epoch_2" / name, how)
+    with caplog.at_level(logging.WARNING, logger="accelwrap"):
+        chosen = resolve_resume("auto", checkpoints)
+    assert chosen == checkpoints / "epoch_1"
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert any(str(checkpoints / "epoch_2") in line and name in line for line in skipped), \
+        skipped
+
+
+def test_the_runner_falls_back_and_trains_on_from_the_intact_checkpoint(work, caplog):
+    damage(work / "checkpoints" / "epoch_2" / "random_states_0.pkl", "truncated")
+    with caplog.at_level(logging.WARNING, logger="accelwrap"):
+        runner = _runner(work, "auto")
+    assert runner.resume_from == work / "checkpoints" / "epoch_1"
+    runner.train()
+    state = json.loads((work / "checkpoints" / "epoch_3" / "runner_state.json").read_text())
+    assert state["epoch"] == 3
+    assert any("newest intact checkpoint" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"../../etc\n", b"", b"iter_9\n"],
+                         ids=["not-utf8", "a-path", "empty", "no-such-checkpoint"])
+def test_a_garbage_latest_pointer_falls_back_to_the_newest_by_iteration(work, content, caplog):
+    checkpoints = work / "checkpoints"
+    (checkpoints / "latest").write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="accelwrap"):
+        assert resolve_resume("auto", checkpoints) == checkpoints / "epoch_2"
+    assert any(str(checkpoints / "latest") in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("text", ['{"iter": 12, ', "[1, 2]", '{"iter": "twelve"}'],
+                         ids=["cut-json", "not-an-object", "iter-not-a-number"])
+def test_bad_json_in_runner_state_is_named(work, text):
+    checkpoint = work / "checkpoints" / "epoch_2"
+    (checkpoint / "runner_state.json").write_text(text)
+    assert resolve_resume("auto", work / "checkpoints") == work / "checkpoints" / "epoch_1"
+    with pytest.raises(CheckpointError) as err:
+        _runner(work, str(checkpoint)).train()
+    assert _named(err.value, checkpoint, "runner_state.json"), str(err.value)
+
+
+def test_nothing_intact_is_said_and_starts_nowhere(work, caplog):
+    for name in ("epoch_1", "epoch_2"):
+        damage(work / "checkpoints" / name / "optimizer.bin", "flipped")
+    with caplog.at_level(logging.WARNING, logger="accelwrap"):
+        assert resolve_resume("auto", work / "checkpoints") is None
+    assert any("no intact checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_pruning_leaves_a_damaged_old_checkpoint_alone_and_goes_on(work, caplog):
+    (work / "checkpoints" / "epoch_1" / "runner_state.json").write_text("{not json")
+    cfg = config("digits_sgd_multistep", work, "train_cfg.max_epochs=4",
+                 "train_dataloader.batch_size=256", "default_hooks.checkpoint.max_keep_ckpts=2")
+    with caplog.at_level(logging.WARNING, logger="accelwrap"):
+        Runner.from_cfg(OmegaConf.merge(cfg, {"resume": "auto"})).train()
+    names = {p.name for p in (work / "checkpoints").iterdir()}
+    assert names == {"epoch_1", "epoch_3", "epoch_4", "latest"}
+    reports = [r.getMessage() for r in caplog.records if "left in place" in r.getMessage()]
+    assert len(reports) == 1 and "epoch_1" in reports[0] and "not valid JSON" in reports[0]
+
+
+def test_a_checkpoint_without_manifest_still_loads_with_a_warning(work, caplog):
+    path = work / "checkpoints" / "epoch_2" / "runner_state.json"
+    state = json.loads(path.read_text())
+    del state["manifest"], state["state_crc32"]
+    path.write_text(json.dumps(state))
+    with caplog.at_level(logging.WARNING, logger="accelwrap"):
+        _runner(work, "auto").train()
+    assert any("has no manifest" in r.getMessage() for r in caplog.records)
+
+
+def test_the_error_type_carries_the_file(work):
+    checkpoint = work / "checkpoints" / "epoch_2"
+    damage(checkpoint / "optimizer.bin", "flipped")
+    with pytest.raises(DamagedCheckpointError) as err:
+        _runner(work, str(checkpoint)).train()
+    assert err.value.checkpoint == str(checkpoint)
+    assert err.value.file == "optimizer.bin (part 'optimizers')"
+    assert "was changed after the save" in err.value.reason
+
+
+def test_what_loads_with_weights_only_as_the_readme_says(saved):
+    """README: the .bin/.pt files load with a plain weights_only=True; the RNG pickle only
+    with NumPy's array globals allowed (what Accelerate's load_state does)."""
+    from accelerate.utils.other import TORCH_SAFE_GLOBALS
+
+    checkpoint = saved / "checkpoints" / "epoch_2"
+    for name in ("optimizer.bin", "scheduler.bin", "scheduler_1.bin"):
+        torch.load(checkpoint / name, weights_only=True)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(checkpoint / "random_states_0.pkl", weights_only=True)
+    with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+        states = torch.load(checkpoint / "random_states_0.pkl", weights_only=True)
+    assert set(states) >= {"random_state", "numpy_random_seed", "torch_manual_seed"}
