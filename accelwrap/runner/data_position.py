@@ -7,28 +7,20 @@ order) into batches and gives process ``r`` of ``N`` the batches ``r, r + N, ...
 consumed the first ``b * G`` samples of that order, ``G`` being the global batch (the
 per-process batch size times ``N``, or the batch size with ``split_batches``).
 
-A checkpoint therefore records the epoch's progress as ``samples_in_epoch`` (global
-samples consumed, in the global order) beside ``batch_in_epoch`` and the layout that
-produced it (``samples_per_iter``, ``epoch_length``, ``epoch_samples``). On resume:
+A checkpoint records ``samples_in_epoch`` (global samples consumed) beside
+``batch_in_epoch`` and its layout (``samples_per_iter``, ``epoch_length``, ``epoch_samples``).
+The same layout skips ``batch_in_epoch`` batches (bit-identical, as before). Another world
+size or batch size continues the epoch at its first unseen sample of the same seeded order
+(:func:`tail_loader`), so every sample of every epoch is seen once; an epoch-based run's
+length is recomputed (the rest of this epoch in the new layout plus the remaining epochs),
+by-epoch schedulers converted to iterations move to the same point of their schedule in
+the new layout's iterations (by-iteration ones stay at the update count); all is logged.
 
-* same layout (same global batch and epoch length, epoch aligned with it): the loop
-  skips ``batch_in_epoch`` batches, as before -- bit-identical to an uninterrupted run;
-* another layout (world size or batch size changed): the epoch continues at the first
-  unseen sample of the same seeded order (:func:`tail_loader`), so every sample of every
-  epoch is seen exactly once; the run's length is recomputed (epoch-based: the rest of
-  this epoch in the new layout plus the remaining full epochs; iteration-based: unchanged)
-  and by-epoch schedulers converted to iterations (``convert_to_iter_based``) move to the
-  same point of their schedule in the new layout's iterations (by-iteration schedulers
-  stay at the iteration count: one step per optimizer update). Everything that changed
-  is logged.
-
-A data source whose order cannot be continued at a sample (an ``IterableDataset``, a
-custom sampler or batch sampler, torch's unseeded ``RandomSampler``, a dataset of another
-size) stops the resume with an error naming both layouts, unless the train dataloader
-allows an approximate resume: ``train_dataloader.resume_data: approximate`` in a config,
-or ``loader.resume_data = 'approximate'`` on a ``DataLoader`` given to the ``Runner``;
-then the epoch continues after the batches that cover the samples consumed (rounded
-down: a few samples of that epoch may be seen twice).
+A source whose order cannot be continued at a sample (an ``IterableDataset``, a custom
+(batch) sampler, torch's unseeded ``RandomSampler``, another dataset size) stops with an
+error naming both layouts, unless ``train_dataloader.resume_data: approximate`` (or
+``loader.resume_data = 'approximate'`` on a ``DataLoader`` given to the ``Runner``): the
+epoch then continues after the whole batches covering the samples consumed.
 
 Example:
     >>> from torch.utils.data import DataLoader
@@ -234,15 +226,9 @@ def epoch_loader(loop: Any) -> Any:
 # ------------------------------------------------------------------ resuming
 @dataclass(frozen=True)
 class LayoutChange:
-    """A resume's old and new layouts and the position in the new one.
-
-    Attributes:
-        saved: The checkpoint's layout.
-        current: This run's.
-        samples: Samples of the current epoch consumed.
-        batch: The new ``batch_in_epoch`` (``epoch_length - iterations left in the epoch``).
-        exact: False for an approximate resume.
-    """
+    """A resume's ``saved`` and ``current`` layouts, the ``samples`` of the epoch consumed,
+    the new ``batch_in_epoch`` (``epoch_length`` minus the iterations left in the epoch)
+    and whether the position is ``exact`` (False: an approximate resume)."""
 
     saved: DataLayout
     current: DataLayout

@@ -104,3 +104,26 @@ def test_resume_on_another_world_size_sees_each_sample_once_per_epoch(
     assert (cosine["_global_step"], linear["_global_step"]) == (EPOCHS * per_epoch, updates)
     out = proc.stdout + proc.stderr
     assert "resuming on another layout" in out and f"continues at sample {consumed}" in out
+
+
+def test_unmappable_order_stops_naming_both_world_sizes_unless_approximate(tmp_path):
+    """torch's unseeded RandomSampler (use_seedable_sampler off) has no order to continue."""
+    (tmp_path / "cfg.yaml").write_text(CONFIG)
+    unseeded = ["+accelerator={dataloader_config: {use_seedable_sampler: false}}"]
+    work = tmp_path / "work"
+    _run(tmp_path, "first", 2, work, unseeded, kill="iter:2")
+    ids = tmp_path / "ids_refused"
+    ids.mkdir()
+    proc = train(work, ["--config", str(tmp_path / "cfg.yaml"), *unseeded, "--resume", "auto"],
+                 env={"IDS_DIR": str(ids), "PYTHONPATH": str(REPO)}, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "world size 2" in out and "world size 1" in out and "RandomSampler" in out
+    assert "train_dataloader.resume_data: approximate" in out
+    assert (work / "checkpoints" / "latest").read_text().strip() == "iter_2"
+
+    approximate = [*unseeded, "+train_dataloader.resume_data=approximate", "--resume", "auto"]
+    second, proc = _run(tmp_path, "second", 1, work, approximate)
+    # 32 samples consumed = 4 whole batches of 8 in the new layout: 8 left in epoch 0.
+    assert len(second[0]) == 8 + (EPOCHS - 1) * SAMPLES // BATCH
+    assert "approximate" in proc.stdout + proc.stderr
