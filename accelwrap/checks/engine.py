@@ -18,13 +18,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from accelwrap.checks.trial import optimizer_trial, scheduler_trials
+from accelwrap.checks.trial import optimizer_trial, scheduler_trials, wrapper_trial
 from accelwrap.checks.value_types import value_problems
 from accelwrap.errors import ConfigError, RegistryError, suggest
 from accelwrap.optim.optimizer.builder import SINGLE_KEYS
-from accelwrap.optim.optimizer.clip_grad import parse_clip_grad
 from accelwrap.optim.optimizer.default_constructor import DefaultOptimWrapperConstructor
-from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper, check_accumulative_counts
 from accelwrap.registry import (
     OPTIM_WRAPPER_CONSTRUCTORS,
     OPTIM_WRAPPERS,
@@ -156,8 +154,8 @@ def _check_single(node: Mapping, path: str, constructor_cls: Any) -> list[str]:
     """One wrapper: its type and arguments, the optimizer, and ``paramwise_cfg``."""
     wrapper, problems = check_component(node, OPTIM_WRAPPERS, path, runtime=("optimizer",),
                                          skip=SINGLE_KEYS, default_type="OptimWrapper")
-    if not problems and isinstance(wrapper, type) and issubclass(wrapper, OptimWrapper):
-        problems += _wrapper_values(node, path)
+    if not problems:
+        problems += wrapper_trial(wrapper, node, path)  # clip_grad, accumulative_counts, ...
     optimizer, found = check_component(node["optimizer"], OPTIMIZERS, _join(path, "optimizer"),
                                        runtime=("params",))
     problems += found or optimizer_trial(node["optimizer"], _join(path, "optimizer"))
@@ -167,30 +165,23 @@ def _check_single(node: Mapping, path: str, constructor_cls: Any) -> list[str]:
     return problems
 
 
-def _wrapper_values(node: Mapping, path: str) -> list[str]:
-    """``clip_grad`` and ``accumulative_counts`` as the wrapper itself validates them."""
-    problems = []
-    for key, validate in (("clip_grad", parse_clip_grad),
-                          ("accumulative_counts", check_accumulative_counts)):
-        try:
-            validate(node.get(key, 1 if key == "accumulative_counts" else None))
-        except (ValueError, TypeError) as err:
-            text = str(err).removeprefix(f"{key}: ")
-            problems.append(_join(path, text) if text.startswith(f"{key}.")
-                            else f"{_join(path, key)}: {text}")
-    return problems
-
-
 def _paramwise_problems(constructor_cls: type, node: Mapping, path: str) -> list[str]:
     """Let the constructor validate ``paramwise_cfg`` (cheap: no model, no optimizer built)."""
     wrapper_cfg = {k: v for k, v in node.items() if k not in ("constructor", "paramwise_cfg")}
     try:
         constructor_cls(wrapper_cfg, node["paramwise_cfg"])
     except ConfigError as err:
-        return [f"{_join(path, 'paramwise_cfg')}: {p}" for p in err.problems]
+        return [_under(path, "paramwise_cfg", p) for p in err.problems]
     except (ValueError, TypeError, KeyError) as err:
-        return [f"{_join(path, 'paramwise_cfg')}: {err}"]
+        return [_under(path, "paramwise_cfg", str(err))]
     return []
+
+
+def _under(path: str, key: str, text: str) -> str:
+    """``text`` about ``key`` of the node at ``path``, the key named once (``a.key.sub: ...``)."""
+    if text.startswith((f"{key}.", f"{key}:", f"{key}[")):
+        return _join(path, text)
+    return f"{_join(path, key)}: {text}"
 
 
 def check_schedulers(node: Any, path: str = "param_scheduler") -> list[str]:
@@ -220,8 +211,11 @@ def check_schedulers(node: Any, path: str = "param_scheduler") -> list[str]:
         _, found = check_component(item, PARAM_SCHEDULERS, where, runtime=("optimizer",),
                                    skip=_SCHEDULER_BUILD_KEYS)
         problems += found
-        if isinstance(item, Mapping) and item.get("convert_to_iter_based") \
-                and item.get("by_epoch") is False:
+        convert = item.get("convert_to_iter_based", False) if isinstance(item, Mapping) else False
+        if not isinstance(convert, bool):
+            problems.append(f"{where}.convert_to_iter_based: expected true or false, "
+                            f"got {convert!r}")
+        elif convert and item.get("by_epoch") is False:
             problems.append(f"{where}: convert_to_iter_based=True needs an epoch-based "
                             "scheduler, but by_epoch is False")
     return problems
@@ -229,13 +223,16 @@ def check_schedulers(node: Any, path: str = "param_scheduler") -> list[str]:
 
 def check_config(cfg: Mapping | DictConfig,
                  sections: Mapping[str, Callable[[Any, str], list[str]]] | None = None,
-                 known_keys: Iterable[str] = ()) -> list[str]:
+                 known_keys: Iterable[str] = (),
+                 run_length: tuple[int | None, int | None] = (None, None)) -> list[str]:
     """Return every problem in a config, without building anything costly.
 
     Args:
         cfg: The loaded config (overrides applied); not modified.
         sections: Top-level key -> checker; defaults to :func:`default_sections`.
         known_keys: Further valid top-level keys that have no checker.
+        run_length: ``(max_epochs, max_iters)`` of the run where known: the schedulers'
+            default ``end``, as the runner sets it.
 
     Returns:
         One sentence per problem (empty when the config is fine).
@@ -256,24 +253,24 @@ def check_config(cfg: Mapping | DictConfig,
             problems += found[key]
     members = _member_problems(plain)
     if not (members or found.get("optim_wrapper") or found.get("param_scheduler")):
-        members = _scheduler_values(plain)  # only once their names and types are right
+        members = _scheduler_values(plain, run_length)  # once names and types are right
     return problems + members
 
 
-def _scheduler_values(cfg: Mapping[str, Any]) -> list[str]:
+def _scheduler_values(cfg: Mapping[str, Any], run_length: tuple) -> list[str]:
     """Each scheduler built on its optimizer (a stand-in): values its constructor refuses."""
     schedulers, wrapper = cfg.get("param_scheduler"), cfg.get("optim_wrapper")
     if schedulers is None or not isinstance(wrapper, Mapping):
         return []
     if "optimizer" in wrapper:
-        return scheduler_trials(schedulers, wrapper["optimizer"], "param_scheduler")
+        return scheduler_trials(schedulers, wrapper["optimizer"], "param_scheduler", run_length)
     if any(key in wrapper for key in SINGLE_KEYS) or not isinstance(schedulers, Mapping) \
             or "type" in schedulers:
         return []  # a custom constructor decides the members
     return [p for name, member in schedulers.items()
             if isinstance(wrapper.get(name), Mapping) and "optimizer" in wrapper[name]
             for p in scheduler_trials(member, wrapper[name]["optimizer"],
-                                      f"param_scheduler.{name}")]
+                                      f"param_scheduler.{name}", run_length)]
 
 
 def _member_problems(cfg: Mapping[str, Any]) -> list[str]:

@@ -25,28 +25,34 @@ from typing import Any
 import torch
 
 from accelwrap.errors import RegistryError
+from accelwrap.optim.optimizer.builder import SINGLE_KEYS
 from accelwrap.optim.optimizer.optimizer_wrapper import OptimWrapper
-from accelwrap.optim.scheduler.builder import step_on
+from accelwrap.optim.scheduler.builder import build_param_schedulers
 from accelwrap.registry import OPTIMIZERS, PARAM_SCHEDULERS, type_name
 
-__all__ = ["optimizer_trial", "scheduler_trials", "stand_in_optimizer", "trial_problems"]
+__all__ = ["optimizer_trial", "scheduler_trials", "stand_in_optimizer", "trial_problems",
+           "wrapper_trial"]
 
 # Errors a constructor raises for a value it refuses (ConfigError and accelwrap's
 # assertion-compatible errors are ValueErrors too). Anything else -- a missing
 # library, a device that is absent here -- says nothing about the config.
 _REFUSED = (ValueError,)
+# Building with every argument (their names and types already checked), a TypeError is
+# a refused value too (``loss_scale: big``); with one argument alone it may only mean
+# that a required one is missing.
+_REFUSED_WHOLE = (ValueError, TypeError)
 
 
 _OTHER = object()  # the build failed in a way that says nothing about the values
 
 
-def _try(build: Callable[[dict], Any], args: dict) -> Any:
+def _try(build: Callable[[dict], Any], args: dict, refused: tuple = _REFUSED) -> Any:
     """None when ``build(args)`` succeeds, the error when a value is refused, else ``_OTHER``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             build(args)
-    except _REFUSED as err:
+    except refused as err:
         return err
     except Exception:  # noqa: BLE001 - not a refused value (see _REFUSED): not reported
         return _OTHER
@@ -58,7 +64,7 @@ def _default_of(target: Callable, key: str) -> str:
         param = inspect.signature(target).parameters.get(key)
     except (TypeError, ValueError):
         return ""
-    if param is None or param.default is param.empty:
+    if param is None or param.default is param.empty or param.default is None:
         return ""
     return f" (its default is {param.default!r})"
 
@@ -94,7 +100,7 @@ def trial_problems(target: Callable, build: Callable[[dict], Any], args: Mapping
         ['model.width: 0 is refused by positive: width must be >= 1, got 0 (its default is 1)']
     """
     args = dict(args)
-    error = _try(build, args)
+    error = _try(build, args, _REFUSED_WHOLE)
     if not isinstance(error, Exception):
         return []
     name = type_name(target)
@@ -105,8 +111,17 @@ def trial_problems(target: Callable, build: Callable[[dict], Any], args: Mapping
         blamed = {key: err for key, err in alone.items() if isinstance(err, Exception)}
     if not blamed:
         return [f"{path}: {name}({_call(args)}) is refused by {name}: {_reason(name, error)}"]
-    return [f"{path}.{key}: {args[key]!r} is refused by {name}: {_reason(name, err)}"
-            f"{_default_of(target, key)}" for key, err in blamed.items()]
+    return [_blame(target, path, key, args[key], _reason(name, err))
+            for key, err in blamed.items()]
+
+
+def _blame(target: Callable, path: str, key: str, value: Any, reason: str) -> str:
+    """The sentence for a refused ``key``; a reason about a deeper key names that key."""
+    if reason.startswith((f"{key}.", f"{key}[")):
+        return f"{path}.{reason}"
+    reason = reason.removeprefix(f"{key}: ")
+    return (f"{path}.{key}: {value!r} is refused by {type_name(target)}: {reason}"
+            f"{_default_of(target, key)}")
 
 
 def _call(args: Mapping[str, Any]) -> str:
@@ -147,6 +162,35 @@ def optimizer_trial(node: Any, path: str) -> list[str]:
     return trial_problems(target, lambda a: target(_stand_in_params(), **a), args, path)
 
 
+def wrapper_trial(wrapper: Any, node: Mapping, path: str) -> list[str]:
+    """Problems an accelwrap optimizer wrapper's constructor finds in its settings.
+
+    Built around a stand-in SGD (no Accelerator: binding to one happens at prepare), so
+    ``clip_grad``, ``accumulative_counts``, an AMP ``dtype`` or ``loss_scale`` are judged
+    by the wrapper's own parsers. A wrapper class from elsewhere is not tried.
+
+    Args:
+        wrapper: The wrapper class ``node['type']`` names.
+        node: The wrapper's config (its ``optimizer`` and constructor keys are left out).
+        path: Its dotted path.
+
+    Returns:
+        One sentence per refused value.
+
+    Example:
+        >>> from accelwrap.optim import OptimWrapper
+        >>> wrapper_trial(OptimWrapper, {'accumulative_counts': 0}, 'optim_wrapper')[0][:68]
+        'optim_wrapper.accumulative_counts: 0 is refused by OptimWrapper: acc'
+    """
+    if not isinstance(wrapper, type) or not wrapper.__module__.startswith("accelwrap."):
+        return []
+    args = {k: v for k, v in node.items() if k not in SINGLE_KEYS}
+
+    def build(kwargs: dict) -> Any:
+        return wrapper(optimizer=torch.optim.SGD(_stand_in_params(), lr=0.1), **kwargs)
+    return trial_problems(wrapper, build, args, path)
+
+
 def stand_in_optimizer(node: Any) -> torch.optim.Optimizer | None:
     """The config's optimizer built on one stand-in parameter, or None when not tried or refused.
 
@@ -163,14 +207,20 @@ def stand_in_optimizer(node: Any) -> torch.optim.Optimizer | None:
         return None
 
 
-def scheduler_trials(node: Any, optimizer_cfg: Any, path: str) -> list[str]:
+def scheduler_trials(node: Any, optimizer_cfg: Any, path: str,
+                     run_length: tuple[int | None, int | None] = (None, None)) -> list[str]:
     """Problems the schedulers' constructors find, each built on the config's optimizer.
+
+    Each is built by the runner's own ``build_param_schedulers`` (``on``, the default
+    ``end``, ``convert_to_iter_based`` with a stand-in epoch length of 1).
 
     Args:
         node: One scheduler config or a list of them (names and types checked already).
         optimizer_cfg: The ``optimizer`` config they schedule; nothing is tried when it
             cannot be built on a stand-in (not a ``torch.optim`` optimizer, or refused).
         path: The dotted path of ``node``.
+        run_length: ``(max_epochs, max_iters)``, the default ``end`` of epoch- and
+            iteration-based schedulers where the run's length is known in those units.
 
     Returns:
         One sentence per refused value.
@@ -193,13 +243,14 @@ def scheduler_trials(node: Any, optimizer_cfg: Any, path: str) -> list[str]:
             target = PARAM_SCHEDULERS.get(item.get("type"))
         except (RegistryError, TypeError):
             continue
-        def build(args: dict, item_type: Any = item.get("type"), where: str = where) -> Any:
-            args = dict(args)
-            on = args.pop("on", "iterations")  # consumed by the builder, as in training
+
+        def build(args: dict, item_type: Any = item.get("type")) -> Any:
             wrapper = OptimWrapper(stand_in_optimizer(optimizer_cfg))
-            scheduler = PARAM_SCHEDULERS.build({"type": item_type, **args}, default_args={
-                "optimizer": wrapper, "epoch_length": 1})
-            return step_on(scheduler, on, where)
+            try:
+                return build_param_schedulers([{"type": item_type, **args}], wrapper, 1,
+                                              *run_length)
+            except ValueError as err:  # the builder counts its own list of one
+                raise ValueError(str(err).removeprefix("param_scheduler[0]: ")) from err
         args = {k: v for k, v in item.items() if k != "type"}
         problems += trial_problems(target, build, args, where)
     return problems

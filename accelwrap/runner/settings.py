@@ -33,7 +33,8 @@ from accelwrap.checks.engine import (
 )
 from accelwrap.checks.trial import trial_problems
 from accelwrap.config import import_custom_modules
-from accelwrap.errors import ConfigError
+from accelwrap.errors import ConfigError, suggest
+from accelwrap.registry import to_plain
 from accelwrap.runner.build import TrainSchedule, parse_train_cfg, scale_lr
 from accelwrap.runner.data import DATASETS, loader_signature, loader_value_problems
 from accelwrap.runner.default_hooks import parse_default_hooks
@@ -119,7 +120,23 @@ def _check_hooks(node: Any, path: str) -> list[str]:
         parse_default_hooks(node, TrainSchedule(max_epochs=1))
     except ConfigError as err:
         return err.problems
-    return []
+    return _tracker_problems(to_plain(node) or {}, path)
+
+
+def _tracker_problems(hooks: Mapping, path: str) -> list[str]:
+    """``logger.trackers``: ``auto``, null, or names of Accelerate's trackers (its list)."""
+    from accelerate.utils import LoggerType
+
+    trackers = (hooks.get("logger") or {}).get("trackers", "auto")
+    if trackers in ("auto", None):
+        return []
+    names = [trackers] if isinstance(trackers, str) else trackers
+    valid = [kind.value for kind in LoggerType]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return [f"{path}.logger.trackers: expected 'auto', null, a tracker name or a list of "
+                f"them (Accelerate's: {', '.join(valid)}), got {trackers!r}"]
+    return [f"{path}.logger.trackers: {name!r} is not one of Accelerate's trackers; "
+            f"{suggest(name, valid)}" for name in names if name.lower() not in valid]
 
 
 def _hooks_vs_train_cfg(cfg: Mapping) -> list[str]:
@@ -284,8 +301,18 @@ def runner_config_problems(cfg: Mapping, known_keys: Iterable[str],
     """
     missing = [f"{key}: required section is missing" for key in required if key not in cfg]
     known = [*known_keys, *CONSUMED_SECTIONS, *IGNORED_SECTIONS]
-    return (missing + check_config(cfg, runner_sections(), known_keys=known)
+    return (missing + check_config(cfg, runner_sections(), known_keys=known,
+                                   run_length=_run_length(cfg.get("train_cfg")))
             + _hooks_vs_train_cfg(cfg) + _val_sections(cfg))
+
+
+def _run_length(train_cfg: Any) -> tuple[int | None, int | None]:
+    """``(max_epochs, max_iters)`` as far as they are known before the data is seen."""
+    try:
+        schedule = parse_train_cfg(train_cfg)
+    except ConfigError:
+        return None, None  # reported by the train_cfg check
+    return (schedule.max_epochs, None) if schedule.by_epoch else (None, schedule.max_iters)
 
 
 def _val_sections(cfg: Mapping) -> list[str]:

@@ -103,10 +103,19 @@ SWEEP = [
     ("randomness.seed", "zero", "int"),
     ("randomness.deterministic", "yes", "bool"),
     ("auto_scale_lr.base_batch_size", 0, "positive integer"),
+    ("optim_wrapper.dtype", "float17", "not an AMP dtype"),
+    ("optim_wrapper.loss_scale", "big", "'dynamic', a float or a dict"),
+    ("default_hooks.logger.trackers", 5, "a tracker name"),
+    ("default_hooks.logger.trackers", "tensorbord", "did you mean 'tensorboard'"),
+    ("param_scheduler.1.convert_to_iter_based", "yes", "true or false"),
+    ("param_scheduler.1.on", "weird", "'iterations'"),
+    ("param_scheduler.1.on", "updates", "iteration-based"),
 ]
 
+AMP = {"optim_wrapper.type": "AmpOptimWrapper"}
 # Further edits a case needs to be reached at all.
-CONTEXT = {"auto_scale_lr.base_batch_size": {"auto_scale_lr.enable": True}}
+CONTEXT = {"auto_scale_lr.base_batch_size": {"auto_scale_lr.enable": True},
+           "optim_wrapper.dtype": AMP, "optim_wrapper.loss_scale": AMP}
 
 
 def _ident(case: tuple) -> str:
@@ -170,3 +179,12 @@ def test_a_runner_built_directly_names_the_optimizer_key(tmp_path):
                train_cfg={"by_epoch": True, "max_epochs": 1},
                default_hooks={"logger": {"progress_bar": False, "trackers": None}})
     assert [p for p in info.value.problems if p.startswith("optim_wrapper.optimizer.lr: -0.1")]
+
+
+@pytest.mark.parametrize("key, value", [("optim_wrapper.generator.optimizer.lr", -1.0),
+                                        ("param_scheduler.discriminator.0.step_size", 0),
+                                        ("model.hidden_dim", 0)])
+def test_a_member_of_an_optim_wrapper_dict_is_named_by_its_path(tmp_path, key, value):
+    base = to_plain(config("gan_ring2d", tmp_path, "train_cfg.max_epochs=11"))  # cosine: 10-11
+    problems = _problems(_set(base, key, value))
+    assert len(problems) == 1 and problems[0].startswith(f"{key}: {value!r} is refused by")
