@@ -1,6 +1,7 @@
 """The ``accelwrap`` command: train, port an MMEngine config, look at a config before training.
 
-``accelwrap train CONFIG [key=value ...] [--work-dir DIR] [--resume auto|PATH]`` trains
+``accelwrap train CONFIG [key=value ...] [--work-dir DIR] [--resume auto|PATH]
+[--overwrite]`` trains
 (:mod:`accelwrap.tools.train`; ``scripts/train.py`` is the same for ``accelerate
 launch``); ``accelwrap convert OLD.py -o NEW.yaml`` turns an MMEngine Python config into
 the YAML accelwrap reads (:mod:`accelwrap.tools.convert`; it runs the Python file, as

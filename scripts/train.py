@@ -6,7 +6,9 @@ Usage::
     accelerate launch --config_file launch_configs/cpu_2proc.yaml scripts/train.py \\
         configs/digits_sgd_multistep.yaml --work-dir work_dirs/ddp [--resume auto|PATH]
 
-``--config FILE`` also names the config. The logic lives in :mod:`accelwrap.tools.train`.
+``--config FILE`` also names the config; ``--overwrite`` starts over in a work dir that
+holds checkpoints. Exit status: 0 done, 1 a user error, 75 preempted (a checkpoint was
+written; ``--resume auto`` continues). The logic lives in :mod:`accelwrap.tools.train`.
 """
 
 from __future__ import annotations

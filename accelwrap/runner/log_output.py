@@ -39,8 +39,14 @@ from accelwrap.runner.run_log import memory_mb, train_line, val_line
 
 logger = logging.getLogger("accelwrap")
 
-__all__ = ["MetricLogger", "default_trackers", "flatten_values", "init_trackers", "optim_scalars",
-           "parse_losses"]
+__all__ = ["HELD_KEY", "MetricLogger", "default_trackers", "flatten_values", "init_trackers",
+           "optim_scalars", "parse_losses"]
+
+# runner_state.json key: the optimizer scalars (optim_scalars) when the checkpoint was
+# written. A wrapper measures some of them only when it updates (the gradient norm), and
+# every iteration inside the next accumulation window logs those values; a resumed run
+# logs the saved ones until its first update, as the uninterrupted run does.
+HELD_KEY = "held_scalars"
 
 
 def parse_losses(outputs: torch.Tensor | Mapping[str, Any]
@@ -111,7 +117,10 @@ def _first_values(values: Mapping[str, list[float]]) -> dict[str, float]:
 
 
 def optim_scalars(optim_wrapper: Any, per_group: bool = False) -> dict[str, float]:
-    """Learning rates, momenta, grad norm, loss scale and skipped steps of a wrapper (or dict).
+    """Learning rates, momenta, grad norms, loss scale and skip counters of a wrapper (or dict).
+
+    ``grad_norm`` is the global norm before clipping, ``grad_norm_clipped`` after it;
+    ``nonfinite_skips`` / ``spike_skips`` appear once an update was skipped.
 
     ``OptimWrapperDict`` members are prefixed with their name (``generator.lr``). By
     default one ``lr``/``momentum`` per optimizer, its first param group's (as MMEngine
@@ -136,6 +145,12 @@ def optim_scalars(optim_wrapper: Any, per_group: bool = False) -> dict[str, floa
     out.update(flat(optim_wrapper.get_momentum()))
     if optim_wrapper.grad_norm is not None:
         out["grad_norm"] = optim_wrapper.grad_norm
+    clipped = getattr(optim_wrapper, "grad_norm_clipped", None)
+    if clipped is not None:
+        out["grad_norm_clipped"] = clipped
+    for counter in ("nonfinite_skips", "spike_skips"):
+        if getattr(optim_wrapper, counter, 0):
+            out[counter] = float(getattr(optim_wrapper, counter))
     scaler = getattr(optim_wrapper, "loss_scaler", None)
     if scaler is not None and scaler.is_enabled():
         out["loss_scale"] = float(scaler.get_scale())
@@ -173,15 +188,22 @@ def init_trackers(accelerator: Any, name: str, config: Mapping[str, Any],
     accelerator.init_trackers(name, config=dict(config), init_kwargs=init_kwargs)
 
 
-def _truncate_after(path: Path, iteration: int) -> None:
-    """Rewrite ``path`` (atomically) without the records of iterations after ``iteration``."""
+def _truncate_after(path: Path, iteration: int, epoch: int) -> None:
+    """Rewrite ``path`` (atomically) without the records written after a checkpoint.
+
+    The checkpoint holds ``iteration`` iterations and ``epoch`` epochs: a later iteration's
+    records go, and so do those of an epoch end at that very iteration that the checkpoint
+    preceded (saved by iteration before the epoch's validation; the resumed run ends that
+    epoch again).
+    """
     kept = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:  # a line cut by the kill
             continue
-        if record.get("iter", 0) <= iteration:
+        at = record.get("iter", 0)
+        if at < iteration or (at == iteration and record.get("epoch", 0) <= epoch):
             kept.append(line)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
@@ -203,10 +225,12 @@ class MetricLogger:
         progress_bar: Show a progress bar on the main process when stderr is a terminal.
         total: Total iterations (the bar, the ETA, iteration-based lines).
         initial: Iteration to start the bar from (after a resume).
-        resumed: Drop records past ``initial`` left by the interrupted run, which the
-            resumed run is about to write again.
+        resumed: Drop the records written after the checkpoint resumed (iteration
+            ``initial``, epoch ``initial_epoch``) by the interrupted run, which the resumed
+            run is about to write again; after a restart from scratch (``initial`` 0), all.
         epoch_length: Iterations per epoch (``[e][i/epoch_length]`` in the lines).
         by_epoch: Epoch-based lines (``Epoch(train)``) or iteration-based (``Iter(train)``).
+        initial_epoch: Epochs completed at ``initial``.
 
     Example:
         >>> # logger = MetricLogger(accelerator, 'work_dirs/x/20250101_120000', total=100)
@@ -215,7 +239,8 @@ class MetricLogger:
 
     def __init__(self, accelerator: Any, run_dir: str | os.PathLike, interval: int = 1,
                  progress_bar: bool = True, total: int = 0, initial: int = 0,
-                 resumed: bool = False, epoch_length: int = 0, by_epoch: bool = True) -> None:
+                 resumed: bool = False, epoch_length: int = 0, by_epoch: bool = True,
+                 initial_epoch: int = 0) -> None:
         if interval < 1:
             raise ValueError(f"default_hooks.logger.interval must be >= 1, got {interval!r}")
         self.accelerator = accelerator
@@ -226,7 +251,7 @@ class MetricLogger:
         if self.main:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if resumed and self.path.is_file():
-                _truncate_after(self.path, initial)
+                _truncate_after(self.path, initial, initial_epoch)
         self._file = open(self.path, "a", encoding="utf-8") if self.main else None
         self._bar = self._redirect = None
         if self.main and progress_bar and sys.stderr.isatty():

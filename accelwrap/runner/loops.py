@@ -1,7 +1,8 @@
 """The training loop: iterations, epoch ends, validation, checkpoints, logging.
 
 Order of one iteration: update -> iteration-based schedulers -> log -> (iteration
-validation) -> (checkpoint) -> test kill point. Order at an epoch end: epoch-based
+validation) -> preemption check -> (checkpoint) -> test kill point -> (preempted: stop,
+see :mod:`accelwrap.runner.preemption`). Order at an epoch end: epoch-based
 schedulers -> validation -> ``ReduceOnPlateau*`` with the metrics -> checkpoint. A
 checkpoint is written only once every parameter's gradient is cleared (never inside
 an accumulation window, whose partial gradients are not part of the saved state);
@@ -24,7 +25,13 @@ from accelwrap.runner.best import BestTracker, best_name
 from accelwrap.runner.checkpoint import kill_point, restore_rng
 from accelwrap.runner.checkpoint_parts import collect_state, restore_state
 from accelwrap.runner.data_position import epoch_loader
-from accelwrap.runner.log_output import MetricLogger, optim_scalars, parse_losses
+from accelwrap.runner.log_output import (
+    HELD_KEY,
+    MetricLogger,
+    optim_scalars,
+    parse_losses,
+)
+from accelwrap.runner.preemption import Preempted, PreemptionWatch
 from accelwrap.runner.run_log import IterTimer
 
 __all__ = ["TrainLoop", "call_model", "validate"]
@@ -58,6 +65,9 @@ class TrainLoop:
         iter: Iterations completed (global).
         batch_in_epoch: Batches of the current epoch already consumed.
         best: The best-checkpoint tracker (``default_hooks.checkpoint.save_best``), or None.
+        last_checkpoint: The folder of the last checkpoint this loop wrote, or None.
+        preemption: The run's :class:`~accelwrap.runner.preemption.PreemptionWatch`, or
+            None (no preemption signals are watched).
     """
 
     def __init__(self, runner: Any) -> None:
@@ -67,6 +77,9 @@ class TrainLoop:
         self.batch_in_epoch = 0
         self._pending: str | None = None  # 'iter' or 'epoch': a save is due
         self._last_saved = -1
+        self.last_checkpoint: str | None = None
+        self._held: dict[str, float] = {}  # scalars as saved, until measured again
+        self.preemption: PreemptionWatch | None = None  # set by Runner.train
         self._logger: MetricLogger | None = None
         self._timer: IterTimer | None = None
         self._schedulers = runner.param_schedulers
@@ -79,13 +92,18 @@ class TrainLoop:
         """The JSON-serializable runner state stored with each checkpoint.
 
         Its keys are those of the parts accelwrap writes into ``runner_state.json``
-        (:data:`~accelwrap.runner.checkpoint_parts.PARTS`).
+        (:data:`~accelwrap.runner.checkpoint_parts.PARTS`), and the optimizer scalars a
+        resumed run logs until its first update (:data:`~accelwrap.runner.log_output.HELD_KEY`).
         """
-        return collect_state(self)
+        runner = self.runner
+        state = collect_state(self)
+        state[HELD_KEY] = optim_scalars(runner.optim_wrapper, runner.logger_cfg.per_group)
+        return state
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Continue from a saved state (after ``accelerator.load_state``)."""
         restore_state(self, state)
+        self._held = dict(state.get(HELD_KEY) or {})
 
     # ------------------------------------------------------------------- run
     def run(self, resume_rng: dict[str, Any] | None = None) -> None:
@@ -100,7 +118,7 @@ class TrainLoop:
         log_cfg = runner.logger_cfg
         self._logger = MetricLogger(runner.accelerator, runner.run_dir, log_cfg.interval,
                                     log_cfg.progress_bar, runner.max_iters, self.iter,
-                                    resumed=runner.resume_from is not None,
+                                    resumed=runner.run_dir_reused, initial_epoch=self.epoch,
                                     epoch_length=runner.epoch_length,
                                     by_epoch=runner.schedule.by_epoch)
         self._timer = IterTimer(self.iter, runner.max_iters)
@@ -142,6 +160,8 @@ class TrainLoop:
             # The learning rate this iteration used, as MMEngine logs it.
             scalars = {**log_vars,
                        **optim_scalars(runner.optim_wrapper, runner.logger_cfg.per_group)}
+            for key, value in self._held.items():  # until the resumed wrapper measures again
+                scalars.setdefault(key, value)
             self._logger.log_train(self.epoch, self.iter, scalars, self._timer.report(self.iter))
         step_param_schedulers(self._schedulers, "iter")
         self._logger.advance()
@@ -150,9 +170,24 @@ class TrainLoop:
         ckpt = runner.checkpoint_cfg
         if not ckpt.by_epoch and self.iter % ckpt.interval == 0:
             self._pending = "iter"
+        stopping = self._preemption_due()
         self._save()
         kill_point("iter", self.iter)
+        if stopping and self._last_saved == self.iter:
+            raise Preempted(self.preemption.signal_name, self.iter, self.last_checkpoint)
         self._timer.mark()  # validation, checkpoints and logging are not training time
+
+    def _preemption_due(self) -> bool:
+        """Whether a signal asks to stop (agreed by all processes); makes a save due.
+
+        Never at the last iteration: the run ends there anyway (and saves its last
+        checkpoint as configured).
+        """
+        watch = self.preemption
+        if watch is None or self.iter >= self.runner.max_iters or not watch.requested():
+            return False
+        self._pending = self._pending or "iter"
+        return True
 
     def _train_step(self, batch: Any) -> dict[str, Any]:
         runner = self.runner
@@ -160,8 +195,17 @@ class TrainLoop:
             return dict(runner.model.train_step(batch, runner.optim_wrapper) or {})
         with runner.optim_wrapper.optim_context(runner.train_model):
             outputs = call_model(runner.train_model, batch)
+        num_tokens = None
+        if isinstance(outputs, Mapping) and "num_tokens" in outputs:
+            # the micro-batch's token count for loss_normalization='tokens': not a loss
+            outputs = dict(outputs)
+            num_tokens = outputs.pop("num_tokens")
         loss, log_vars = parse_losses(outputs)
-        runner.optim_wrapper.update_params(loss)
+        if num_tokens is None:
+            runner.optim_wrapper.update_params(loss)
+            return log_vars
+        runner.optim_wrapper.update_params(loss, num_tokens=num_tokens)
+        log_vars["num_tokens"] = torch.as_tensor(num_tokens).detach()
         return log_vars
 
     def _end_epoch(self) -> None:
@@ -215,8 +259,8 @@ class TrainLoop:
         self._logger.flush()
         at_epoch_end = self._pending == "epoch" and self.batch_in_epoch == 0
         name = f"epoch_{self.epoch}" if at_epoch_end else f"iter_{self.iter}"
-        self.runner.checkpoints.save(name, self.state(), loop=self)
-        self._last_saved = self.iter
+        path = self.runner.checkpoints.save(name, self.state(), loop=self)
+        self._last_saved, self.last_checkpoint = self.iter, str(path)
         self._pending = None
 
     def close(self) -> None:

@@ -13,12 +13,16 @@ multi-process launch loads the config itself, so its ``custom_imports`` are impo
 in each. The merged config is saved as ``<work_dir>/config.yaml``; each run logs into its own
 folder ``<work_dir>/<YYYYmmdd_HHMMSS>/`` (text log, ``scalars.jsonl``, TensorBoard
 events), which a resumed run continues. ``--resume auto`` on a finished run logs
-"already finished at iter N; nothing to do" and exits 0.
+"already finished at iter N; nothing to do" and exits 0; with no checkpoint yet it warns
+that there is nothing to resume and starts from scratch. One run at a time per work dir
+(a lock file, :mod:`accelwrap.runner.workdir`); a fresh run into a work dir with
+checkpoints is refused unless ``--overwrite`` (which deletes them). SIGTERM makes the
+run save a checkpoint and exit with status 75 (:mod:`accelwrap.runner.preemption`).
 
 Example:
     >>> args = parse_args(['a=1', 'cfg.yaml', '--resume', 'auto', 'b=2'])
-    >>> args.config, args.overrides, args.resume
-    ('cfg.yaml', ['a=1', 'b=2'], 'auto')
+    >>> args.config, args.overrides, args.resume, args.overwrite
+    ('cfg.yaml', ['a=1', 'b=2'], 'auto', False)
     >>> parse_args(['--config', 'cfg.yaml', 'a=1']).overrides
     ['a=1']
 """
@@ -37,7 +41,9 @@ from omegaconf import DictConfig, OmegaConf
 from accelwrap.config import load_config
 from accelwrap.errors import CheckpointError, ConfigError, LaunchError, RegistryError
 from accelwrap.runner import Runner
+from accelwrap.runner.preemption import Preempted
 from accelwrap.runner.run_log import configure_logging
+from accelwrap.runner.workdir import WorkDirError
 
 __all__ = ["add_train_args", "build_config", "exit_now", "main", "parse_args"]
 
@@ -51,6 +57,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                         "(default: the config's work_dir, else work_dirs/<config name>)")
     parser.add_argument("--resume", help="'auto' (latest complete checkpoint in the work dir, "
                         "if any) or a checkpoint folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in a work dir that holds checkpoints, deleting them "
+                        "(a fresh run there is refused otherwise)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted config overrides, e.g. train_cfg.max_epochs=2")
 
@@ -88,6 +97,8 @@ def build_config(args: argparse.Namespace) -> DictConfig:
         extra["work_dir"] = str(Path("work_dirs") / Path(args.config).stem)
     if args.resume:
         extra["resume"] = args.resume
+    if getattr(args, "overwrite", False):
+        extra["overwrite"] = True
     return OmegaConf.merge(cfg, extra) if extra else cfg
 
 
@@ -95,6 +106,11 @@ def run_train(args: argparse.Namespace) -> int:
     """Train; user errors print one clear message and return 1.
 
     Logging goes to stderr (rank 0; other ranks warnings only) and to the run's text log.
+
+    Returns:
+        0 when the run ended, 1 for a user error (another run holds the work dir
+        included), :data:`~accelwrap.runner.preemption.PREEMPTED_EXIT_CODE` (75) when a
+        preemption signal stopped it after writing a checkpoint.
     """
     configure_logging(main=int(os.environ.get("RANK", "0")) == 0)
     try:
@@ -103,8 +119,10 @@ def run_train(args: argparse.Namespace) -> int:
         runner.config_file = args.config
         runner.train()
         runner.accelerator.end_training()
-    except (ConfigError, RegistryError, CheckpointError, LaunchError, FileNotFoundError,
-            ValueError, TypeError) as err:
+    except Preempted as stop:
+        return stop.code
+    except (ConfigError, RegistryError, CheckpointError, LaunchError, WorkDirError,
+            FileNotFoundError, ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

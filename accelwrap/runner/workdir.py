@@ -1,0 +1,265 @@
+"""One run per work dir: a lock file held by the main process, and no silent overwrite.
+
+While a run trains, ``<work_dir>/accelwrap.lock`` (JSON: host, pid, the process's
+start time, when the run started, its command line) is held by the run's main
+process. It is created atomically (``O_CREAT | O_EXCL``), so of two runs started in one
+work dir exactly one gets it; the other stops with a :class:`WorkDirError` naming the
+holder. A lock left by a process that no longer runs on this host (killed with
+SIGKILL, a crashed node that came back) is *stale*: the next run takes it over and
+logs a warning. A lock of another host cannot be checked from here: the message says
+which file to delete once that run is known to be gone. The lock is released when
+the run ends, fails or is preempted.
+
+A fresh run (no ``resume``) into a work dir that already holds checkpoints is refused
+(resume them with ``--resume auto``, or pick another ``--work-dir``); ``overwrite``
+starts over on purpose: the old ``checkpoints/`` folder is deleted (renamed first,
+so a kill mid-delete never leaves a half-deleted checkpoint that looks complete).
+The old run folders and their logs stay.
+
+Example:
+    >>> import tempfile
+    >>> work = Path(tempfile.mkdtemp())
+    >>> lock = WorkDirLock(work)
+    >>> lock.acquire()
+    >>> lock_holder(work / LOCK_FILE)['pid'] == os.getpid()
+    True
+    >>> WorkDirLock(work).acquire()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    accelwrap.runner.workdir.WorkDirError: work dir ... is in use by another run: ...
+    >>> lock.release(); (work / LOCK_FILE).exists()
+    False
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from accelwrap.runner.checkpoint import find_latest
+
+__all__ = ["LOCK_FILE", "WorkDirError", "WorkDirLock", "checkpoint_conflict", "claim_work_dir",
+           "clear_checkpoints", "lock_holder"]
+
+logger = logging.getLogger("accelwrap")
+
+LOCK_FILE = "accelwrap.lock"
+
+
+class WorkDirError(RuntimeError):
+    """The work dir cannot be used by this run (locked by another, or holds checkpoints)."""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            # The command name (field 2) may hold spaces: fields after its ')' are fixed.
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, ticks: int | None) -> bool:
+    """Whether process ``pid`` (started at ``ticks``, if known) still runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    now = _start_ticks(pid)
+    return ticks is None or now is None or now == ticks  # another start: the pid was reused
+
+
+def lock_holder(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The content of a lock file (None if there is none; ``{}`` if it is unreadable).
+
+    Example:
+        >>> lock_holder('/nonexistent/accelwrap.lock') is None
+        True
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "an unreadable lock (being written, or damaged)"
+    return (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')!r}, started "
+            f"{holder.get('started', '?')} ({holder.get('command', '?')})")
+
+
+class WorkDirLock:
+    """The lock file of one work dir (see the module docstring).
+
+    Args:
+        work_dir: The work dir (created if missing when the lock is taken).
+
+    Attributes:
+        path: ``<work_dir>/accelwrap.lock``.
+    """
+
+    def __init__(self, work_dir: str | os.PathLike) -> None:
+        self.path = Path(work_dir) / LOCK_FILE
+        self._content: str | None = None
+
+    def acquire(self) -> None:
+        """Create the lock, or take over a stale one.
+
+        Raises:
+            WorkDirError: Another live run holds it (the message names it).
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        content = json.dumps({
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "pid_start_ticks": _start_ticks(os.getpid()),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv) or "python"}) + "\n"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(content)
+            self._content = content
+            return
+        raise WorkDirError(f"work dir {str(self.path.parent)!r}: could not create {self.path} "
+                           "(other runs keep taking it over); start one run at a time")
+
+    def _take_over_if_stale(self) -> None:
+        holder = lock_holder(self.path)
+        if holder is None:  # released meanwhile: try again
+            return
+        host, pid = holder.get("host"), holder.get("pid")
+        stale = (host == socket.gethostname() and isinstance(pid, int)
+                 and not _alive(pid, holder.get("pid_start_ticks")))
+        if not stale:
+            where = ("" if host in (None, socket.gethostname()) else
+                     f"; it cannot be checked from host {socket.gethostname()!r}: once that "
+                     f"run is known to be gone, delete {str(self.path)!r}")
+            raise WorkDirError(f"work dir {str(self.path.parent)!r} is in use by another run: "
+                               f"{_describe(holder)}{where}. Wait for it to end, or use "
+                               "another --work-dir")
+        # Move the stale lock aside and check that it is the one we judged: two runs
+        # taking over at once must not remove each other's fresh lock.
+        grave = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}")
+        try:
+            os.rename(self.path, grave)
+        except FileNotFoundError:
+            return
+        if lock_holder(grave) != holder:
+            os.rename(grave, self.path)
+            return
+        grave.unlink()
+        logger.warning("work dir %s: taking over the stale lock of a run that is gone (%s)",
+                       self.path.parent, _describe(holder))
+
+    def release(self) -> None:
+        """Delete the lock if this object holds it (no-op otherwise)."""
+        if self._content is None:
+            return
+        try:
+            if self.path.read_text(encoding="utf-8") == self._content:
+                self.path.unlink()
+        except OSError:
+            pass
+        self._content = None
+
+
+def checkpoint_conflict(checkpoint_dir: str | os.PathLike, fresh: bool,
+                        overwrite: bool) -> str | None:
+    """Why a run may not start with the checkpoints in ``checkpoint_dir`` (None: it may).
+
+    Args:
+        checkpoint_dir: The run's checkpoint folder.
+        fresh: The run starts from scratch (no ``resume`` asked for).
+        overwrite: Starting over on purpose was asked for.
+
+    Returns:
+        The refusal message, or None.
+
+    Example:
+        >>> checkpoint_conflict('/nonexistent/checkpoints', fresh=True, overwrite=False) is None
+        True
+    """
+    latest = find_latest(checkpoint_dir)
+    if latest is None or not fresh or overwrite:
+        return None
+    work_dir = Path(checkpoint_dir).parent
+    return (f"work dir {str(work_dir)!r} already holds checkpoints (latest: {latest.name}); a "
+            f"fresh run would overwrite them. Continue that run with --resume auto, start in "
+            f"a new --work-dir, or pass --overwrite (config key overwrite: true) to delete "
+            f"them and start over")
+
+
+def clear_checkpoints(checkpoint_dir: str | os.PathLike) -> None:
+    """Delete a checkpoint folder for ``overwrite`` (renamed first, then removed)."""
+    path = Path(checkpoint_dir)
+    if not path.exists():
+        return
+    doomed = path.with_name(f".old-{path.name}-{os.getpid()}")
+    os.rename(path, doomed)
+    logger.warning("overwrite: deleted the checkpoints in %s; starting over", path)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def claim_work_dir(accelerator: Any, work_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike,
+                   fresh: bool, overwrite: bool) -> WorkDirLock | None:
+    """Lock the work dir on the main process and check its checkpoints; collective.
+
+    The main process decides and tells the others, so every process raises the same
+    error (a work dir local to one node is seen by its main process only).
+
+    Args:
+        accelerator: The run's Accelerator.
+        work_dir: The work dir.
+        checkpoint_dir: The run's checkpoint folder in it.
+        fresh: The run starts from scratch (no ``resume``).
+        overwrite: Delete existing checkpoints and start over.
+
+    Returns:
+        The lock (main process; release it at the end), else None.
+
+    Raises:
+        WorkDirError: Another run holds the lock, or a fresh run would overwrite checkpoints.
+    """
+    lock, problem = None, None
+    if accelerator.is_main_process:
+        lock = WorkDirLock(work_dir)
+        try:
+            lock.acquire()
+            problem = checkpoint_conflict(checkpoint_dir, fresh, overwrite)
+            if problem is None and overwrite:
+                clear_checkpoints(checkpoint_dir)
+        except WorkDirError as err:
+            problem = str(err)
+        except OSError as err:
+            problem = f"work dir {str(work_dir)!r}: cannot take its lock: {err}"
+        if problem is not None:
+            lock.release()
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        problem = broadcast_object_list([problem], from_process=0)[0]
+    if problem is not None:
+        raise WorkDirError(problem)
+    return lock
