@@ -18,6 +18,7 @@ default is 0.001)']
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -104,8 +105,8 @@ def trial_problems(target: Callable, build: Callable[[dict], Any], args: Mapping
     if not isinstance(error, Exception):
         return []
     name = type_name(target)
-    blamed = {key: error for key in args
-              if _try(build, {k: v for k, v in args.items() if k != key}) is None}
+    blamed = _mentioned({key: error for key in args
+                         if _try(build, {k: v for k, v in args.items() if k != key}) is None})
     if not blamed:
         alone = {key: _try(build, {key: value}) for key, value in args.items()}
         blamed = {key: err for key, err in alone.items() if isinstance(err, Exception)}
@@ -113,6 +114,17 @@ def trial_problems(target: Callable, build: Callable[[dict], Any], args: Mapping
         return [f"{path}: {name}({_call(args)}) is refused by {name}: {_reason(name, error)}"]
     return [_blame(target, path, key, args[key], _reason(name, err))
             for key, err in blamed.items()]
+
+
+def _mentioned(blamed: dict[str, Exception]) -> dict[str, Exception]:
+    """Of several blamed keys, those the error names (``begin``, not ``by_epoch``), if any.
+
+    Leaving out a key can also succeed because its default changes the meaning (an
+    iteration-based scheduler becomes epoch-based, with another default ``end``).
+    """
+    named = {key: err for key, err in blamed.items()
+             if re.search(rf"\b{re.escape(key)}\b", str(err), re.IGNORECASE)}
+    return named or blamed
 
 
 def _blame(target: Callable, path: str, key: str, value: Any, reason: str) -> str:
