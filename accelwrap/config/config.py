@@ -56,6 +56,10 @@ __all__ = ["ConfigError", "ConfigLoader", "apply_overrides", "load_config", "mer
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping that repeats a key (YAML itself would keep the later value unseen)."""
+
+
 class ConfigLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 exponent floats and duplicate keys refused.
 
@@ -71,7 +75,7 @@ class ConfigLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 first = seen[key].start_mark.line + 1
-                raise yaml.constructor.ConstructorError(
+                raise DuplicateKeyError(
                     None, None, f"duplicate key {key!r} (first on line {first}); "
                     "YAML would silently keep only the later value", key_node.start_mark)
             seen[key] = key_node
@@ -201,8 +205,12 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> DictC
 
 
 def _parse_value(text: str) -> Any:
+    """An override's value as YAML; text that is not YAML stays a string (a repeated key
+    in a mapping is an error: :class:`DuplicateKeyError`)."""
     try:
         return quote_calc(parse_yaml(text)) if text.strip() else ""
+    except DuplicateKeyError:
+        raise
     except yaml.YAMLError:
         return text
 
@@ -266,6 +274,8 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
             continue
         try:
             OmegaConf.update(out, key, _parse_value(raw), merge=False, force_add=add)
+        except DuplicateKeyError as err:
+            problems.append(f"override {item!r}: its value repeats a key: {err.problem}")
         except OmegaConfBaseException as err:
             problems.append(f"override {item!r}: {err}".splitlines()[0])
     if problems:

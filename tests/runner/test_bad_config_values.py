@@ -171,6 +171,16 @@ def test_a_duplicate_yaml_key_in_a_config_is_an_error_naming_key_and_lines(tmp_p
     assert "duplicate key 'max_epochs'" in text and "line 2" in text and str(path) in text
 
 
+def test_a_duplicate_key_in_an_override_value_is_an_error_not_a_string():
+    path = REPO / "configs" / "digits_sgd_multistep.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["train_cfg={by_epoch: true, max_epochs: 2, max_epochs: 5}"])
+    (problem,) = info.value.problems
+    assert problem.startswith("override 'train_cfg={by_epoch: true, max_epochs: 2, max_epochs: "
+                              "5}': its value repeats a key: duplicate key 'max_epochs'")
+    assert load_config(path, ["model.type=a:b"]).model.type == "a:b"  # not YAML: a string
+
+
 def test_a_runner_built_directly_names_the_optimizer_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         Runner(model={"type": "MLPClassifier", "hidden_dims": [8]}, work_dir=str(tmp_path),
