@@ -77,7 +77,7 @@ class ApexOptimWrapper(OptimWrapper):
 
     def backward(self, loss: torch.Tensor, num_tokens: Any = None, **kwargs: Any) -> None:
         """Back-propagate the loss scaled by apex; count it (``num_tokens``: see OptimWrapper)."""
-        self._count(loss, num_tokens)
+        loss = self._count(loss, num_tokens)
         with self._amp.scale_loss(loss, self.optimizer) as scaled:
             scaled.backward(**kwargs)
 

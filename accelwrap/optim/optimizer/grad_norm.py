@@ -72,6 +72,13 @@ def full_value(norm: Any) -> Any:
 
 
 def _group_norm(grads: list[torch.Tensor], norm_type: float) -> torch.Tensor:
+    first = grads[0]
+    if (type(first) is torch.Tensor and hasattr(torch, "_foreach_norm")
+            and all(g.device == first.device and g.dtype == first.dtype for g in grads)):
+        # one device and dtype (the common case): what get_total_norm does, minus its
+        # grouping overhead (~15 us a call on a small model)
+        norms = torch._foreach_norm(grads, norm_type)
+        return torch.linalg.vector_norm(torch.stack(norms), norm_type)
     get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
     if get_total_norm is not None:
         return get_total_norm(grads, norm_type, error_if_nonfinite=False)

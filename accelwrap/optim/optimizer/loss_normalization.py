@@ -12,13 +12,15 @@ ends, one all-reduce (sum) gives the token count of every micro-batch of every r
 the gradients are multiplied once by ``world_size / global_tokens``: DDP and FSDP average
 the gradients over ``world_size`` ranks, so the update is exactly the gradient of one
 large batch's mean loss over all its tokens. The same all-reduce carries the window's loss
-when the non-finite policy or the spike rule needs it (one collective per update).
+when the non-finite policy or the spike rule needs it (one collective per update). When a
+window is one micro-batch on one process, the factor is known at the backward: the loss
+is divided by its token count there instead (the same update, no pass over the gradients).
 
 Example:
     >>> import torch
     >>> window = LossWindow('tokens', track_loss=True)
-    >>> window.add(torch.tensor(6.0), 4, 'OptimWrapper')
-    >>> window.add(torch.tensor(2.0), torch.tensor(4), 'OptimWrapper')
+    >>> _ = window.add(torch.tensor(6.0), 4, 'OptimWrapper')
+    >>> _ = window.add(torch.tensor(2.0), torch.tensor(4), 'OptimWrapper')
     >>> closed = window.close(torch.device('cpu'), world=1)
     >>> float(closed.factor), float(closed.loss)
     (0.125, 1.0)
@@ -126,27 +128,41 @@ class LossWindow:
         """Start a new window."""
         self._tokens: Any = 0
         self._loss: Any = 0
+        self._divided = False
 
     @property
     def active(self) -> bool:
         """Whether :meth:`add` records anything (tokens mode or a tracked loss)."""
         return self.tokens_mode or self.track_loss
 
-    def add(self, loss: torch.Tensor, num_tokens: Any, owner: str) -> None:
-        """Record one micro-batch (its back-propagated loss and its token count).
+    def add(self, loss: torch.Tensor, num_tokens: Any, owner: str,
+            divide: bool = False) -> torch.Tensor:
+        """Record one micro-batch (its loss and its token count); return what to back-propagate.
 
         Args:
             loss: The loss given to backward (``'mean'``: already divided; ``'tokens'``: the sum).
             num_tokens: Its valid tokens (``'tokens'`` mode; ignored in ``'mean'`` mode).
             owner: The wrapper's class name, for messages.
+            divide: The window is this one micro-batch on one process: divide the loss by
+                its tokens now (the window's factor is then 1).
+
+        Returns:
+            ``loss``, or in ``'tokens'`` mode with ``divide``, ``loss / num_tokens``.
 
         Raises:
             ValueError: ``'tokens'`` mode and ``num_tokens`` is None or not a count.
         """
         if self.tokens_mode:
-            self._tokens = self._tokens + _check_tokens(num_tokens, owner)
+            count = _check_tokens(num_tokens, owner)
+            if divide:
+                loss = loss / (torch.clamp(count, min=1) if isinstance(count, torch.Tensor)
+                               else max(count, 1))
+                self._divided = True
+            else:
+                self._tokens = self._tokens + count
         if self.track_loss:
             self._loss = self._loss + loss.detach().float()
+        return loss
 
     def close(self, device: torch.device, world: int) -> ClosedWindow:
         """End the window: one all-reduce (when ``world > 1``), the factor and the loss.
@@ -158,30 +174,25 @@ class LossWindow:
         Returns:
             The :class:`ClosedWindow`; the window is reset.
         """
-        tokens, loss = self._tokens, self._loss
+        tokens, loss, divided = self._tokens, self._loss, self._divided
         self.reset()
         if not self.active:
             return ClosedWindow(None, None)
-        values = []
-        if self.tokens_mode:
-            values.append(tokens)
-        if self.track_loss:
-            values.append(loss)
-        if world > 1 or any(isinstance(v, torch.Tensor) for v in values):
+        if divided:  # one micro-batch, one process: already divided at its backward
+            return ClosedWindow(None, torch.as_tensor(loss) if self.track_loss else None)
+        if world > 1:  # one collective for everything this window needs
+            values = [tokens] if self.tokens_mode else []
+            values += [loss] if self.track_loss else []
             packed = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device)
                                   for v in values])
-            if world > 1:
-                torch.distributed.all_reduce(packed)
-            values = list(packed.unbind())
-        factor, mean_loss = None, None
-        if self.tokens_mode:
-            total = values[0]
-            # a window without tokens has zero gradients: keep them zero, not NaN
-            factor = (world / torch.clamp(total, min=1.0) if isinstance(total, torch.Tensor)
-                      else world / max(total, 1))
+            torch.distributed.all_reduce(packed)
+            tokens, loss = packed[0], packed[-1]
+        # a window without tokens has zero gradients: keep them zero, not NaN
+        tokens = torch.clamp(tokens, min=1) if isinstance(tokens, torch.Tensor) else max(tokens, 1)
+        factor = world / tokens if self.tokens_mode else None
+        mean_loss = None
         if self.track_loss:
-            divisor = values[0] if self.tokens_mode else world
-            summed = torch.as_tensor(values[-1], dtype=torch.float64)
-            mean_loss = summed / (torch.clamp(divisor, min=1.0)
-                                  if isinstance(divisor, torch.Tensor) else max(divisor, 1))
+            divisor = tokens if self.tokens_mode else world
+            mean_loss = torch.as_tensor(loss if isinstance(divisor, int) and divisor == 1
+                                        else loss / divisor)
         return ClosedWindow(factor, mean_loss)

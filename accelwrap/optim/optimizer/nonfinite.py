@@ -212,7 +212,7 @@ class UpdateGuard:
         if loss is None:
             return False
         if self.setting.check == "loss" and self.setting.policy != "off":
-            if self._act(~torch.isfinite(loss), "loss", loss, iteration):
+            if self._act("loss", loss, iteration):
                 return True
         if self.spike is None:
             return False
@@ -239,7 +239,7 @@ class UpdateGuard:
         Raises:
             NonFiniteError: ``policy='stop'`` and the norm is not finite.
         """
-        return self._act(~torch.isfinite(norm), "gradient norm", norm, iteration)
+        return self._act("gradient norm", norm, iteration)
 
     def applied(self) -> None:
         """The update was applied: its loss joins the spike window."""
@@ -247,12 +247,12 @@ class UpdateGuard:
             self._losses.append(self._candidate)
             self._candidate = None
 
-    def _act(self, bad: torch.Tensor, what: str, value: torch.Tensor, iteration: int) -> bool:
+    def _act(self, what: str, value: torch.Tensor, iteration: int) -> bool:
         policy = self.setting.policy
-        if policy == "warn":
-            self._pending = (bad, what, value, self.updates, iteration)
+        if policy == "warn":  # read at the next update: no host sync now
+            self._pending = (what, value, self.updates, iteration)
             return False
-        if not bool(bad):
+        if math.isfinite(float(value)):
             return False
         if policy == "stop":
             raise NonFiniteError(
@@ -269,9 +269,9 @@ class UpdateGuard:
     def _report_pending(self) -> None:
         if self._pending is None:
             return
-        bad, what, value, update, iteration = self._pending
+        what, value, update, iteration = self._pending
         self._pending = None
-        if bool(bad):
+        if not math.isfinite(float(value)):
             logger.warning("update %d (iteration %d) was applied with a non-finite %s (%s) "
                            "(nonfinite.policy='warn'; 'skip' drops such updates, 'stop' ends "
                            "the run)", update, iteration, what, float(value))

@@ -199,7 +199,7 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
             num_tokens: Its valid tokens (``'tokens'`` mode, see :meth:`update_params`).
             **kwargs: Passed to ``Tensor.backward``.
         """
-        self._count(loss, num_tokens)
+        loss = self._count(loss, num_tokens)
         if not self._direct:
             self.accelerator.backward(loss, **kwargs)
         elif self._scaler is not None:
@@ -207,12 +207,15 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         else:
             loss.backward(**kwargs)
 
-    def _count(self, loss: torch.Tensor, num_tokens: Any) -> None:
-        """Book one backward: the window's tokens and loss, the counter."""
+    def _count(self, loss: torch.Tensor, num_tokens: Any) -> torch.Tensor:
+        """Book one backward (the window's tokens and loss, the counter); the loss to use."""
         if self._window.active:
-            self._window.add(loss, num_tokens, type(self).__name__)
+            divide = (self._window.tokens_mode and self._accumulative_counts == 1
+                      and world_size(self.accelerator) == 1)
+            loss = self._window.add(loss, num_tokens, type(self).__name__, divide)
         self._inner_count += 1
         self.last_update_applied = False
+        return loss
 
     def step(self, **kwargs: Any) -> None:
         """Normalise by tokens, clip, apply the non-finite policy, then step the optimizer.

@@ -26,26 +26,27 @@ def _train_tokens(wrapper, model, batches, as_tensor: bool, autocast: bool = Tru
         wrapper.update_params(total, num_tokens=count if as_tensor else int(count))
 
 
-def _reference_params(batches, max_norm=None):
+def _reference_params(batches, max_norm=None, accumulate=COUNTS):
     model = tc.make_token_model()
     optimizer = tc.make_optimizer(model)
-    groups = [[batches[i] for i in w] for w in tc.windows(len(batches), COUNTS)]
+    groups = [[batches[i] for i in w] for w in tc.windows(len(batches), accumulate)]
     tc.reference(model, optimizer, groups, max_norm)
     return [p.detach() for p in model.parameters()]
 
 
 @pytest.mark.parametrize("as_tensor", [False, True])
 @pytest.mark.parametrize("max_norm", [None, 0.05])
-def test_tokens_mode_equals_one_large_batch_per_window(as_tensor, max_norm):
+@pytest.mark.parametrize("accumulate", [COUNTS, 1])  # 1: divided at the backward instead
+def test_tokens_mode_equals_one_large_batch_per_window(as_tensor, max_norm, accumulate):
     batches = tc.token_batches(ITERS, seed=3)
     counts = [int(b[2].sum()) for b in batches]
     assert len(set(counts)) > 3  # really uneven micro-batches
     model = tc.make_token_model()
     clip = None if max_norm is None else dict(max_norm=max_norm)
-    wrapper = OptimWrapper(tc.make_optimizer(model), accumulative_counts=COUNTS, clip_grad=clip,
-                           loss_normalization="tokens")
+    wrapper = OptimWrapper(tc.make_optimizer(model), accumulative_counts=accumulate,
+                           clip_grad=clip, loss_normalization="tokens")
     _train_tokens(wrapper, model, batches, as_tensor)
-    for got, want in zip(model.parameters(), _reference_params(batches, max_norm)):
+    for got, want in zip(model.parameters(), _reference_params(batches, max_norm, accumulate)):
         torch.testing.assert_close(got.detach(), want, rtol=0, atol=1e-6)
     if max_norm is not None:  # the clipping really happened (else the test proves little)
         assert wrapper.grad_norm > max_norm
