@@ -4,7 +4,8 @@ A run killed mid-epoch with N processes is resumed with N' != N (``scripts/train
 users run it, 1 process or ``accelerate launch`` with 2). The model records the index of
 every sample it trains on (tests/distributed/workers/index_data.py). Expected counts come
 from the dataset size, the batch size and Accelerate's sharding rule (process ``r`` of
-``N`` takes batches ``r, r + N, ...`` of one seeded order), not from the runner.
+``N`` takes batches ``r, r + N, ...`` of one seeded order), not from the runner; the
+sample order is compared with an uninterrupted run in the new layout.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def _run(tmp_path, name, nproc, work, args, kill=None):
     return _lines(ids, nproc), proc
 
 
+def _global(lines):
+    """The samples in the global order: iteration by iteration, rank 0 first."""
+    return [i for step in zip(*lines) for batch in step for i in batch]
+
+
 def _epoch_ids(lines, count):
     """The samples of the next ``count`` iterations (all ranks), removed from ``lines``."""
     seen = []
@@ -82,6 +88,10 @@ def test_resume_on_another_world_size_sees_each_sample_once_per_epoch(
     left = math.ceil(math.ceil((SAMPLES - consumed) / BATCH) / after)  # Accelerate's rule
     per_epoch = math.ceil(math.ceil(SAMPLES / BATCH) / after)
     assert [len(rank) for rank in second] == [left + (EPOCHS - 1) * per_epoch] * after
+    # One seeded global order per epoch, whatever the world size: the killed run's samples
+    # then the resumed run's are, in order, those of an uninterrupted run in the new layout.
+    reference, _ = _run(tmp_path, "reference", after, tmp_path / "reference", [])
+    assert _global(first) + _global(second) == _global(reference)
     epoch0 = _epoch_ids(first, kill_at) + _epoch_ids(second, left)
     assert sorted(epoch0) == list(range(SAMPLES))
     for _ in range(EPOCHS - 1):
