@@ -116,6 +116,13 @@ def _check_train_cfg(node: Any, path: str) -> list[str]:
 
 def _check_hooks(node: Any, path: str) -> list[str]:
     """``default_hooks`` on its own (any ``checkpoint.by_epoch`` fits an epoch-based run)."""
+    shape = _mapping_problems(node, path, "{checkpoint: {...}, logger: {...}}")
+    if shape or node is None:
+        return shape
+    shape = [p for key in ("checkpoint", "logger")
+             for p in _mapping_problems(node.get(key), f"{path}.{key}", "{interval: 1, ...}")]
+    if shape:
+        return shape
     try:
         parse_default_hooks(node, TrainSchedule(max_epochs=1))
     except ConfigError as err:
@@ -182,7 +189,12 @@ def _check_randomness(node: Any, path: str) -> list[str]:
     if not isinstance(node, Mapping):
         return [f"{path}: expected {{seed: 0, deterministic: false, diff_rank_seed: false}}, "
                 f"got {node!r}"]
-    return argument_problems(_randomness_signature, node, path, label="")
+    problems = argument_problems(_randomness_signature, node, path, label="")
+    seed = node.get("seed")
+    if not problems and seed is not None and not 0 <= seed < 2 ** 32:  # NumPy's seed range
+        problems.append(f"{path}.seed: expected an integer in [0, 2**32 - 1] (NumPy's and "
+                        f"Accelerate's set_seed range) or null (a random seed), got {seed!r}")
+    return problems
 
 
 def _randomness_signature(seed: int | None = 0, deterministic: bool = False,
@@ -198,7 +210,17 @@ def _check_test_loader(node: Any, path: str) -> list[str]:
             f"got {node!r}"]
 
 
+def _mapping_problems(node: Any, path: str, example: str) -> list[str]:
+    """A section that must be a mapping (or absent / null)."""
+    if node is None or isinstance(node, Mapping):
+        return []
+    return [f"{path}: expected a mapping such as {example} (or null), got {node!r}"]
+
+
 def _check_test_cfg(node: Any, path: str) -> list[str]:
+    shape = _mapping_problems(node, path, "{type: TestLoop}")
+    if shape:
+        return shape
     try:
         parse_test_cfg(node)
     except ValueError as err:
@@ -222,9 +244,30 @@ def _check_custom_imports(node: Any, path: str) -> list[str]:
     return []
 
 
+def _runner_values(work_dir: str = "", resume: bool | str = False, load_from: str | None = None,
+                   experiment_name: str | None = None) -> None:
+    """The types of the Runner's plain top-level arguments (used to check them)."""
+
+
+def _check_value(node: Any, path: str) -> list[str]:
+    return argument_problems(_runner_values, {path: node}, "", label="")
+
+
+def _check_accelerator(node: Any, path: str) -> list[str]:
+    """``accelerator``: null or a mapping of ``Accelerator`` arguments (names and types)."""
+    from accelerate import Accelerator
+
+    shape = _mapping_problems(node, path, "{mixed_precision: bf16}")
+    if shape or node is None:
+        return shape
+    return argument_problems(Accelerator, node, path)
+
+
 def runner_sections() -> dict[str, Callable[[Any, str], list[str]]]:
     """Section name -> checker, for every section the runner builds from config."""
-    return {**default_sections(), "model": _check_model, "train_dataloader": _check_loader,
+    values = dict.fromkeys(("work_dir", "resume", "load_from", "experiment_name"), _check_value)
+    return {**default_sections(), **values, "accelerator": _check_accelerator,
+            "model": _check_model, "train_dataloader": _check_loader,
             "val_dataloader": _check_loader, "test_dataloader": _check_test_loader,
             "test_cfg": _check_test_cfg, "train_cfg": _check_train_cfg,
             "default_hooks": _check_hooks, "val_cfg": _check_val_cfg,

@@ -110,6 +110,13 @@ SWEEP = [
     ("param_scheduler.1.convert_to_iter_based", "yes", "true or false"),
     ("param_scheduler.1.on", "weird", "'iterations'"),
     ("param_scheduler.1.on", "updates", "iteration-based"),
+    ("default_hooks.checkpoint", 5, "expected a mapping"),
+    ("test_cfg", 5, "expected a mapping"),
+    ("resume", 5, "bool | str"),
+    ("load_from", 3, "str | None"),
+    ("accelerator", "cpu", "expected a mapping"),
+    ("accelerator.cpu", "yes", "expected bool"),
+    ("randomness.seed", -1, "[0, 2**32 - 1]"),
 ]
 
 AMP = {"optim_wrapper.type": "AmpOptimWrapper"}
