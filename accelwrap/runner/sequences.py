@@ -158,7 +158,7 @@ class SequenceGRU(nn.Module):
         loss = (losses * mask).sum()
         if poison is not None:
             loss = loss * torch.where(poison.any(), float("inf"), 1.0).to(loss)
-        return {"loss": loss, "num_tokens": mask.sum().float()}
+        return {"loss": loss, "num_tokens": mask.sum()}
 
     @torch.no_grad()
     def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
