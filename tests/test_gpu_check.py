@@ -60,3 +60,15 @@ def test_cpu_dry_run_skips_every_gpu_step_with_a_reason_and_passes_the_rest(tmp_
     for name in SHIPPED:
         assert "(val)" in (tmp_path / f"train_{name}.log").read_text(), name
     assert "resumed from" in (tmp_path / "kill_and_resume.log").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine "
+                    "without CUDA")
+def test_without_cuda_and_without_dry_run_it_refuses_and_names_the_dry_run(tmp_path):
+    env = {**os.environ, "GPU_CHECK_PYTHON": sys.executable, "OUT": str(tmp_path)}
+    env.pop("GPU_CHECK_DRY_RUN", None)
+    done = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "sees no CUDA GPU; GPU_CHECK_DRY_RUN=1 runs the CPU dry run" in done.stdout
+    assert not list((tmp_path / "status").iterdir())  # no step ran
