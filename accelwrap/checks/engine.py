@@ -252,7 +252,7 @@ def check_config(cfg: Mapping | DictConfig,
             found[key] = sections[key](value, key)
             problems += found[key]
     members = _member_problems(plain)
-    if not (members or found.get("optim_wrapper") or found.get("param_scheduler")):
+    if not (members or found.get("param_scheduler")):
         members = _scheduler_values(plain, run_length)  # once names and types are right
     return problems + members
 

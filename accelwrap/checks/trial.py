@@ -204,19 +204,26 @@ def wrapper_trial(wrapper: Any, node: Mapping, path: str) -> list[str]:
 
 
 def stand_in_optimizer(node: Any) -> torch.optim.Optimizer | None:
-    """The config's optimizer built on one stand-in parameter, or None when not tried or refused.
+    """The config's optimizer built on one stand-in parameter, or None when not tried.
+
+    When the config's values are refused (:func:`optimizer_trial` reports them), the
+    same optimizer with its defaults stands in, so that its schedulers are still checked.
 
     Example:
         >>> stand_in_optimizer({'type': 'Adam', 'lr': 0.01}).defaults['lr']
         0.01
+        >>> stand_in_optimizer({'type': 'Adam', 'lr': -1}).defaults['lr']
+        0.001
     """
     target = _trial_optimizer_class(node)
     if target is None:
         return None
-    try:
-        return target(_stand_in_params(), **{k: v for k, v in node.items() if k != "type"})
-    except Exception:  # noqa: BLE001 - optimizer_trial reports refused values
-        return None
+    for args in ({k: v for k, v in node.items() if k != "type"}, {}):
+        try:
+            return target(_stand_in_params(), **args)
+        except Exception:  # noqa: BLE001 - optimizer_trial reports refused values
+            continue
+    return None
 
 
 def scheduler_trials(node: Any, optimizer_cfg: Any, path: str,

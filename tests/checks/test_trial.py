@@ -72,7 +72,8 @@ def test_optimizers_outside_torch_optim_are_not_tried():
     assert "ZeroRedundancyOptimizer" in OPTIMIZERS
     assert optimizer_trial({"type": "ZeroRedundancyOptimizer", "optimizer_class": "SGD"},
                            "o") == []
-    assert stand_in_optimizer({"type": "SGD", "lr": -1}) is None
+    assert stand_in_optimizer({"type": "ZeroRedundancyOptimizer"}) is None
+    assert stand_in_optimizer({"type": "SGD", "lr": -1}).defaults["lr"] == 0.001  # its default
 
 
 def test_every_registered_scheduler_with_its_required_arguments_builds():

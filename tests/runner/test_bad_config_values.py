@@ -205,3 +205,17 @@ def test_a_member_of_an_optim_wrapper_dict_is_named_by_its_path(tmp_path, key, v
     base = to_plain(config("gan_ring2d", tmp_path, "train_cfg.max_epochs=11"))  # cosine: 10-11
     problems = _problems(_set(base, key, value))
     assert len(problems) == 1 and problems[0].startswith(f"{key}: {value!r} is refused by")
+
+
+def test_accelwrap_check_reports_the_same_problems_and_exits_1(capsys):
+    from accelwrap.tools.check import run_check
+
+    status = run_check(str(REPO / "configs" / "digits_sgd_multistep.yaml"),
+                       ["train_cfg.by_epoch='yes'", "optim_wrapper.optimizer.lr=-0.1",
+                        "param_scheduler.1.milestones=[-1, 9]"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("3 problems in the configuration:")
+    for key in ("train_cfg.by_epoch: expected bool, got 'yes'",
+                "optim_wrapper.optimizer.lr: -0.1 is refused by SGD",
+                "param_scheduler.1.milestones: [-1, 9] is refused by MultiStepLR"):
+        assert f"  - {key}" in err
