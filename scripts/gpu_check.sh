@@ -191,7 +191,7 @@ gpu_step fsdp_one_gpu fsdp_one_gpu
 bnb_8bit() {  # the 8-bit optimizer tests, then a training run with AdamW8bit
   "${RUN[@]}" -m pytest -q -rs -p no:cacheprovider "${CUDA_TESTS[@]}" -k bitsandbytes &&
     train bnb_adamw8bit digits_adamw_cosine optim_wrapper.optimizer.type=AdamW8bit \
-      train_cfg.max_epochs=$([ "$DRY" = 1 ] && echo 1 || echo 5)
+      train_cfg.max_epochs=$([ "$DRY" = 1 ] && echo 2 || echo 5)
 }
 if [ "$CUDA" = 0 ]; then skip bnb_8bit "$NO_CUDA"
 elif [ "$BNB" != ok ]; then skip bnb_8bit "bitsandbytes does not import: $BNB"
