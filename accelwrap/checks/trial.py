@@ -6,8 +6,12 @@ builds the component on a stand-in that costs nothing (one parameter of one elem
 and turns a ``ValueError`` into a problem that names the key: the key whose value,
 replaced by its default, makes the build succeed -- or that fails on its own. Only
 components whose construction is known to be cheap and free of side effects are tried:
-``torch.optim`` optimizers, the schedulers of ``PARAM_SCHEDULERS`` (on such an
-optimizer) and, through :func:`trial_problems`, whatever a caller vouches for.
+``torch.optim`` optimizers, accelwrap's optimizer wrappers (around a stand-in SGD, no
+Accelerator), the schedulers of ``PARAM_SCHEDULERS`` (built by the runner's own
+``build_param_schedulers`` on the config's optimizer) and, through
+:func:`trial_problems`, whatever a caller vouches for (the runner's settings: its own
+models on ``meta``, its bundled datasets). A failure that is not a refused value (a
+missing library, no GPU here) is never reported.
 
 Example:
     >>> optimizer_trial({'type': 'SGD', 'lr': -0.1, 'momentum': 0.9}, 'optim_wrapper.optimizer')

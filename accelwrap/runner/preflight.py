@@ -13,8 +13,9 @@ run is bit-identical with and without the pre-flight.
 An exception becomes a :class:`~accelwrap.errors.ConfigError` naming the model config
 (type and arguments), the batch (keys, dtypes and shapes) and the original error.
 Skipped: a model with its own ``train_step`` (its ``forward`` need not take a batch),
-a dataset without indexing (an ``IterableDataset``), a model with parameters on the
-``meta`` device. The pass runs where the model is before preparing (the CPU, usually).
+a dataset without indexing (an ``IterableDataset``) or whose items 0 and 1 cannot be
+read or collated (a custom sampler may never ask for them), a model with parameters on
+the ``meta`` device. The pass runs where the model is before preparing (the CPU, usually).
 
 Example:
     >>> import torch
@@ -150,7 +151,10 @@ def forward_problems(model: nn.Module, model_cfg: Any, loader: Any,
         return []
     device = params[0].device if params else torch.device("cpu")
     with _inference(model):  # the dataset may draw random numbers too: inside
-        batch = sample_batch(loader)
+        try:
+            batch = sample_batch(loader)
+        except Exception:  # noqa: BLE001 - its sampler may never ask for 0 and 1: not judged
+            return []
         if batch is None:
             return []
         try:

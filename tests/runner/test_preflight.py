@@ -76,6 +76,16 @@ class Stream(IterableDataset):
         yield {"inputs": torch.zeros(3)}
 
 
+class Keyed(Dataset):
+    """Indexed by name (its sampler yields names): items 0 and 1 do not exist."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, key: str) -> dict[str, torch.Tensor]:
+        return {"inputs": torch.zeros(3) + {"a": 0, "b": 1}[key]}
+
+
 class OwnStep(nn.Module):
     def forward(self, anything: torch.Tensor) -> torch.Tensor:
         raise AssertionError("never called: train_step models are not run by the pre-flight")
@@ -87,6 +97,7 @@ class OwnStep(nn.Module):
 @pytest.mark.parametrize("model, loader", [
     (nn.Linear(7, 1), DataLoader(Stream())),  # an iterable dataset: nothing to index
     (OwnStep(), DataLoader(NoisyDataset())),  # its own train_step: forward need not fit
+    (nn.Linear(7, 1), DataLoader(Keyed(), sampler=["a", "b"])),  # no item 0: not judged
 ])
 def test_what_the_pre_flight_cannot_judge_is_skipped(model, loader):
     preflight.check(model, {"type": type(model).__name__}, loader)
