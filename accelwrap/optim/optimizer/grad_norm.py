@@ -15,7 +15,7 @@ Example:
     >>> scale_grads(grads, 0.5)
     >>> [g.item() for g in grads]
     [1.5, 2.0]
-    >>> round(float(clipped_norm(torch.tensor(5.0), 1.0)), 4)
+    >>> round(clipped_norm(5.0, 1.0), 4)
     1.0
 """
 
@@ -132,17 +132,18 @@ def scale_grads(grads: list[torch.Tensor], factor: float | torch.Tensor) -> None
         torch._foreach_mul_(bucket, value)
 
 
-def clipped_norm(norm: torch.Tensor, max_norm: float) -> torch.Tensor:
+def clipped_norm(norm: float, max_norm: float) -> float:
     """The norm after clipping by ``max_norm``, with torch's coefficient.
 
     ``torch.nn.utils.clip_grads_with_norm_`` multiplies by
     ``min(1, max_norm / (norm + 1e-6))``; this is ``norm`` times that coefficient.
+    Computed only when read (for the log), so clipping costs nothing more.
 
     Args:
         norm: The total norm before clipping.
         max_norm: The clipping threshold.
 
     Returns:
-        A 0-d tensor, ``min(norm, max_norm)`` up to torch's ``1e-6``.
+        ``min(norm, max_norm)`` up to torch's ``1e-6``.
     """
-    return norm * torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    return norm * min(1.0, max_norm / (norm + 1e-6))

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from accelwrap.errors import NonFiniteError, suggest
+from accelwrap.optim.optimizer.grad_norm import clipped_norm
 from accelwrap.registry import to_plain
 
 logger = logging.getLogger("accelwrap")
@@ -295,12 +296,13 @@ class UpdateReport:
     """What an optimizer wrapper reports about its updates: grad norms and skip counters.
 
     Mixed into ``OptimWrapper``, which sets ``_guard`` (an :class:`UpdateGuard`) and the
-    norm tensors ``_grad_norm`` / ``_grad_norm_clipped`` at each update.
+    norm ``_grad_norm`` (a tensor) and the threshold ``_clip_max`` of norm clipping (or
+    None) at each update.
     """
 
     _guard: UpdateGuard
     _grad_norm: torch.Tensor | None
-    _grad_norm_clipped: torch.Tensor | None
+    _clip_max: float | None
 
     @property
     def grad_norm(self) -> float | None:
@@ -310,7 +312,9 @@ class UpdateReport:
     @property
     def grad_norm_clipped(self) -> float | None:
         """Global gradient norm after clipping by norm (None without norm clipping)."""
-        return None if self._grad_norm_clipped is None else float(self._grad_norm_clipped)
+        if self._grad_norm is None or self._clip_max is None:
+            return None
+        return clipped_norm(float(self._grad_norm), self._clip_max)
 
     @property
     def nonfinite_skips(self) -> int:

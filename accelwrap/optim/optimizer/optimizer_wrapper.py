@@ -22,7 +22,6 @@ from accelwrap.optim import _accelerate_compat as glue
 from accelwrap.optim.optimizer.base import BaseOptimWrapper
 from accelwrap.optim.optimizer.clip_grad import parse_clip_grad
 from accelwrap.optim.optimizer.grad_norm import (
-    clipped_norm,
     first_device,
     full_value,
     gradients,
@@ -101,7 +100,7 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         self._max_counts = -1
         self._remainder_counts = -1
         self._grad_norm: torch.Tensor | None = None
-        self._grad_norm_clipped: torch.Tensor | None = None
+        self._clip_max: float | None = None
         self._guard = UpdateGuard(nonfinite, spike, type(self).__name__)
         self._window = LossWindow(loss_normalization, track_loss=self._guard.tracks_loss)
         self.loss_normalization = self._window.mode
@@ -241,7 +240,8 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
             self._clip_grad()
         if not by_norm:
             self._grad_norm = norm
-        if check and self._guard.judge_grad(self._grad_norm, self._inner_count):
+        if (check and self._grad_norm is not None  # None: DeepSpeed clips in its own step
+                and self._guard.judge_grad(self._grad_norm, self._inner_count)):
             return self._skip_update()
         self._apply_step(kwargs)
         self.last_update_applied = not (self._scaler is not None and self.step_was_skipped)
@@ -293,9 +293,9 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
                 result = self._accelerator_clip(params)
         if self._clip.kind == "norm":
             self._grad_norm = full_value(result)
-            self._grad_norm_clipped = clipped_norm(self._grad_norm, self._clip.kwargs["max_norm"])
+            self._clip_max = self._clip.kwargs["max_norm"]
         else:
-            self._grad_norm = self._grad_norm_clipped = None
+            self._grad_norm = self._clip_max = None
 
     def _accelerator_clip(self, params: list[torch.Tensor]) -> torch.Tensor | None:
         if self._clip.kind == "norm":

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from accelwrap.config.config import parse_yaml
 from accelwrap.errors import NonFiniteError
 from accelwrap.optim import OptimWrapper
 from accelwrap.optim.scheduler import build_param_schedulers, step_param_schedulers
@@ -143,7 +144,9 @@ def test_bad_spike_settings_name_key_and_value(value, match):
 
 def test_on_updates_ticks_only_on_applied_updates():
     data = make_data(8)  # 4 windows of 2; window 1 is skipped
-    cfg = [dict(type="StepLR", step_size=1, gamma=0.5, by_epoch=False, on="updates")]
+    # unquoted, YAML 1.1 reads the key `on` as True: the builder takes that spelling too
+    cfg = parse_yaml("- {type: StepLR, step_size: 1, gamma: 0.5, by_epoch: false, on: updates}")
+    assert True in cfg[0]
     model = make_model()
     wrapper = _wrapper(model, nonfinite=dict(policy="skip"))
     schedulers = build_param_schedulers(cfg, wrapper)
@@ -152,7 +155,8 @@ def test_on_updates_ticks_only_on_applied_updates():
     # the default still ticks after every iteration (MMEngine's behaviour)
     model = make_model()
     wrapper = _wrapper(model, nonfinite=dict(policy="skip"))
-    schedulers = build_param_schedulers([{**cfg[0], "on": "iterations"}], wrapper)
+    iterations = {**{k: v for k, v in cfg[0].items() if k is not True}, "on": "iterations"}
+    schedulers = build_param_schedulers([iterations], wrapper)
     _train(wrapper, model, data, poison={2}, schedulers=schedulers)
     assert wrapper.get_lr()["lr"] == [pytest.approx(0.1 * 0.5 ** 8)]
 

@@ -1,0 +1,126 @@
+"""Per-iteration cost of the update policies next to the plain OptimWrapper, side by side.
+
+The small-MLP CPU benchmark of ``bench_optim_wrapper.py`` (same model, batch, optimizer,
+clock and interleaving), one process, every loop an accelwrap ``OptimWrapper`` bound to
+the same Accelerator:
+
+* ``plain``: the default wrapper (``loss_normalization='mean'``, no ``nonfinite`` key);
+* ``tokens``: ``loss_normalization='tokens'``: the summed loss and ``num_tokens`` per
+  micro-batch, one gradient scaling per update;
+* ``nonfinite``: ``nonfinite=dict(policy='skip', check='grad')``: the total gradient norm
+  of every update (reused from clipping when it is on) and its host check;
+* ``nonfinite loss``: ``nonfinite=dict(policy='skip', check='loss')``;
+* ``tokens + skip``: both of the first two together.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_update_policies.py
+    python benchmarks/bench_update_policies.py --rounds 5 --iters 8 --hidden 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from bench_optim_wrapper import BATCH, CLOCKS, IN, OUT, make_model, make_optimizer
+
+POLICIES: dict[str, dict] = {
+    "plain": {},
+    "tokens": {"loss_normalization": "tokens"},
+    "nonfinite": {"nonfinite": {"policy": "skip", "check": "grad"}},
+    "nonfinite loss": {"nonfinite": {"policy": "skip", "check": "loss"}},
+    "tokens + skip": {"loss_normalization": "tokens",
+                      "nonfinite": {"policy": "skip", "check": "grad"}},
+}
+
+
+def build(policy: dict, hidden: int, counts: int, clip: bool,
+          accelerator) -> Callable[[tuple], None]:
+    """One training iteration with a wrapper configured by ``policy``."""
+    from accelwrap.optim import OptimWrapper
+
+    model = make_model(hidden, accelerator.device)
+    wrapper = OptimWrapper(accelerator.prepare(make_optimizer(model)), accumulative_counts=counts,
+                           clip_grad=dict(max_norm=1.0) if clip else None,
+                           accelerator=accelerator, **policy)
+    tokens = policy.get("loss_normalization") == "tokens"
+
+    def step(batch: tuple) -> None:
+        with wrapper.optim_context(model):
+            out = model(batch[0])
+        if tokens:  # the summed loss and its element count: the same update as the mean
+            wrapper.update_params(F.mse_loss(out, batch[1], reduction="sum"),
+                                  num_tokens=BATCH * OUT)
+        else:
+            wrapper.update_params(F.mse_loss(out, batch[1]))
+    return step
+
+
+def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accelerator,
+            clock: Callable[[], float]) -> dict[str, list[float]]:
+    """Microseconds per iteration of each timed block, per policy (blocks interleaved)."""
+    gen = torch.Generator().manual_seed(0)
+    data = [(torch.randn(BATCH, IN, generator=gen), torch.randn(BATCH, OUT, generator=gen))
+            for _ in range(iters)]
+    steps = {name: build(policy, hidden, counts, clip, accelerator)
+             for name, policy in POLICIES.items()}
+    blocks: dict[str, list[float]] = {name: [] for name in steps}
+    names = list(steps)
+    rng = random.Random(0)
+    for block in range(rounds + 1):
+        rng.shuffle(names)
+        for name in names:
+            begin = clock()
+            for batch in data:
+                steps[name](batch)
+            if block:  # block 0 warms up
+                blocks[name].append((clock() - begin) / iters * 1e6)
+    return blocks
+
+
+def table(rows: list[tuple[tuple, dict[str, list[float]]]], stat: Callable) -> str:
+    """Markdown: ``stat`` of each policy's blocks and its ratio to ``plain``."""
+    header = "| hidden | accum | clip | " + " | ".join(POLICIES) + " |"
+    lines = [header, "|---" * (3 + len(POLICIES)) + "|"]
+    for (hidden, counts, clip), blocks in rows:
+        base = stat(blocks["plain"])
+        cells = (f"{stat(blocks[n]):.0f} ({stat(blocks[n]) / base:.2f}x)" for n in POLICIES)
+        lines.append(f"| {hidden} | {counts} | {'on' if clip else 'off'} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--rounds", type=int, default=200, help="timed blocks per policy")
+    parser.add_argument("--iters", type=int, default=8,
+                        help="iterations per block (a multiple of every --counts)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+                        help="cpu: this thread's CPU time (default); wall: elapsed time")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from accelwrap.optim import make_accelerator
+    accelerator = make_accelerator(cpu=True)
+    load = os.getloadavg()[0]
+    rows = [((hidden, counts, clip), measure(hidden, counts, clip, args.rounds, args.iters,
+                                              accelerator, CLOCKS[args.clock]))
+            for hidden in args.hidden for counts in args.counts for clip in (False, True)]
+    print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, {args.clock} clock, "
+          f"{args.rounds} blocks x {args.iters} iterations per policy, interleaved in shuffled "
+          f"order; load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print("Median us/iteration (ratio to plain):\n")
+    print(table(rows, statistics.median))
+    print("\nBest block, us/iteration (ratio to plain):\n")
+    print(table(rows, min))
+
+
+if __name__ == "__main__":
+    main()
