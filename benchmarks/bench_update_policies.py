@@ -84,42 +84,48 @@ def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accel
     return blocks
 
 
+def _row(case: tuple, blocks: dict[str, list[float]], stat: Callable) -> str:
+    hidden, counts, clip = case
+    base = stat(blocks["plain"])
+    cells = [f"{stat(blocks[name]):.0f} ({stat(blocks[name]) / base:.2f}x)" for name in POLICIES]
+    return "| " + " | ".join([str(hidden), str(counts), "on" if clip else "off", *cells]) + " |"
+
+
 def table(rows: list[tuple[tuple, dict[str, list[float]]]], stat: Callable) -> str:
     """Markdown: ``stat`` of each policy's blocks and its ratio to ``plain``."""
-    header = "| hidden | accum | clip | " + " | ".join(POLICIES) + " |"
-    lines = [header, "|---" * (3 + len(POLICIES)) + "|"]
-    for (hidden, counts, clip), blocks in rows:
-        base = stat(blocks["plain"])
-        cells = (f"{stat(blocks[n]):.0f} ({stat(blocks[n]) / base:.2f}x)" for n in POLICIES)
-        lines.append(f"| {hidden} | {counts} | {'on' if clip else 'off'} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    columns = ["hidden", "accum", "clip", *POLICIES]
+    head = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(head + [_row(case, blocks, stat) for case, blocks in rows])
+
+
+def arguments() -> argparse.Namespace:
+    """The command line: model sizes, accumulation counts, blocks, clock."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--hidden", type=int, nargs="+", default=[64, 512], help="MLP widths")
+    add("--counts", type=int, nargs="+", default=[1, 4], help="accumulative_counts values")
+    add("--rounds", type=int, default=200, help="timed blocks per policy")
+    add("--iters", type=int, default=8, help="iterations per block (a multiple of --counts)")
+    add("--clock", choices=list(CLOCKS), default="cpu",
+        help="cpu: this thread's CPU time (default); wall: elapsed time")
+    return parser.parse_args()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 512])
-    parser.add_argument("--counts", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--rounds", type=int, default=200, help="timed blocks per policy")
-    parser.add_argument("--iters", type=int, default=8,
-                        help="iterations per block (a multiple of every --counts)")
-    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
-                        help="cpu: this thread's CPU time (default); wall: elapsed time")
-    args = parser.parse_args()
+    args = arguments()
     torch.set_num_threads(1)
     from accelwrap.optim import make_accelerator
     accelerator = make_accelerator(cpu=True)
     load = os.getloadavg()[0]
-    rows = [((hidden, counts, clip), measure(hidden, counts, clip, args.rounds, args.iters,
-                                              accelerator, CLOCKS[args.clock]))
-            for hidden in args.hidden for counts in args.counts for clip in (False, True)]
+    cases = [(h, c, clip) for h in args.hidden for c in args.counts for clip in (False, True)]
+    rows = [(case, measure(*case, args.rounds, args.iters, accelerator, CLOCKS[args.clock]))
+            for case in cases]
     print(f"torch {torch.__version__}, 1 thread, batch {BATCH}, {args.clock} clock, "
           f"{args.rounds} blocks x {args.iters} iterations per policy, interleaved in shuffled "
           f"order; load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
-    print("Median us/iteration (ratio to plain):\n")
-    print(table(rows, statistics.median))
-    print("\nBest block, us/iteration (ratio to plain):\n")
-    print(table(rows, min))
+    for title, stat in (("Median us/iteration", statistics.median), ("Best block, us/iteration",
+                                                                      min)):
+        print(f"{title} (ratio to plain):\n\n{table(rows, stat)}\n")
 
 
 if __name__ == "__main__":
