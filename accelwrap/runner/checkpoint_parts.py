@@ -118,6 +118,8 @@ def _wrapper_counters(loop: Any) -> tuple:
             "base_param_settings": None if base is None else
             {k: v for k, v in base.items() if k != "params" and _jsonable(v)},
         }
+        if hasattr(wrapper, "progress_state"):  # update counters, the spike window
+            wrappers[name]["progress"] = wrapper.progress_state()
     return (wrappers,)
 
 
@@ -145,6 +147,8 @@ def _restore_wrapper_counters(loop: Any, state: Mapping[str, Any]) -> None:
         saved = state.get("wrappers", {}).get(name, {})
         if "skipped_steps" in saved and hasattr(wrapper, "skipped_steps"):
             wrapper.skipped_steps = saved["skipped_steps"]
+        if "progress" in saved and hasattr(wrapper, "load_progress_state"):
+            wrapper.load_progress_state(saved["progress"])
 
 
 def _flat_schedulers(loop: Any) -> list[Any]:
@@ -240,7 +244,8 @@ PARTS: tuple[CheckpointPart, ...] = (
         collect=_data_position, restore=_restore_data_position),
     CheckpointPart(
         "optim wrapper counters", ACCELWRAP,
-        "Per OptimWrapper member: `inner_count`, skipped fp16 steps and `base_param_settings`.",
+        "Per OptimWrapper member: `inner_count`, skipped fp16 steps, `base_param_settings` and "
+        "the update counters (`nonfinite_skips`, `spike_skips`, the spike rule's loss window).",
         files=_STATE, keys=("wrappers",),
         collect=_wrapper_counters, restore=_restore_wrapper_counters),
     CheckpointPart(
