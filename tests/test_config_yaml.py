@@ -10,6 +10,7 @@ import pytest
 
 from accelwrap.config import apply_overrides, load_config, parse_yaml
 from accelwrap.errors import ConfigError
+from accelwrap.runner.build import parse_train_cfg
 from accelwrap.tools.check import run_check
 
 FLOATS = ["1e-4", "2E-5", "5e-4", "1e4", "-3e-2", "+1.5e-3", "1.e-3", ".5e1", "6.0e+2", "1_0e-1"]
@@ -31,6 +32,24 @@ def test_ints_bools_and_quoted_values_keep_their_types():
     cfg = parse_yaml("a: 10\nb: true\nc: '1e-4'\nd: 0.1\ne: null")
     assert cfg == {"a": 10, "b": True, "c": "1e-4", "d": 0.1, "e": None}
     assert type(cfg["a"]) is int
+
+
+@pytest.mark.parametrize("word", ["on", "off", "yes", "no", "y", "n", "On", "YES"])
+def test_yaml_1_1_boolean_words_stay_strings_as_in_yaml_1_2(word):
+    # A scheduler's `on: updates` must be the key 'on', not True.
+    assert parse_yaml(f"{word}: {word}") == {word: word}
+
+
+@pytest.mark.parametrize("text,value", [("true", True), ("False", False), ("TRUE", True)])
+def test_yaml_1_2_booleans_are_booleans(text, value):
+    assert parse_yaml(f"v: {text}")["v"] is value
+
+
+def test_by_epoch_yes_is_refused_by_name(tmp_path):
+    cfg = parse_yaml("by_epoch: yes\nmax_epochs: 2")
+    with pytest.raises(ConfigError, match="by_epoch") as err:
+        parse_train_cfg(cfg)
+    assert "'yes'" in str(err.value)
 
 
 def test_a_config_file_and_an_override_read_1e_4_as_a_float(tmp_path):

@@ -13,9 +13,11 @@ Loading also resolves ``${...}`` variables and ``${calc:...}`` arithmetic, drops
 variables (:mod:`accelwrap.config.variables`) and imports the config's ``custom_imports``
 (:mod:`accelwrap.config.imports`).
 
-YAML is read as YAML 1.2 reads numbers, the way Python (and so an MMEngine config)
-writes them: ``1e-4`` and ``5E-3`` are floats, not the strings PyYAML's YAML 1.1 rules
-make of them. A mapping that repeats a key is an error naming both lines (YAML 1.1 would
+YAML is read as YAML 1.2 reads numbers and booleans, the way Python (and so an MMEngine
+config) writes them: ``1e-4`` and ``5E-3`` are floats, not the strings PyYAML's YAML 1.1
+rules make of them, and only ``true``/``false`` are booleans: ``on``, ``off``, ``yes``,
+``no`` stay strings (a scheduler's ``on: updates`` is the key ``'on'``, and
+``by_epoch: yes`` is refused by name instead of being read as ``True``). A mapping that repeats a key is an error naming both lines (YAML 1.1 would
 keep the later value without a word).
 
 Example:
@@ -61,11 +63,13 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
 
 
 class ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 exponent floats and duplicate keys refused.
+    """PyYAML's safe loader with YAML 1.2 floats and booleans, duplicate keys refused.
 
     Example:
         >>> parse_yaml('lr: 1e-4\\nwd: 5E-2\\nsteps: 10')
         {'lr': 0.0001, 'wd': 0.05, 'steps': 10}
+        >>> parse_yaml('{on: updates, shuffle: yes, by_epoch: false}')
+        {'on': 'updates', 'shuffle': 'yes', 'by_epoch': False}
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -84,6 +88,13 @@ class ConfigLoader(yaml.SafeLoader):
 
 ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT,
                                    list("-+0123456789."))
+# YAML 1.2 booleans: drop YAML 1.1's yes/no/on/off/y/n resolver, keep true/false.
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in ConfigLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                                   re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
 
 
 def parse_yaml(text: str) -> Any:

@@ -15,6 +15,8 @@ SHORTEN = {
                               "default_hooks.checkpoint.interval=20", "param_scheduler.0.end=8",
                               "param_scheduler.1.begin=8"],
     "digits_plateau": ["train_cfg.max_epochs=2"],
+    "seq_gru_tokens": ["train_cfg.max_iters=80", "train_cfg.val_interval=40",
+                       "default_hooks.checkpoint.interval=40", "default_hooks.logger.interval=1"],
     "gan_ring2d": ["train_cfg.max_epochs=2", "train_cfg.val_interval=1",
                    "param_scheduler.generator.1.begin=1", "default_hooks.checkpoint.interval=1"],
 }
