@@ -17,8 +17,9 @@ YAML is read as YAML 1.2 reads numbers and booleans, the way Python (and so an M
 config) writes them: ``1e-4`` and ``5E-3`` are floats, not the strings PyYAML's YAML 1.1
 rules make of them, and only ``true``/``false`` are booleans: ``on``, ``off``, ``yes``,
 ``no`` stay strings (a scheduler's ``on: updates`` is the key ``'on'``, and
-``by_epoch: yes`` is refused by name instead of being read as ``True``). A mapping that repeats a key is an error naming both lines (YAML 1.1 would
-keep the later value without a word).
+``by_epoch: yes`` is refused by name instead of being read as ``True``). A mapping that
+repeats a key is an error naming both lines (YAML 1.1 would keep the later value without
+a word).
 
 Example:
     >>> import tempfile, pathlib
