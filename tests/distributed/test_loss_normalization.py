@@ -46,3 +46,10 @@ def test_a_nan_on_rank_1_only_makes_both_ranks_skip_the_same_update(results, che
     assert rank0["reductions"] == rank1["reductions"] == 3
     assert rank0["params"] == rank1["params"]
     _close(rank0["params"], results[0]["reference_skip"])  # as if window 1 never happened
+
+
+@pytest.mark.distributed
+def test_a_loss_spike_on_rank_1_only_makes_both_ranks_skip(results):
+    rank0, rank1 = (r["spike"] for r in results)
+    assert rank0["spike_skips"] == rank1["spike_skips"] == 1
+    assert rank0["spike_losses"] == rank1["spike_losses"]  # the global loss, on both ranks

@@ -10,6 +10,8 @@ Run by tests/distributed/test_loss_normalization.py under torchrun (gloo, CPU).
 2. ``nonfinite`` skip where only rank 1 sees a NaN loss in window 1 (``check='grad'``:
    DDP spreads the NaN gradient; ``check='loss'``: the loss travels in the all-reduce):
    both ranks must skip the same update and end with the same parameters.
+3. The spike rule where only rank 1's loss jumps (x1000) in the last window: the global
+   loss decides, so both ranks skip it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def reference(world: int, skip_window: int | None = None) -> list[list[float]]:
     return [p.detach().flatten().tolist() for p in model.parameters()]
 
 
-def train(accelerator, poison_rank: int | None = None, **wrapper_args) -> tuple:
+def train(accelerator, poison_rank: int | None = None, poison: float = float("nan"),
+          at: int = 4, **wrapper_args) -> tuple:
     rank = accelerator.process_index
     model = tc.make_token_model()
     wrapper = OptimWrapper(tc.make_optimizer(model), accumulative_counts=COUNTS,
@@ -50,8 +53,8 @@ def train(accelerator, poison_rank: int | None = None, **wrapper_args) -> tuple:
     for i, batch in enumerate(tc.token_batches(ITERS, seed=20 + rank)):
         with wrapper.optim_context(model):
             total, count = tc.loss_sum(model, batch)
-        if rank == poison_rank and i == 4:  # window 1 (iterations 3, 4, 5)
-            total = total * float("nan")
+        if rank == poison_rank and i == at:  # 4: window 1 (iterations 3, 4, 5)
+            total = total * poison
         wrapper.update_params(total, num_tokens=count)
     params = [p.detach().flatten().tolist() for p in model.parameters()]
     return params, wrapper
@@ -71,7 +74,10 @@ def main() -> None:
         skips[check] = {"params": got, "nonfinite_skips": wrapper.nonfinite_skips,
                         "updates": wrapper.progress_state()["updates"],
                         "reductions": CALLS["all_reduce"] - start}
-    write_result({"rank": rank, "world": world,
+    _, wrapper = train(accelerator, poison_rank=1, poison=1000.0, at=7,
+                       spike=dict(window=2, sigmas=3))
+    spike = {"spike_skips": wrapper.spike_skips, **wrapper.progress_state()}
+    write_result({"rank": rank, "world": world, "spike": spike,
                   "distributed_type": str(accelerator.distributed_type),
                   "tokens": [int(b[2].sum()) for b in tc.token_batches(ITERS, seed=20 + rank)],
                   "params": params, "reductions": reductions, "reference": reference(world),

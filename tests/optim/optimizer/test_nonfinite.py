@@ -200,3 +200,16 @@ def test_grad_norm_before_and_after_clipping_are_the_measured_norms(max_norm):
 def test_clip_thresholds_must_be_positive_numbers(clip, match):
     with pytest.raises((ValueError, TypeError), match=match):
         _wrapper(make_model(), clip_grad=clip)
+
+
+def test_on_updates_does_not_tick_when_the_fp16_loss_scaler_skips():
+    from accelwrap.optim import AmpOptimWrapper
+
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    wrapper = AmpOptimWrapper(loss_scale=1024.0, dtype="float16", optimizer=optimizer)
+    schedulers = build_param_schedulers(
+        [dict(type="StepLR", step_size=1, gamma=0.5, by_epoch=False, on="updates")], wrapper)
+    _train(wrapper, model, make_data(4), scale={1: float("inf")}, schedulers=schedulers)
+    assert wrapper.skipped_steps == 1 and wrapper.nonfinite_skips == 0  # the scaler's own skip
+    assert wrapper.get_lr()["lr"] == [pytest.approx(0.1 * 0.5 ** 3)]  # 3 of 4 updates applied
