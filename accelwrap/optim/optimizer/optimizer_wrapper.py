@@ -120,9 +120,18 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         Raises:
             ValueError: Its ``gradient_accumulation_steps`` is not 1, or ``clip_grad``
                 has keys that Accelerate's clipping does not take (where the wrapper
-                clips through Accelerate: FSDP, DeepSpeed, ...).
+                clips through Accelerate: FSDP, DeepSpeed, ...), or a setting that needs
+                the gradients before the update is used under DeepSpeed.
         """
         glue.check_accumulation(accelerator)
+        owned = [name for name, used in (("loss_normalization='tokens'", self._window.tokens_mode),
+                                         ("nonfinite", self._guard.setting.explicit),
+                                         ("spike", self._guard.spike is not None)) if used]
+        if owned and glue.distributed_type(accelerator) == "DEEPSPEED":
+            raise ValueError(f"{', '.join(owned)} cannot work under DeepSpeed: its engine "
+                             "steps inside accelerator.backward, before the wrapper sees the "
+                             "gradients; remove the setting (DeepSpeed skips fp16 overflows "
+                             "itself) or use DDP/FSDP")
         extra = sorted(set(self._clip.kwargs) - {"max_norm", "norm_type", "clip_value"}
                        ) if self._clip is not None else []
         if extra and not self._calls_torch(accelerator):

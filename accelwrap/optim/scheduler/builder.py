@@ -12,8 +12,9 @@ A config may add ``on: updates`` (default ``on: iterations``, MMEngine's behavio
 iteration-based scheduler: it then ticks only after an iteration whose update was applied
 (its wrapper's ``last_update_applied``), not after accumulation micro-steps nor after
 updates skipped by the fp16 loss scaler, the non-finite policy or the spike rule. Its
-``begin``/``end`` then count updates. See :func:`step_on`. (YAML 1.1 reads an unquoted
-``on`` key as ``true``; both ``on: updates`` and ``'on': updates`` are understood.)
+``begin``/``end`` then count updates. See :func:`step_on`. (accelwrap's config loader reads
+YAML 1.2 booleans; a dict from a YAML 1.1 loader, whose unquoted ``on`` key is ``True``, is
+understood too.)
 
 Example:
     >>> import torch
@@ -133,7 +134,7 @@ def _build_list(cfgs: Any, target: Any, epoch_length: int | None, max_epochs: in
             raise TypeError(f"param_scheduler[{index}]: expected a scheduler or a config dict, "
                             f"got {type(item).__name__} ({item!r})")
         cfg = to_plain(item)
-        # YAML 1.1 reads an unquoted `on:` key as the boolean true: take both spellings
+        # PyYAML / OmegaConf (YAML 1.1) read an unquoted `on:` key as true: take both
         on = cfg.pop("on", cfg.pop(True, "iterations"))
         default_end = max_epochs if cfg.get("by_epoch", True) else max_iters
         if "end" not in cfg and default_end is not None:

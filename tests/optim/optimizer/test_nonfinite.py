@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
-from accelwrap.config.config import parse_yaml
 from accelwrap.errors import NonFiniteError
 from accelwrap.optim import OptimWrapper
 from accelwrap.optim.scheduler import build_param_schedulers, step_param_schedulers
@@ -144,8 +144,8 @@ def test_bad_spike_settings_name_key_and_value(value, match):
 
 def test_on_updates_ticks_only_on_applied_updates():
     data = make_data(8)  # 4 windows of 2; window 1 is skipped
-    # unquoted, YAML 1.1 reads the key `on` as True: the builder takes that spelling too
-    cfg = parse_yaml("- {type: StepLR, step_size: 1, gamma: 0.5, by_epoch: false, on: updates}")
+    # PyYAML (YAML 1.1) reads an unquoted key `on` as True: the builder takes that too
+    cfg = yaml.safe_load("- {type: StepLR, step_size: 1, gamma: 0.5, by_epoch: false, on: updates}")
     assert True in cfg[0]
     model = make_model()
     wrapper = _wrapper(model, nonfinite=dict(policy="skip"))
