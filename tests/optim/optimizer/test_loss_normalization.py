@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.optim import OptimWrapper as MMOptimWrapper
 
-from accelwrap.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
+from accelwrap.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper, make_accelerator
 from tests.optim.optimizer import token_cases as tc
 from tests.optim.optimizer.wrapper_cases import make_data
 from tests.optim.optimizer.wrapper_cases import make_model as make_mse_model
@@ -67,14 +67,26 @@ def test_mean_mode_differs_from_one_large_batch_on_uneven_batches():
     assert diff > 1e-3
 
 
-def test_tokens_mode_with_an_fp16_loss_scaler_unscales_before_the_factor():
-    """The loss is scaled by 1024 (fp16 GradScaler); the forward stays fp32 so the numbers
-    can be compared exactly: only the scaling (a power of two) differs from the reference."""
+class SlowAmpOptimWrapper(AmpOptimWrapper):
+    fast_path = False  # every call through Accelerate's own methods
+
+
+@pytest.mark.parametrize("mode", ["plain", "accelerator", "accelerate calls"])
+def test_tokens_mode_with_an_fp16_loss_scaler_unscales_before_the_factor(mode):
+    """The loss is scaled by 1024 (fp16 GradScaler; with an accelerator, Accelerate's); the
+    forward stays fp32 so the numbers can be compared exactly: only the scaling (a power of
+    two) differs from the reference."""
     batches = tc.token_batches(ITERS, seed=5)
     model = tc.make_token_model()
-    wrapper = AmpOptimWrapper(loss_scale=1024.0, dtype="float16",
-                              optimizer=tc.make_optimizer(model), accumulative_counts=COUNTS,
-                              loss_normalization="tokens")
+    optimizer, kwargs, cls = tc.make_optimizer(model), {}, AmpOptimWrapper
+    if mode != "plain":
+        accelerator = make_accelerator(dict(type="AmpOptimWrapper", dtype="float16",
+                                            loss_scale=1024.0), cpu=True)
+        optimizer, kwargs = accelerator.prepare(optimizer), dict(accelerator=accelerator)
+        cls = SlowAmpOptimWrapper if mode == "accelerate calls" else AmpOptimWrapper
+    wrapper = cls(loss_scale=1024.0, dtype="float16", optimizer=optimizer,
+                  accumulative_counts=COUNTS, loss_normalization="tokens", **kwargs)
+    assert wrapper._direct == (mode != "accelerate calls")
     assert wrapper.loss_scaler.is_enabled()
     _train_tokens(wrapper, model, batches, as_tensor=True, autocast=False)
     assert wrapper.skipped_steps == 0 and wrapper.loss_scaler.get_scale() == 1024.0
