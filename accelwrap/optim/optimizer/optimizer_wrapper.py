@@ -239,6 +239,7 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         if self._window.active:
             closed = self._window.close(first_device(self._raw), world_size(self.accelerator))
             if self._guard.judge_loss(closed.loss, self._inner_count):
+                self._grad_norm = None  # not measured for this update
                 return self._skip_update()
             if closed.factor is not None:
                 scale_grads(grads := gradients(self._raw), closed.factor)
