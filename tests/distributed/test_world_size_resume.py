@@ -1,4 +1,4 @@
-"""Resume on another number of processes: every sample of every epoch seen exactly once.
+"""Resume on another number of processes or batch size: each sample once per epoch.
 
 A run killed mid-epoch with N processes is resumed with N' != N (``scripts/train.py`` as
 users run it, 1 process or ``accelerate launch`` with 2). The model records the index of
@@ -75,22 +75,25 @@ def _epoch_ids(lines, count):
     return seen
 
 
-@pytest.mark.parametrize(("before", "after", "kill_at"), [(2, 1, 2), (1, 2, 2)])
+@pytest.mark.parametrize(("before", "after", "batch", "kill_at"),
+                         [(2, 1, BATCH, 2), (1, 2, BATCH, 2), (1, 1, 12, 2)])
 def test_resume_on_another_world_size_sees_each_sample_once_per_epoch(
-        tmp_path, before, after, kill_at):
+        tmp_path, before, after, batch, kill_at):
+    """2 -> 1 and 1 -> 2 processes, and 1 process with batches of 8 then 12."""
     (tmp_path / "cfg.yaml").write_text(CONFIG)
     work = tmp_path / "work"
     first, _ = _run(tmp_path, "first", before, work, [], kill=f"iter:{kill_at}")
     assert [len(rank) for rank in first] == [kill_at] * before  # checkpoint iter_2, then killed
-    second, proc = _run(tmp_path, "second", after, work, ["--resume", "auto"])
+    new = [f"train_dataloader.batch_size={batch}"]
+    second, proc = _run(tmp_path, "second", after, work, [*new, "--resume", "auto"])
 
     consumed = kill_at * BATCH * before
-    left = math.ceil(math.ceil((SAMPLES - consumed) / BATCH) / after)  # Accelerate's rule
-    per_epoch = math.ceil(math.ceil(SAMPLES / BATCH) / after)
+    left = math.ceil(math.ceil((SAMPLES - consumed) / batch) / after)  # Accelerate's rule
+    per_epoch = math.ceil(math.ceil(SAMPLES / batch) / after)
     assert [len(rank) for rank in second] == [left + (EPOCHS - 1) * per_epoch] * after
     # One seeded global order per epoch, whatever the world size: the killed run's samples
     # then the resumed run's are, in order, those of an uninterrupted run in the new layout.
-    reference, _ = _run(tmp_path, "reference", after, tmp_path / "reference", [])
+    reference, _ = _run(tmp_path, "reference", after, tmp_path / "reference", new)
     assert _global(first) + _global(second) == _global(reference)
     epoch0 = _epoch_ids(first, kill_at) + _epoch_ids(second, left)
     assert sorted(epoch0) == list(range(SAMPLES))
