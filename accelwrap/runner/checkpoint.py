@@ -11,13 +11,16 @@ folders (finding them is :mod:`accelwrap.runner.checkpoint_find`). Layout of
     latest                 text file: the name of the newest complete checkpoint
     .tmp-iter_48/          a save in progress (or killed mid-way): never loaded
 
-A save writes everything into ``.tmp-<name>``, then ``runner_state.json`` last, holding
-the size and CRC-32 of every other file (:mod:`accelwrap.runner.manifest`), and the new
-pointer into ``.tmp-latest``; fsyncs all of it (every file and folder, concurrently: see
-:mod:`accelwrap.runner.durable`), only then renames the folder into place and swaps the
-pointer, and fsyncs the checkpoint folder so that both renames are durable before
-``save`` returns. A process killed at any moment leaves the previous checkpoint loadable
-and ``latest`` pointing at a complete one. A write that fails (disk full, permissions)
+A save writes everything into ``.tmp-<name>``; fsyncs every file and sub-folder while
+summing it (concurrently: see :mod:`accelwrap.runner.durable`); writes
+``runner_state.json`` last, holding the size and CRC-32 of every other file
+(:mod:`accelwrap.runner.manifest`), and the new pointer into ``.tmp-latest``; renames
+the folder into place and swaps the pointer; then fsyncs the state file, the folder, the
+pointer and the checkpoints folder in one round, and only then prunes, before ``save``
+returns. A process killed at any moment leaves the previous checkpoint loadable and
+``latest`` pointing at a complete one; a power loss inside that last round can leave the
+new folder incomplete or damaged, which loading detects (``resume='auto'`` then takes
+the previous one, not yet pruned). A write that fails (disk full, permissions)
 removes the temporary folder and, on every process at once, raises one clear
 :class:`~accelwrap.errors.CheckpointWriteError` or, with ``on_error='warn'``, logs it
 and lets training go on (:mod:`accelwrap.runner.save_failure`). A load verifies every
@@ -46,6 +49,7 @@ import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +75,7 @@ from accelwrap.runner.checkpoint_parts import (
     missing_message,
     save_own_files,
 )
-from accelwrap.runner.durable import fsync_all, tree_paths
+from accelwrap.runner.durable import fsync_all, fsync_path, tree_paths
 from accelwrap.runner.manifest import MANIFEST_KEY, build_manifest, sealed_text
 from accelwrap.runner.save_failure import (
     POLICIES,
@@ -244,28 +248,40 @@ class CheckpointManager:
                                                    replaces), tmp)
 
     def _seal(self, tmp: Path, final: Path, state: dict[str, Any], pointer: Path | None) -> None:
-        """Write the state file with the manifest of every other file, stage the pointer,
-        fsync all of it."""
-        manifest = build_manifest(tmp, skip=(STATE_FILE,))
+        """Make every written file durable while summing it; write the state file with the
+        manifest; stage the pointer."""
+        written = [path for path in tree_paths(tmp) if path != tmp]  # files and sub-folders
+        manifest = build_manifest(tmp, skip=(STATE_FILE,),
+                                  alongside=[partial(fsync_path, path) for path in written])
         (tmp / STATE_FILE).write_text(sealed_text({**state, MANIFEST_KEY: manifest}))
         if pointer is not None:
             pointer.write_text(final.name + "\n")
-        # Every file written by any rank, every folder, and the staged pointer.
-        fsync_all([*tree_paths(tmp), *([pointer] if pointer else [])])
 
     def _publish(self, tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
                  replaces: str | None) -> None:
-        """Rename the synced checkpoint into place, then swap the pointer; one folder fsync."""
+        """Rename the checkpoint into place, swap the pointer, and make the rest durable in
+        one concurrent fsync round; only then discard what it replaces and prune.
+
+        The state file, the folders and the pointer are synced after the renames: until
+        that round ends, a power loss may leave the new folder without its state file
+        (incomplete: never loaded) or with a damaged one, or ``latest`` damaged; the
+        manifest check catches either, and ``resume='auto'`` then takes the previous
+        checkpoint, not yet pruned. A killed process loses nothing (the page cache
+        outlives it). A folder of the same name is replaced only once the new content is
+        durable.
+        """
         if final.exists():
+            fsync_all(tree_paths(tmp))
             _discard(final)
         # os.rename/os.replace, not Path methods: test_durable.py records these calls (on
         # Python 3.10, Path.rename holds its own reference to the function).
         os.rename(tmp, final)
+        latest = self.directory / LATEST_FILE
         if pointer is not None:
-            os.replace(pointer, self.directory / LATEST_FILE)
-        # Both renames live in this folder: one fsync makes them durable (and, on a
-        # first save, the parent's entry for the folder itself).
-        fsync_all([self.directory, *([self.directory.parent] if new_directory else [])])
+            os.replace(pointer, latest)
+        # The checkpoints folder holds both renames (on a first save, its parent holds it).
+        fsync_all([final / STATE_FILE, final, *([latest] if pointer is not None else []),
+                   self.directory, *([self.directory.parent] if new_directory else [])])
         if replaces and replaces != final.name and is_complete(self.directory / replaces):
             _discard(self.directory / replaces)
         self.prune()

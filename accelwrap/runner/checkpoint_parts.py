@@ -278,6 +278,14 @@ PARTS: tuple[CheckpointPart, ...] = (
         files=_STATE, keys=("best",),
         collect=lambda loop: (loop.best.state() if loop.best is not None else None,),
         restore=_restore_best),
+    CheckpointPart(
+        "held log scalars", ACCELWRAP,
+        "The optimizer scalars (`lr`, `grad_norm`, ...) when the checkpoint was written: a "
+        "resumed run logs them until its first update, as the uninterrupted run does (set and "
+        "read by the training loop).",
+        # log_output.HELD_KEY (that module imports this one); test_checkpoint_parts checks
+        # that a saved state holds exactly the declared keys.
+        files=_STATE, keys=("held_scalars",)),
 )
 
 

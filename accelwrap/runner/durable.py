@@ -5,7 +5,9 @@
 one after another pays one disk round trip (journal commit + cache flush) per file;
 :func:`fsync_all` issues them from a small thread pool and returns once every one has
 finished, which usually costs about one round trip for the lot. Each path still gets
-its own ``fsync``, so the guarantee per file is unchanged.
+its own ``fsync``, so the guarantee per file is unchanged. :func:`run_all` is the same
+pool for any I/O of a checkpoint (the manifest's checksums run there too, alongside the
+fsyncs).
 
 Example:
     >>> import tempfile
@@ -21,11 +23,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["fsync_all", "fsync_path", "tree_paths"]
+__all__ = ["fsync_all", "fsync_path", "run_all", "tree_paths"]
+
+T = TypeVar("T")
 
 MAX_WORKERS = 8
 
@@ -56,16 +62,31 @@ def fsync_all(paths: Iterable[str | os.PathLike]) -> None:
     Raises:
         OSError: The first failure, raised after every other fsync has finished.
     """
-    paths = list(paths)
-    if len(paths) < 2:
-        for path in paths:
-            fsync_path(path)
-        return
-    futures = [_executor().submit(fsync_path, path) for path in paths]
+    run_all(partial(fsync_path, path) for path in paths)
+
+
+def run_all(tasks: Iterable[Callable[[], T]]) -> list[T]:
+    """Run ``tasks`` concurrently on the I/O pool; return their results in order.
+
+    For work that blocks or releases the GIL (``fsync``, ``zlib.crc32`` of a large
+    buffer); fewer than two tasks run in the calling thread.
+
+    Raises:
+        Exception: The first task's failure, raised after every other task has finished.
+
+    Example:
+        >>> run_all([lambda: 1, lambda: 2])
+        [1, 2]
+    """
+    tasks = list(tasks)
+    if len(tasks) < 2:
+        return [task() for task in tasks]
+    futures = [_executor().submit(task) for task in tasks]
     errors = [future.exception() for future in futures]  # waits for all of them
     first = next((error for error in errors if error is not None), None)
     if first is not None:
         raise first
+    return [future.result() for future in futures]
 
 
 def tree_paths(root: str | os.PathLike) -> list[Path]:

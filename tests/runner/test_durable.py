@@ -1,5 +1,7 @@
-"""Durability of checkpoint writes: every file and folder is fsync'ed, concurrently, before
-the rename that publishes it; the pointer moves only afterwards; the folder is synced last.
+"""Durability of checkpoint writes: the files Accelerate wrote are fsync'ed, concurrently,
+before the rename that publishes them; the pointer moves only afterwards; the state file
+(which holds the manifest that catches a file lost to a power loss), the folders and the
+pointer are synced in one round after the renames, before ``save`` returns.
 
 ``os.fsync``/``os.rename``/``os.replace`` are wrapped by a recorder that still calls the
 real function, so the tests see what reaches the kernel and in which order.
@@ -94,15 +96,31 @@ def test_checkpoint_is_durable_before_it_is_published(tmp_path, monkeypatch):
     final = checkpoints / "epoch_1"
     published = recorder.index("rename", final)
     pointer_moved = recorder.index("replace", checkpoints / "latest")
-    # Renames keep inodes: each file and folder of the checkpoint was synced before the
-    # folder got its final name, and the new pointer's content before it replaced the old.
-    content = {p.stat().st_ino for p in tree_paths(final)}
-    assert {"model.safetensors", "runner_state.json"} <= {p.name for p in final.iterdir()}
-    assert content <= set(recorder.fsynced_before(published))
-    assert (checkpoints / "latest").stat().st_ino in recorder.fsynced_before(pointer_moved)
     assert published < pointer_moved
-    # Both renames are made durable by an fsync of the checkpoints folder afterwards.
+    # Renames keep inodes: every file Accelerate wrote was synced before the folder got
+    # its final name (the state file, whose manifest would catch their loss, after).
+    state = final / "runner_state.json"
+    written = {p.stat().st_ino for p in tree_paths(final) if p.is_file() and p != state}
+    assert {"model.safetensors", "optimizer.bin"} <= {p.name for p in final.iterdir()}
+    assert written <= set(recorder.fsynced_before(published))
+    # Then one round: the state file, the folder, the pointer's content and the
+    # checkpoints folder (both renames), all after the pointer moved.
     after = [inode for kind, inode in recorder.events[pointer_moved:] if kind == "fsync"]
-    assert checkpoints.stat().st_ino in after
+    for path in (state, final, checkpoints / "latest", checkpoints):
+        assert path.stat().st_ino in after, path
     assert (checkpoints / "latest").read_text() == "epoch_1\n"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_1", "latest"]
+
+
+def test_a_checkpoint_whose_state_file_never_reached_the_disk_is_skipped(tmp_path):
+    """What a power loss inside the last fsync round can leave: the new folder renamed
+    into place and ``latest`` naming it, its state file empty. Resuming takes the
+    previous checkpoint."""
+    from accelwrap.runner.checkpoint import resolve_resume
+
+    run("digits_sgd_multistep", tmp_path, "train_cfg.max_epochs=2",
+        "train_dataloader.batch_size=256")
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "epoch_2" / "runner_state.json").write_bytes(b"")
+    assert (checkpoints / "latest").read_text() == "epoch_2\n"
+    assert resolve_resume("auto", checkpoints) == checkpoints / "epoch_1"
