@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from accelwrap.errors import DamagedCheckpointError
+from accelwrap.errors import CheckpointError, DamagedCheckpointError
 from accelwrap.runner.checkpoint_parts import STATE_FILE, part_named
 from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, verify_files
 
@@ -199,14 +199,20 @@ def newest_intact(directory: str | os.PathLike) -> tuple[Path | None, list[str]]
     return None, skipped
 
 
-def _auto(directory: Path) -> Path | None:
+def _auto(directory: Path, resume: Any) -> Path | None:
     path, skipped = newest_intact(directory)
     for line in skipped:
         logger.warning("resume auto: skipped %s", line)
     if skipped and path is not None:
         logger.warning("resume auto: resuming from %s, the newest intact checkpoint", path)
-    elif skipped:
-        logger.warning("resume auto: no intact checkpoint in %s", directory)
+    pointer = str(directory / LATEST_FILE)
+    damaged = [line for line in skipped if not line.startswith(pointer + ":")]
+    if path is None and damaged:
+        # Starting over would silently replace them: the user decides.
+        raise CheckpointError(
+            f"resume={str(resume)!r}: no intact checkpoint in {directory}; skipped "
+            + "; ".join(damaged) + ". Repair or move them, resume from a checkpoint "
+            "elsewhere, or start over (--overwrite)")
     return path
 
 
@@ -228,6 +234,8 @@ def resolve_resume(resume: bool | str | os.PathLike | None,
     Raises:
         FileNotFoundError: An explicit path that is not a complete checkpoint.
         DamagedCheckpointError: An explicit checkpoint whose state file is damaged.
+        CheckpointError: ``'auto'`` (or a folder of checkpoints) where every checkpoint
+            is damaged: starting over would replace them unasked.
 
     Example:
         >>> resolve_resume(False, 'work_dirs/x/checkpoints') is None
@@ -238,12 +246,12 @@ def resolve_resume(resume: bool | str | os.PathLike | None,
     if resume in (None, False, "", "none", "false"):
         return None
     if resume is True or resume in ("auto", "true"):
-        return _auto(Path(directory))
+        return _auto(Path(directory), resume)
     path = Path(resume)
     if is_complete(path):
         read_state(path)  # its state file now (every other file when it loads)
         return path
-    inner = _auto(path) if path.is_dir() else None
+    inner = _auto(path, resume) if path.is_dir() else None
     if inner is not None:
         return inner
     reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"

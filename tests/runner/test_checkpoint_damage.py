@@ -126,12 +126,27 @@ def test_bad_json_in_runner_state_is_named(work, text):
     assert _named(err.value, checkpoint, "runner_state.json"), str(err.value)
 
 
-def test_nothing_intact_is_said_and_starts_nowhere(work, caplog):
+def test_with_nothing_intact_resume_auto_refuses_to_start_over(work):
     for name in ("epoch_1", "epoch_2"):
         damage(work / "checkpoints" / name / "optimizer.bin", "flipped")
-    with caplog.at_level(logging.WARNING, logger="accelwrap"):
-        assert resolve_resume("auto", work / "checkpoints") is None
-    assert any("no intact checkpoint" in r.getMessage() for r in caplog.records)
+    with pytest.raises(CheckpointError) as err:
+        _runner(work, "auto")
+    message = str(err.value)
+    assert "no intact checkpoint in" in message and "--overwrite" in message
+    for name in ("epoch_1", "epoch_2"):
+        assert f"{work / 'checkpoints' / name}: optimizer.bin (part 'optimizers') was changed" \
+            in message
+
+
+def test_an_edit_that_keeps_the_json_valid_is_caught_by_the_seal(work):
+    checkpoint = work / "checkpoints" / "epoch_2"
+    path = checkpoint / "runner_state.json"
+    text = path.read_text()
+    assert '"iter": 12,' in text  # 2 epochs of 6 iterations
+    path.write_text(text.replace('"iter": 12,', '"iter": 13,'))
+    with pytest.raises(DamagedCheckpointError, match="was changed after it was written"):
+        _runner(work, str(checkpoint))
+    assert resolve_resume("auto", work / "checkpoints") == work / "checkpoints" / "epoch_1"
 
 
 def test_pruning_leaves_a_damaged_old_checkpoint_alone_and_goes_on(work, caplog):
