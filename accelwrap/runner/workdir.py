@@ -6,9 +6,10 @@ process. It is created atomically (``O_CREAT | O_EXCL``), so of two runs started
 work dir exactly one gets it; the other stops with a :class:`WorkDirError` naming the
 holder. A lock left by a process that no longer runs on this host (killed with
 SIGKILL, a crashed node that came back) is *stale*: the next run takes it over and
-logs a warning. A lock of another host cannot be checked from here: the message says
-which file to delete once that run is known to be gone. The lock is released when
-the run ends, fails or is preempted.
+logs a warning (so is a lock that is still unreadable 10 s after it was created: a run
+killed between creating and writing it). A lock of another host cannot be checked from
+here: the message says which file to delete once that run is known to be gone. The lock
+is released when the run ends, fails or is preempted.
 
 A fresh run (no ``resume``) into a work dir that already holds checkpoints is refused
 (resume them with ``--resume auto``, or pick another ``--work-dir``); ``overwrite``
@@ -40,6 +41,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ __all__ = ["LOCK_FILE", "WorkDirError", "WorkDirLock", "checkpoint_conflict", "c
 logger = logging.getLogger("accelwrap")
 
 LOCK_FILE = "accelwrap.lock"
+_UNREADABLE_STALE_S = 10.0  # a lock is written within microseconds of its creation
 
 
 class WorkDirError(RuntimeError):
@@ -152,6 +155,11 @@ class WorkDirLock:
         host, pid = holder.get("host"), holder.get("pid")
         stale = (host == socket.gethostname() and isinstance(pid, int)
                  and not _alive(pid, holder.get("pid_start_ticks")))
+        if not holder:  # unreadable: a run killed between creating and writing it, if old
+            try:
+                stale = time.time() - self.path.stat().st_mtime > _UNREADABLE_STALE_S
+            except FileNotFoundError:
+                return
         if not stale:
             where = ("" if host in (None, socket.gethostname()) else
                      f"; it cannot be checked from host {socket.gethostname()!r}: once that "

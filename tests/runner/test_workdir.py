@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -79,6 +80,18 @@ def test_a_reused_pid_is_stale_but_a_live_one_is_not(tmp_path):
         WorkDirLock(tmp_path).acquire()
     lock.release()
     assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_an_unreadable_lock_is_stale_only_once_it_is_old(tmp_path):
+    (tmp_path / LOCK_FILE).write_text("")  # created, not yet written (or the writer died)
+    with pytest.raises(WorkDirError, match="an unreadable lock"):
+        WorkDirLock(tmp_path).acquire()
+    old = time.time() - 60
+    os.utime(tmp_path / LOCK_FILE, (old, old))
+    lock = WorkDirLock(tmp_path)
+    lock.acquire()
+    assert lock_holder(tmp_path / LOCK_FILE)["pid"] == os.getpid()
+    lock.release()
 
 
 def test_a_lock_of_another_host_is_refused_naming_the_file_to_delete(tmp_path):
