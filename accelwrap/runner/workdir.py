@@ -122,6 +122,7 @@ class WorkDirLock:
     def __init__(self, work_dir: str | os.PathLike) -> None:
         self.path = Path(work_dir) / LOCK_FILE
         self._content: str | None = None
+        self._made_dir = False
 
     def acquire(self) -> None:
         """Create the lock, or take over a stale one.
@@ -129,6 +130,7 @@ class WorkDirLock:
         Raises:
             WorkDirError: Another live run holds it (the message names it).
         """
+        self._made_dir = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         content = json.dumps({
             "host": socket.gethostname(), "pid": os.getpid(),
@@ -182,12 +184,15 @@ class WorkDirLock:
                        self.path.parent, _describe(holder))
 
     def release(self) -> None:
-        """Delete the lock if this object holds it (no-op otherwise)."""
+        """Delete the lock if this object holds it (no-op otherwise); and the work dir if
+        taking the lock created it and nothing else was written there."""
         if self._content is None:
             return
         try:
             if self.path.read_text(encoding="utf-8") == self._content:
                 self.path.unlink()
+            if self._made_dir and not any(self.path.parent.iterdir()):
+                self.path.parent.rmdir()
         except OSError:
             pass
         self._content = None

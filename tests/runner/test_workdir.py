@@ -82,6 +82,18 @@ def test_a_reused_pid_is_stale_but_a_live_one_is_not(tmp_path):
     assert not (tmp_path / LOCK_FILE).exists()
 
 
+def test_a_work_dir_made_for_the_lock_alone_goes_with_it(tmp_path):
+    lock = WorkDirLock(tmp_path / "new" / "work")
+    lock.acquire()
+    lock.release()
+    assert not (tmp_path / "new" / "work").exists()
+    kept = WorkDirLock(tmp_path / "used")
+    kept.acquire()
+    (tmp_path / "used" / "config.yaml").write_text("{}")
+    kept.release()
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["config.yaml"]
+
+
 def test_an_unreadable_lock_is_stale_only_once_it_is_old(tmp_path):
     (tmp_path / LOCK_FILE).write_text("")  # created, not yet written (or the writer died)
     with pytest.raises(WorkDirError, match="an unreadable lock"):
