@@ -78,6 +78,7 @@ class TrainLoop:
         self._pending: str | None = None  # 'iter' or 'epoch': a save is due
         self._last_saved = -1
         self.last_checkpoint: str | None = None
+        self._last_written = -1  # the iteration of last_checkpoint
         self._held: dict[str, float] = {}  # scalars as saved, until measured again
         self.preemption: PreemptionWatch | None = None  # set by Runner.train
         self._logger: MetricLogger | None = None
@@ -173,7 +174,7 @@ class TrainLoop:
         stopping = self._preemption_due()
         self._save()
         kill_point("iter", self.iter)
-        if stopping and self._last_saved == self.iter:
+        if stopping and self._last_written == self.iter:
             raise Preempted(self.preemption.signal_name, self.iter, self.last_checkpoint)
         self._timer.mark()  # validation, checkpoints and logging are not training time
 
@@ -260,7 +261,9 @@ class TrainLoop:
         at_epoch_end = self._pending == "epoch" and self.batch_in_epoch == 0
         name = f"epoch_{self.epoch}" if at_epoch_end else f"iter_{self.iter}"
         path = self.runner.checkpoints.save(name, self.state(), loop=self)
-        self._last_saved, self.last_checkpoint = self.iter, str(path)
+        self._last_saved = self.iter  # tried: a failed save (on_error='warn') is not redone
+        if path is not None:  # None: the write failed under on_error='warn'
+            self._last_written, self.last_checkpoint = self.iter, str(path)
         self._pending = None
 
     def close(self) -> None:
