@@ -34,13 +34,14 @@ from typing import Any
 
 import torch
 
+from accelwrap.arguments import to_plain
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import members_of
 from accelwrap.runner.run_log import memory_mb, train_line, val_line
 
 logger = logging.getLogger("accelwrap")
 
-__all__ = ["HELD_KEY", "MetricLogger", "default_trackers", "flatten_values", "init_trackers",
-           "optim_scalars", "parse_losses"]
+__all__ = ["HELD_KEY", "MetricLogger", "default_trackers", "flat_config", "flatten_values",
+           "init_trackers", "optim_scalars", "parse_losses"]
 
 # runner_state.json key: the optimizer scalars (optim_scalars) when the checkpoint was
 # written. A wrapper measures some of them only when it updates (the gradient norm), and
@@ -163,6 +164,29 @@ def default_trackers() -> list[str]:
     found = any(importlib.util.find_spec(name) is not None
                 for name in ("tensorboard", "tensorboardX"))
     return ["tensorboard"] if found else []
+
+
+def flat_config(cfg: Mapping) -> dict[str, Any]:
+    """Flatten a config into ``{'a.b': scalar}`` for trackers' hyper-parameter tables.
+
+    Example:
+        >>> flat_config({'optim': {'lr': 0.1, 'betas': [0.9, 0.99]}, 'name': None})
+        {'optim.lr': 0.1, 'optim.betas.0': 0.9, 'optim.betas.1': 0.99}
+    """
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif isinstance(node, (list, tuple)):
+            for index, value in enumerate(node):
+                walk(value, f"{prefix}{index}.")
+        elif isinstance(node, (int, float, str, bool)):
+            out[prefix[:-1]] = node
+
+    walk(to_plain(cfg), "")
+    return out
 
 
 def init_trackers(accelerator: Any, name: str, config: Mapping[str, Any],

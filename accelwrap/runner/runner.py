@@ -45,7 +45,7 @@ from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.data_position import resume_policy, scheduler_kinds
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
-from accelwrap.runner.log_output import init_trackers
+from accelwrap.runner.log_output import flat_config, init_trackers
 from accelwrap.runner.loops import TrainLoop
 from accelwrap.runner.preemption import Preempted, PreemptionWatch
 from accelwrap.runner.run_log import (
@@ -61,7 +61,7 @@ from accelwrap.runner.run_log import (
 from accelwrap.runner.settings import REQUIRED_KEYS, runner_arguments, runner_config_problems
 from accelwrap.runner.testing import parse_test_cfg, run_test
 from accelwrap.runner.weights import load_weights, shape_map
-from accelwrap.runner.workdir import claim_work_dir
+from accelwrap.runner.workdir import claim_work_dir, parse_overwrite, wants_resume
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Runner:
                                                    str(self.work_dir), self.logger_cfg.trackers)
         self.checkpoints = CheckpointManager(self.accelerator, self.work_dir / "checkpoints",
                                              self.checkpoint_cfg.max_keep_ckpts)
-        self.overwrite = _parse_overwrite(overwrite, resume)
+        self.overwrite = parse_overwrite(overwrite, resume)
         self.resume_from = self.checkpoints.resolve(resume)
         self._resume_asked = resume
         self.run_dir: Path | None = None
@@ -337,7 +337,7 @@ class Runner:
             found = self.work_dir / name if name else latest_run_dir(self.work_dir)
             if found is not None:
                 return found
-        elif _wants_resume(self._resume_asked):
+        elif wants_resume(self._resume_asked):
             found = latest_run_dir(self.work_dir)
             if found is not None:
                 return found
@@ -352,7 +352,7 @@ class Runner:
     def _resume(self, loop: TrainLoop) -> Any:
         """Load the checkpoint being resumed into ``loop``; the RNG to restore, if any."""
         if self.resume_from is None:
-            if _wants_resume(self._resume_asked):
+            if wants_resume(self._resume_asked):
                 logger.warning("resume %s: nothing to resume, no complete checkpoint in %s; "
                                "starting from scratch", self._resume_asked,
                                self.checkpoints.directory)
@@ -381,23 +381,9 @@ class Runner:
         if self.logger_cfg.trackers:
             # TensorBoard writes <run_dir>/<experiment_name>/events.*
             acc.project_configuration.logging_dir = str(self.run_dir)
-            config = _flat_config(self.cfg) if self.cfg is not None else {}
+            config = flat_config(self.cfg) if self.cfg is not None else {}
             init_trackers(acc, self.experiment_name, config, resumed_at)
         acc.wait_for_everyone()
-
-
-def _wants_resume(resume: Any) -> bool:
-    """Whether a ``resume`` setting asks to resume (``'auto'``, True or a path)."""
-    return resume not in (None, False, "", "none", "false")
-
-
-def _parse_overwrite(overwrite: Any, resume: Any) -> bool:
-    if not isinstance(overwrite, bool):
-        raise ValueError(f"overwrite: expected true or false, got {overwrite!r}")
-    if overwrite and _wants_resume(resume):
-        raise ValueError(f"overwrite: true deletes the work dir's checkpoints, but resume is "
-                         f"{resume!r}; use one of them (--overwrite or --resume)")
-    return overwrite
 
 
 def _parse_randomness(randomness: Mapping | None) -> tuple[int | None, bool, bool]:
@@ -412,20 +398,3 @@ def _parse_randomness(randomness: Mapping | None) -> tuple[int | None, bool, boo
                          f"MMEngine), got {seed!r}")
     return seed, bool(args.get("diff_rank_seed", False)), bool(args.get("deterministic", False))
 
-
-def _flat_config(cfg: Mapping) -> dict[str, Any]:
-    """Flatten a config into ``{'a.b': scalar}`` for trackers' hyper-parameter tables."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        elif isinstance(node, (list, tuple)):
-            for index, value in enumerate(node):
-                walk(value, f"{prefix}{index}.")
-        elif isinstance(node, (int, float, str, bool)):
-            out[prefix[:-1]] = node
-
-    walk(to_plain(cfg), "")
-    return out

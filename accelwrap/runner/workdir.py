@@ -48,7 +48,7 @@ from typing import Any
 from accelwrap.runner.checkpoint import find_latest
 
 __all__ = ["LOCK_FILE", "WorkDirError", "WorkDirLock", "checkpoint_conflict", "claim_work_dir",
-           "clear_checkpoints", "lock_holder"]
+           "clear_checkpoints", "lock_holder", "parse_overwrite", "wants_resume"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -196,6 +196,30 @@ class WorkDirLock:
         except OSError:
             pass
         self._content = None
+
+
+def wants_resume(resume: Any) -> bool:
+    """Whether a ``resume`` setting asks to resume (``'auto'``, True or a path).
+
+    Example:
+        >>> wants_resume('auto'), wants_resume(False), wants_resume('none')
+        (True, False, False)
+    """
+    return resume not in (None, False, "", "none", "false")
+
+
+def parse_overwrite(overwrite: Any, resume: Any) -> bool:
+    """Check the ``overwrite`` setting (a bool, and not together with ``resume``).
+
+    Raises:
+        ValueError: Not a bool, or ``overwrite`` with a ``resume`` setting.
+    """
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"overwrite: expected true or false, got {overwrite!r}")
+    if overwrite and wants_resume(resume):
+        raise ValueError(f"overwrite: true deletes the work dir's checkpoints, but resume is "
+                         f"{resume!r}; use one of them (--overwrite or --resume)")
+    return overwrite
 
 
 def checkpoint_conflict(checkpoint_dir: str | os.PathLike, fresh: bool,
