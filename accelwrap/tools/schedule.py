@@ -158,10 +158,19 @@ def simulate(cfg: Mapping[str, Any], epoch_length: int | None = None,
                 trace.columns.setdefault(key, []).append(value)
             # The runner's stepping rule; plateau schedulers also wait for validation
             # metrics, which a preview does not have, so their values are held.
+            _mark_updates(members, index + 1, max_iters)
             step_param_schedulers(lists, "iter")
             if schedule.by_epoch and (index + 1) % epoch_length == 0:
                 step_param_schedulers(lists, "epoch")
     return trace
+
+
+def _mark_updates(members: Mapping[str, Any], iteration: int, max_iters: int) -> None:
+    """The preview's run skips no update: iteration ``iteration`` (1-based) applies one
+    where it ends an accumulation window (what ``on: updates`` schedulers tick on)."""
+    for wrapper in members.values():
+        counts = getattr(wrapper, "_accumulative_counts", 1)
+        wrapper.last_update_applied = iteration % counts == 0 or iteration == max_iters
 
 
 def write_csv(trace: Trace, path: str) -> None:

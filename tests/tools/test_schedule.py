@@ -34,6 +34,10 @@ SHORTEN = {
     "digits_plateau": ["train_dataloader.batch_size=256", "train_cfg.max_epochs=2"],
     "gan_ring2d": ["train_dataloader.batch_size=512", "train_cfg.max_epochs=24",
                    "param_scheduler.generator.0.end=20"],
+    # on: updates schedulers tick once per accumulation window; no poisoned (skipped) updates,
+    # which a preview cannot know of
+    "seq_gru_tokens": ["train_cfg.max_iters=82", "train_dataloader.dataset.poison_every=0",
+                       "param_scheduler.1.end=20"],
 }
 HYPER = ("lr", "base_lr", "momentum")
 
