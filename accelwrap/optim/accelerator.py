@@ -116,8 +116,34 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
             result.append(obj)
         else:
             out = next(rest)
+            if isinstance(out, torch.nn.Module):
+                register_step_methods(out)
             result.append(obj if _is_scheduler(obj) else out)
     return result[0] if len(result) == 1 else tuple(result)
+
+
+#: A model's own methods that run it outside ``forward`` (MMEngine's model contract).
+STEP_METHODS = ("val_step", "test_step")
+
+
+def register_step_methods(module: torch.nn.Module) -> None:
+    """Let an FSDP2 module's ``val_step``/``test_step`` gather its parameters as ``forward`` does.
+
+    FSDP2 unshards parameters around ``forward`` only; a ``val_step`` that calls sub-modules
+    or the module's own layers would otherwise meet sharded ``DTensor`` parameters. A no-op
+    for any other module.
+
+    Example:
+        >>> register_step_methods(torch.nn.Linear(2, 1))  # not FSDP: nothing to do
+    """
+    try:
+        from torch.distributed.fsdp import FSDPModule, register_fsdp_forward_method
+    except ImportError:  # a torch without FSDP2
+        return
+    if isinstance(module, FSDPModule):
+        for name in STEP_METHODS:
+            if callable(getattr(module, name, None)):
+                register_fsdp_forward_method(module, name)
 
 
 def _wrapper_dtype(optim_wrapper: Any, device_type: str) -> tuple[torch.dtype | None, tuple]:

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 FSDP = REPO / "launch_configs" / "fsdp.yaml"
 # 1,438 training digits, 64 per process: 12 iterations per epoch on 2 processes.
 ARGS = ["--config", "configs/digits_adamw_cosine.yaml", "train_cfg.max_epochs=2",
-        "train_dataloader.batch_size=64", "val_dataloader=null",
+        "train_dataloader.batch_size=64", "val_dataloader.batch_size=512",
         "param_scheduler.0.end=6", "default_hooks.logger.progress_bar=false",
         "default_hooks.logger.trackers=null", "+default_hooks.checkpoint.by_epoch=false",
         "default_hooks.checkpoint.interval=4", "default_hooks.checkpoint.max_keep_ckpts=10"]
@@ -54,7 +54,9 @@ def files(folder: Path) -> dict[str, bytes]:
 
 def test_fsdp_command_shards_resumes_exactly_and_reshards_to_one_process(tmp_path):
     reference = tmp_path / "reference"
-    launch(reference, 2)
+    ran = launch(reference, 2)
+    # val_step runs on the sharded model (registered as an FSDP forward method)
+    assert "Epoch(val) [2]" in ran.stdout + ran.stderr
     final = checkpoint(reference)
     assert final.name == "iter_24"
     shards = sorted(p.name for p in (final / "pytorch_model_fsdp_0").iterdir())
