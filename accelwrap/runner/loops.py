@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from accelwrap.errors import NonFiniteError
 from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.runner.best import BestTracker, best_name
 from accelwrap.runner.checkpoint import kill_point, restore_rng
@@ -131,6 +132,7 @@ class TrainLoop:
         if runner.checkpoint_cfg.save_last and self._last_saved != self.iter:
             self._pending = "epoch" if runner.checkpoint_cfg.by_epoch else "iter"
             self._save(force=True)
+        runner.checkpoints.wait()  # a background (async) save is published before the end
 
     def _run_epoch(self, resume_rng: dict[str, Any] | None) -> None:
         runner = self.runner
@@ -151,7 +153,10 @@ class TrainLoop:
 
     def _run_iter(self, batch: Any) -> None:
         runner = self.runner
-        log_vars = self._train_step(batch)
+        try:
+            log_vars = self._train_step(batch)
+        except NonFiniteError as err:
+            raise NonFiniteError(f"{err}. {self._last_good()}", err.update, err.iteration) from err
         if self._ema is not None:
             self._ema.update(self.iter, self.epoch)
         self.iter += 1
@@ -175,8 +180,16 @@ class TrainLoop:
         self._save()
         kill_point("iter", self.iter)
         if stopping and self._last_written == self.iter:
+            runner.checkpoints.wait()  # the checkpoint is published before the exit
             raise Preempted(self.preemption.signal_name, self.iter, self.last_checkpoint)
         self._timer.mark()  # validation, checkpoints and logging are not training time
+
+    def _last_good(self) -> str:
+        """Which checkpoint a stopped run can go back to, for its error message."""
+        last = self.last_checkpoint or self.runner.resume_from
+        if last is None:
+            return "No checkpoint was written yet: restart from scratch"
+        return f"The last good checkpoint is {str(last)!r} (resume with --resume {last})"
 
     def _preemption_due(self) -> bool:
         """Whether a signal asks to stop (agreed by all processes); makes a save due.

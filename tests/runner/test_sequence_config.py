@@ -10,6 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from accelwrap.errors import NonFiniteError
 from accelwrap.registry import DATASETS, MODELS
 from accelwrap.runner import Runner
 from tests.runner.helpers import config, records
@@ -112,3 +113,16 @@ def test_token_normalised_accumulation_equals_one_big_batch(tmp_path):
     # update: the comparison above tells the two apart.
     naive = _reference(cfg, initial, lr, windows, mean_of_means=True)
     assert max(float((naive[k] - expected[k]).abs().max()) for k in expected) > 1e-4
+
+
+def test_policy_stop_names_the_iteration_and_the_last_good_checkpoint(tmp_path):
+    # Sample 199 is the first poisoned one; shuffle off: it is in iteration 200 // 8 = 25, whose
+    # window of 4 micro-batches ends at iteration 28 with update 7.
+    with pytest.raises(NonFiniteError) as err:
+        _train(tmp_path, "train_cfg.max_iters=160", "default_hooks.checkpoint.interval=8",
+               "train_dataloader.dataset.poison_every=200", "train_dataloader.shuffle=false",
+               "optim_wrapper.nonfinite.policy=stop")
+    message = str(err.value)
+    latest = (tmp_path / "checkpoints" / "latest").read_text().strip()
+    assert latest == "iter_24" and "update 7 (iteration 28)" in message, message
+    assert f"{tmp_path / 'checkpoints' / 'iter_24'}" in message
