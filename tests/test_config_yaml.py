@@ -10,7 +10,7 @@ import pytest
 
 from accelwrap.config import apply_overrides, load_config, parse_yaml
 from accelwrap.errors import ConfigError
-from accelwrap.runner.build import parse_train_cfg
+from accelwrap.runner.train_cfg import parse_train_cfg
 from accelwrap.tools.check import run_check
 
 FLOATS = ["1e-4", "2E-5", "5e-4", "1e4", "-3e-2", "+1.5e-3", "1.e-3", ".5e1", "6.0e+2", "1_0e-1"]

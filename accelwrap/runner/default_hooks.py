@@ -1,7 +1,7 @@
 """The checkpoint and logger settings (MMEngine's ``default_hooks`` section).
 
 Example:
-    >>> from accelwrap.runner.build import TrainSchedule
+    >>> from accelwrap.runner.train_cfg import TrainSchedule
     >>> ckpt, log = parse_default_hooks(dict(checkpoint=dict(interval=2)),
     ...                                 TrainSchedule(max_epochs=4))
     >>> ckpt.interval, ckpt.by_epoch, log.interval
@@ -18,10 +18,10 @@ from accelwrap.checks.engine import argument_problems
 from accelwrap.errors import ConfigError, suggest
 from accelwrap.registry import to_plain
 from accelwrap.runner.best import infer_rule
-from accelwrap.runner.build import TrainSchedule
 from accelwrap.runner.log_output import default_trackers
 from accelwrap.runner.preemption import DEFAULT_PREEMPT_SIGNALS, parse_preempt_signals
 from accelwrap.runner.save_failure import POLICIES
+from accelwrap.runner.train_cfg import TrainSchedule
 
 __all__ = ["CheckpointSettings", "LoggerSettings", "parse_default_hooks"]
 
@@ -46,6 +46,9 @@ class CheckpointSettings:
         preempt_signals: Signals that make every process save a checkpoint after its
             iteration and exit with status 75 (``[]``: none); see
             :mod:`accelwrap.runner.preemption`.
+        async_save: The config key ``async``: training blocks only to copy the state into
+            host memory, the rest of the save runs in the background (1 process, no
+            FSDP; see :mod:`accelwrap.runner.async_save`).
     """
 
     interval: int = 1
@@ -56,6 +59,7 @@ class CheckpointSettings:
     rule: str | None = None
     on_error: str = "raise"
     preempt_signals: tuple[str, ...] = DEFAULT_PREEMPT_SIGNALS
+    async_save: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,9 @@ def _checkpoint_keys(type: str = "CheckpointHook", interval: int = 1, by_epoch: 
                      max_keep_ckpts: int = -1, save_last: bool = True,
                      save_best: str | None = None, rule: str | None = None,
                      on_error: str = "raise",
-                     preempt_signals: Any = DEFAULT_PREEMPT_SIGNALS) -> None:
-    """The keys ``default_hooks.checkpoint`` accepts."""
+                     preempt_signals: Any = DEFAULT_PREEMPT_SIGNALS,
+                     async_: bool = False) -> None:
+    """The keys ``default_hooks.checkpoint`` accepts (``async_``: the key ``async``)."""
 
 
 def _logger_keys(type: str = "LoggerHook", interval: int = 1, trackers: Any = "auto",
@@ -92,7 +97,10 @@ def _logger_keys(type: str = "LoggerHook", interval: int = 1, trackers: Any = "a
 
 def _section(cfg: Mapping, key: str, signature: Any, hook_type: str) -> dict[str, Any]:
     args = dict(to_plain(cfg.get(key)) or {})
-    problems = argument_problems(signature, args, f"default_hooks.{key}", label="")  # names, types
+    if key == "checkpoint" and "async" in args:  # a Python keyword: no parameter name
+        args["async_"] = args.pop("async")
+    problems = [problem.replace("async_", "async") for problem in  # names, types
+                argument_problems(signature, args, f"default_hooks.{key}", label="")]
     if problems:
         raise ConfigError(problems)
     given = args.pop("type", hook_type)
@@ -153,6 +161,11 @@ def parse_default_hooks(cfg: Mapping | None,
             problems.append(f"default_hooks.logger.{key}: expected true or false, "
                             f"got {log[key]!r}")
     problems += _best_problems(ckpt.get("save_best"), ckpt.get("rule"))
+    if "async_" in ckpt:
+        ckpt["async_save"] = ckpt.pop("async_")
+        if not isinstance(ckpt["async_save"], bool):
+            problems.append(f"default_hooks.checkpoint.async: expected true or false, "
+                            f"got {ckpt['async_save']!r}")
     if ckpt.get("on_error", "raise") not in POLICIES:
         problems.append(f"default_hooks.checkpoint.on_error: expected one of {list(POLICIES)}, "
                         f"got {ckpt['on_error']!r}")

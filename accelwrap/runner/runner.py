@@ -60,6 +60,7 @@ from accelwrap.runner.run_log import (
 )
 from accelwrap.runner.settings import REQUIRED_KEYS, runner_arguments, runner_config_problems
 from accelwrap.runner.testing import parse_test_cfg, run_test
+from accelwrap.runner.train_cfg import parse_train_cfg
 from accelwrap.runner.weights import load_weights, shape_map
 from accelwrap.runner.workdir import claim_work_dir, parse_overwrite, wants_resume
 
@@ -135,7 +136,7 @@ class Runner:
         self.work_dir = Path(work_dir)
         self.cfg = cfg
         self.experiment_name = experiment_name or self.work_dir.name
-        self.schedule = build.parse_train_cfg(train_cfg)
+        self.schedule = parse_train_cfg(train_cfg)
         self.checkpoint_cfg, self.logger_cfg = parse_default_hooks(default_hooks, self.schedule)
         self.ema, notes = parse_custom_hooks(custom_hooks)
         parse_test_cfg(test_cfg)

@@ -35,12 +35,13 @@ from accelwrap.checks.trial import trial_problems
 from accelwrap.config import import_custom_modules
 from accelwrap.errors import ConfigError, suggest
 from accelwrap.registry import to_plain
-from accelwrap.runner.build import TrainSchedule, parse_train_cfg, scale_lr
+from accelwrap.runner.build import scale_lr
 from accelwrap.runner.data import DATASETS, loader_signature, loader_value_problems
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.models import MODELS
 from accelwrap.runner.testing import parse_test_cfg
+from accelwrap.runner.train_cfg import TrainSchedule, parse_train_cfg
 
 __all__ = ["CONSUMED_SECTIONS", "IGNORED_SECTIONS", "REQUIRED_KEYS", "runner_arguments",
            "runner_config_notes", "runner_config_problems", "runner_sections"]

@@ -50,8 +50,8 @@ import yaml
 
 from accelwrap.config import BASE_KEY, DELETE_KEY, SECTIONS, ConfigError, parse_yaml
 from accelwrap.errors import suggest
-from accelwrap.runner.build import LOOP_TYPES
 from accelwrap.runner.runner import Runner
+from accelwrap.runner.train_cfg import LOOP_TYPES
 
 __all__ = ["CONVERT_HELP", "convert", "read_python_config", "run_convert", "to_yaml"]
 

@@ -34,9 +34,10 @@ from torch import nn
 from accelwrap.optim.optimizer.builder import SINGLE_KEYS, build_optim_wrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.optim.scheduler import step_param_schedulers
-from accelwrap.runner.build import build_schedulers, parse_train_cfg
+from accelwrap.runner.build import build_schedulers
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.log_output import flatten_values
+from accelwrap.runner.train_cfg import parse_train_cfg
 from accelwrap.tools.common import build_model_cheaply, load_plain, render_table, require
 from accelwrap.tools.schedule_plot import MissingMatplotlib, plot
 from accelwrap.tools.schedule_trace import Trace, Window

@@ -78,7 +78,7 @@ def test_train_py_reports_a_clear_error_and_exit_status(trained, tmp_path):
 @pytest.mark.parametrize("key, value, minimum", [("max_epochs", 0, 1), ("val_interval", 0, 1),
                                                  ("val_begin", -1, 0)])
 def test_train_cfg_counts_name_key_value_and_minimum(key, value, minimum):
-    from accelwrap.runner.build import parse_train_cfg
+    from accelwrap.runner.train_cfg import parse_train_cfg
 
     cfg = {"by_epoch": True, "max_epochs": 2, key: value}
     with pytest.raises(ValueError,

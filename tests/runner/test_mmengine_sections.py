@@ -11,8 +11,9 @@ from torch import nn
 
 from accelwrap.cli import main
 from accelwrap.optim import build_optim_wrapper
-from accelwrap.runner.build import parse_train_cfg, scale_lr
+from accelwrap.runner.build import scale_lr
 from accelwrap.runner.settings import runner_arguments, runner_config_problems
+from accelwrap.runner.train_cfg import parse_train_cfg
 
 mmengine_optim = pytest.importorskip("mmengine.optim")
 

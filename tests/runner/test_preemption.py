@@ -15,11 +15,11 @@ import torch
 
 from accelwrap.errors import ConfigError
 from accelwrap.runner import Runner
-from accelwrap.runner.build import TrainSchedule
 from accelwrap.runner.checkpoint import read_state
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.models import MLPClassifier
 from accelwrap.runner.preemption import PREEMPTED_EXIT_CODE, Preempted, parse_preempt_signals
+from accelwrap.runner.train_cfg import TrainSchedule
 
 
 class SignallingMLP(MLPClassifier):

@@ -21,7 +21,7 @@ from torch import nn
 from accelwrap.cli import main
 from accelwrap.config import load_config
 from accelwrap.registry import to_plain
-from accelwrap.runner.build import parse_train_cfg
+from accelwrap.runner.train_cfg import parse_train_cfg
 from accelwrap.tools.convert import convert
 from accelwrap.tools.groups import param_rows
 from accelwrap.tools.schedule import simulate
