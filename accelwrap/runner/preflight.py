@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -45,10 +46,14 @@ from accelwrap.errors import ConfigError
 from accelwrap.runner.checkpoint import restore_rng, rng_snapshot
 from accelwrap.runner.loops import call_model
 
-__all__ = ["check", "describe_batch", "forward_problems", "sample_batch"]
+__all__ = ["MAX_PARAMETERS", "check", "describe_batch", "forward_problems", "sample_batch"]
 
 #: Samples in the pre-flight batch (two: a batch dimension that is not 1).
 SAMPLES = 2
+#: Larger models get no pre-flight forward pass (it runs before the model is on its device).
+MAX_PARAMETERS = 50_000_000
+
+logger = logging.getLogger("accelwrap")
 
 
 def sample_batch(loader: Any, samples: int = SAMPLES) -> Any | None:
@@ -164,8 +169,18 @@ def forward_problems(model: nn.Module, model_cfg: Any, loader: Any,
                     f"a forward pass on {_count(loader.dataset)} samples of its dataset "
                     f"({describe_batch(batch)}) raised {type(err).__name__}: {err} -- check "
                     "the model's input and output sizes (in_features, num_classes, ...) "
-                    "against the data"]
+                    "against the data (train_cfg.preflight: false leaves this pass out, for "
+                    "a model that runs only on the GPU)"]
     return []
+
+
+def _small_enough(model: nn.Module) -> bool:
+    count = sum(p.numel() for p in model.parameters())
+    if count <= MAX_PARAMETERS:
+        return True
+    logger.info("pre-flight forward pass left out: the model has %d parameters (more than "
+                "%d), too many for a pass before the model is placed", count, MAX_PARAMETERS)
+    return False
 
 
 def _is_plain(node: Any) -> bool:
@@ -178,7 +193,7 @@ def _is_plain(node: Any) -> bool:
 
 
 def check(model: nn.Module, model_cfg: Any, loader: Any, optim_wrapper: Any = None,
-          param_scheduler: Any = None) -> None:
+          param_scheduler: Any = None, forward: bool = True) -> None:
     """The runner's pre-flight: one report for the model's fit and the optimizer sections.
 
     ``optim_wrapper`` and ``param_scheduler`` given as configs are checked as ``accelwrap
@@ -191,6 +206,8 @@ def check(model: nn.Module, model_cfg: Any, loader: Any, optim_wrapper: Any = No
         loader: The built train dataloader, not yet prepared.
         optim_wrapper: The runner's ``optim_wrapper`` argument (a config or a wrapper).
         param_scheduler: The runner's ``param_scheduler`` argument.
+        forward: Run the forward pass (``train_cfg.preflight``); it is also left out for
+            a model of more than :data:`MAX_PARAMETERS` parameters (logged).
 
     Raises:
         ConfigError: Every problem found.
@@ -199,6 +216,7 @@ def check(model: nn.Module, model_cfg: Any, loader: Any, optim_wrapper: Any = No
                                   ("param_scheduler", param_scheduler))
                 if v is not None and _is_plain(v)}
     problems = check_config(sections) if "optim_wrapper" in sections else []
-    problems += forward_problems(model, model_cfg, loader)
+    if forward and _small_enough(model):
+        problems += forward_problems(model, model_cfg, loader)
     if problems:
         raise ConfigError(problems)

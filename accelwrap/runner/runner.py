@@ -162,8 +162,8 @@ class Runner:
         if load_from and self.resume_from is None:
             load_weights(self.model, load_from)
         self.train_dataloader = build_dataloader(train_dataloader, "train_dataloader")
-        preflight.check(self.model, model, self.train_dataloader,  # pre-flight (H6)
-                        optim_wrapper, param_scheduler)
+        preflight.check(self.model, model, self.train_dataloader, optim_wrapper,
+                        param_scheduler, forward=self.schedule.preflight)
         self.val_dataloader = (build_dataloader(val_dataloader, "val_dataloader")
                                if val_dataloader is not None else None)
         self._test_dataloader = test_dataloader  # built by test() only: training never needs it

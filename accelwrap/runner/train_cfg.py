@@ -36,6 +36,9 @@ class TrainSchedule:
         dynamic_intervals: ``(milestone, interval)`` pairs, as MMEngine's loops: from
             the milestone on (once ``count + 1`` reaches it), ``interval`` replaces
             ``val_interval``.
+        preflight: Run the model on two dataset samples before training, so a model that
+            does not fit its data is a named config error (:mod:`accelwrap.runner.preflight`);
+            ``false`` for a model whose forward only runs on the GPU.
     """
 
     by_epoch: bool = True
@@ -44,6 +47,7 @@ class TrainSchedule:
     val_interval: int = 1
     val_begin: int = 1
     dynamic_intervals: tuple[tuple[int, int], ...] = ()
+    preflight: bool = True
 
     def total_iters(self, epoch_length: int) -> int:
         """Iterations of the whole run for ``epoch_length`` iterations per epoch."""
@@ -69,7 +73,8 @@ class TrainSchedule:
 
 def _train_cfg_signature(by_epoch: bool = True, max_epochs: int | None = None,
                          max_iters: int | None = None, val_interval: int = 1,
-                         val_begin: int = 1, dynamic_intervals: list | None = None) -> None:
+                         val_begin: int = 1, dynamic_intervals: list | None = None,
+                         preflight: bool = True) -> None:
     """The keys ``train_cfg`` accepts (used to check them)."""
 
 
@@ -112,7 +117,7 @@ def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
         cfg: ``dict(by_epoch=True, max_epochs=N)`` or ``dict(by_epoch=False,
             max_iters=N)`` (or MMEngine's ``type=EpochBasedTrainLoop`` /
             ``IterBasedTrainLoop`` instead of ``by_epoch``), plus optional
-            ``val_interval`` / ``val_begin`` / ``dynamic_intervals``.
+            ``val_interval`` / ``val_begin`` / ``dynamic_intervals`` / ``preflight``.
 
     Returns:
         The schedule.
@@ -126,7 +131,7 @@ def parse_train_cfg(cfg: Mapping | TrainSchedule) -> TrainSchedule:
     Example:
         >>> parse_train_cfg({'type': 'IterBasedTrainLoop', 'max_iters': 5000})
         TrainSchedule(by_epoch=False, max_epochs=None, max_iters=5000, val_interval=1000, \
-val_begin=1, dynamic_intervals=())
+val_begin=1, dynamic_intervals=(), preflight=True)
         >>> parse_train_cfg({'by_epoch': 'yes', 'max_epochs': 0})
         Traceback (most recent call last):
         accelwrap.errors.ConfigError: 2 problems in the configuration:

@@ -122,3 +122,29 @@ def test_a_run_is_bit_identical_with_and_without_the_pre_flight(tmp_path, monkey
     losses = [[r["loss"] for r in records(work, "train")] for work in (tmp_path / "with",
                                                                        tmp_path / "without")]
     assert losses[0] == losses[1] and len(losses[0]) > 1
+
+
+def test_train_cfg_preflight_false_leaves_the_forward_pass_out(tmp_path):
+    misfit = ("model.in_features=10",)  # the digits have 64 inputs
+    with pytest.raises(ConfigError, match="train_cfg.preflight: false"):
+        run("digits_sgd_multistep", tmp_path / "checked", *SHORT, *misfit)
+    # Switched off, the same model gets as far as its first training forward.
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as info:
+        run("digits_sgd_multistep", tmp_path / "unchecked", *SHORT, *misfit,
+            "+train_cfg.preflight=false")
+    assert not isinstance(info.value, ConfigError)
+
+
+def test_a_model_above_the_size_limit_gets_no_forward_pass(monkeypatch, caplog):
+    monkeypatch.setattr(preflight, "MAX_PARAMETERS", 10)
+    loader = DataLoader(NoisyDataset(), batch_size=4)
+    with caplog.at_level("INFO", logger="accelwrap"):
+        preflight.check(Classifier(in_features=5), {"type": "Classifier"}, loader)  # no error
+    assert "pre-flight forward pass left out: the model has 16 parameters" in caplog.text
+
+
+def test_preflight_must_be_a_boolean():
+    from accelwrap.runner.train_cfg import parse_train_cfg
+
+    with pytest.raises(ConfigError, match=r"train_cfg.preflight: expected bool, got 'no'"):
+        parse_train_cfg({"max_epochs": 1, "preflight": "no"})
