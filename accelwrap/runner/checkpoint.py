@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -54,6 +55,13 @@ from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import CheckpointError, CheckpointWriteError
+from accelwrap.runner.async_save import (
+    AsyncWriter,
+    async_refusal,
+    take_snapshot,
+    write_big_files,
+    write_small_files,
+)
 from accelwrap.runner.best import BEST_PREFIX
 from accelwrap.runner.checkpoint_find import (
     LATEST_FILE,
@@ -164,6 +172,8 @@ class CheckpointManager:
         self.layout = layout
         self.on_error = on_error
         self._reported: set[Path] = set()
+        self._writer = AsyncWriter()  # default_hooks.checkpoint.async (async_save.py)
+        self._refused_async = False
 
     def save(self, name: str, state: dict[str, Any], loop: Any = None,
              replaces: str | None = None) -> Path | None:
@@ -180,29 +190,80 @@ class CheckpointManager:
         Returns:
             The checkpoint folder; None when writing failed under ``on_error='warn'``.
 
+        With ``default_hooks.checkpoint.async: true`` (the ``loop``'s runner), only the
+        snapshot into host memory happens here; the rest runs in the background
+        (:mod:`accelwrap.runner.async_save`) and its failure is raised or logged by the
+        next ``save``, ``load`` or :meth:`wait`.
+
         Raises:
             CheckpointWriteError: Writing failed on some process (every process raises
                 it; the temporary folder is removed; the previous checkpoint stays).
             CheckpointError: A declared file was not written (nothing is published).
         """
+        self.wait()  # a background save before this one ends (and reports) first
         tmp, final = self.directory / f"{TMP_PREFIX}{name}", self.directory / name
-        policy = getattr(getattr(getattr(loop, "runner", None), "checkpoint_cfg", None),
-                         "on_error", self.on_error)
+        cfg = getattr(getattr(loop, "runner", None), "checkpoint_cfg", None)
+        policy = getattr(cfg, "on_error", self.on_error)
         try:
-            self._write(tmp, final, state, loop, replaces)
+            if getattr(cfg, "async_save", False) and self._async_allowed():
+                self._write_async(tmp, final, state, loop, replaces, policy)
+            else:
+                self._write(tmp, final, state, loop, replaces)
         except _SaveFailed as failed:
-            message = failure_message(name, tmp, failed.reports, find_latest(self.directory),
-                                      policy)
-            self._remove_partial(tmp)
-            if policy == "raise":
-                raise CheckpointWriteError(message) from None
-            if self.accelerator.is_main_process:
-                logger.warning("%s", message)
-            return None
+            return self._failed(name, tmp, failed, policy)
         except BaseException:
             self._remove_partial(tmp)
             raise
         return final
+
+    def wait(self) -> None:
+        """Wait for a background (``async``) save to be published; raise or log its
+        failure as :meth:`save` does for a synchronous one. No-op when none runs."""
+        self._writer.wait()
+
+    def _failed(self, name: str, tmp: Path, failed: _SaveFailed, policy: str) -> None:
+        message = failure_message(name, tmp, failed.reports, find_latest(self.directory),
+                                  policy)
+        self._remove_partial(tmp)
+        if policy == "raise":
+            raise CheckpointWriteError(message) from None
+        if self.accelerator.is_main_process:
+            logger.warning("%s", message)
+
+    def _async_allowed(self) -> bool:
+        refusal = async_refusal(self.accelerator)
+        if refusal is not None and not self._refused_async:
+            self._refused_async = True
+            if self.accelerator.is_main_process:
+                logger.warning("%s", refusal)
+        return refusal is None
+
+    def _write_async(self, tmp: Path, final: Path, state: dict[str, Any], loop: Any,
+                     replaces: str | None, policy: str) -> None:
+        """Snapshot here (1 process: no collective in the thread); write in the background."""
+        acc, new_directory = self.accelerator, not self.directory.is_dir()
+
+        def write_small() -> None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            write_small_files(acc, tmp)
+            save_own_files(loop, tmp)
+
+        self._stage(write_small, tmp)
+        weights, optimizers = take_snapshot(acc)
+        state = copy.deepcopy(state)
+
+        def work() -> None:
+            self._stage(lambda: write_big_files(tmp, weights, optimizers), tmp)
+            self._finish(tmp, final, state, replaces, new_directory)
+
+        def on_error(err: BaseException) -> None:
+            if isinstance(err, _SaveFailed):
+                return self._failed(final.name, tmp, err, policy)
+            self._remove_partial(tmp)
+            raise err
+
+        self._writer.start(work, on_error)
 
     def _stage(self, work: Callable[[], Any], tmp: Path) -> None:
         """Run one save stage on this process; raise ``_SaveFailed`` on all if any failed."""
@@ -234,6 +295,12 @@ class CheckpointManager:
 
         self._stage(make_folder, tmp)
         self._stage(write_files, tmp)
+        self._finish(tmp, final, state, replaces, new_directory)
+
+    def _finish(self, tmp: Path, final: Path, state: dict[str, Any], replaces: str | None,
+                new_directory: bool) -> None:
+        """Check the written files, seal (fsync, manifest) and publish the folder."""
+        main = self.accelerator.is_main_process
         if self.layout is not None:
             # Every rank looks (so that all raise together), before the main one renames.
             missing = missing_files(tmp, self.layout, skip=(STATE_FILE,))
@@ -363,6 +430,7 @@ class CheckpointManager:
             if missing:
                 raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "
                                       + missing_message(missing, layout))
+        self.wait()
         verify_checkpoint(path)
         try:
             self.accelerator.load_state(str(path))
