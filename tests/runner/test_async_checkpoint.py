@@ -10,6 +10,7 @@ weights bit-identical to an uninterrupted synchronous run.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -31,14 +32,22 @@ EPOCHS = ["train_cfg.max_epochs=3", "default_hooks.checkpoint.max_keep_ckpts=-1"
 ASYNC = "+default_hooks.checkpoint.async=true"
 
 
-def _train(work, *extra, kill=None):
+def _limit_file_size(limit: int) -> None:
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _train(work, *extra, kill=None, preexec_fn=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("ACCELWRAP_TEST_KILL", None)
     if kill:
         env["ACCELWRAP_TEST_KILL"] = kill
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--config",
            f"configs/{NAME}.yaml", "--work-dir", str(work), *QUIET, *EPOCHS, ASYNC, *extra]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+                          preexec_fn=preexec_fn)
 
 
 def test_kill_in_a_background_write_keeps_the_last_checkpoint_and_resume_is_exact(tmp_path):
@@ -71,6 +80,19 @@ def test_async_run_publishes_every_checkpoint_before_it_ends(tmp_path):
     for name in ("epoch_1", "epoch_2"):
         verify_checkpoint(checkpoints / name)
     assert not list(checkpoints.glob(".tmp-*"))
+
+
+def test_a_background_write_failure_stops_the_run_with_the_one_line(tmp_path):
+    # The small files fit under the limit; the weights and optimizer state, written in
+    # the background, do not: the next save reports it as a synchronous save would.
+    work = tmp_path / "run"
+    proc = _train(work, "train_cfg.max_epochs=2", preexec_fn=lambda: _limit_file_size(40_000))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    line = [x for x in proc.stderr.splitlines() if "was not saved" in x]
+    assert len(line) == 1 and "checkpoint 'epoch_1'" in line[0], proc.stderr[-3000:]
+    assert "File too large" in line[0] and "there is no earlier checkpoint" in line[0]
+    assert list((work / "checkpoints").iterdir()) == []  # the partial folder is removed
 
 
 def test_the_next_save_waits_for_the_previous_one_and_gets_its_failure():
