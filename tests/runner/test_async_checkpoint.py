@@ -24,7 +24,7 @@ from accelwrap.errors import ConfigError
 from accelwrap.runner import Runner
 from accelwrap.runner.async_save import AsyncWriter
 from accelwrap.runner.checkpoint_find import find_latest, verify_checkpoint
-from tests.distributed.launch import REPO
+from tests.distributed.launch import REPO, accelerate_launch
 from tests.runner.helpers import QUIET, config, run
 
 NAME = "digits_adamw_cosine"
@@ -93,6 +93,20 @@ def test_a_background_write_failure_stops_the_run_with_the_one_line(tmp_path):
     assert len(line) == 1 and "checkpoint 'epoch_1'" in line[0], proc.stderr[-3000:]
     assert "File too large" in line[0] and "there is no earlier checkpoint" in line[0]
     assert list((work / "checkpoints").iterdir()) == []  # the partial folder is removed
+
+
+def test_two_processes_save_synchronously_and_say_so(tmp_path):
+    work = tmp_path / "run"
+    proc = accelerate_launch(tmp_path / "results", REPO / "scripts" / "train.py",
+                             REPO / "launch_configs" / "cpu_2proc.yaml",
+                             ["--config", f"configs/{NAME}.yaml", "--work-dir", str(work),
+                              *QUIET, "train_cfg.max_epochs=2", ASYNC],
+                             env={"OMP_NUM_THREADS": "1"}, timeout=120)
+    assert proc.stderr.count("supported on 1 process only (this run has 2)") == 1, \
+        proc.stderr[-3000:]
+    checkpoints = work / "checkpoints"
+    assert find_latest(checkpoints) == checkpoints / "epoch_2"
+    verify_checkpoint(checkpoints / "epoch_2")
 
 
 def test_the_next_save_waits_for_the_previous_one_and_gets_its_failure():
