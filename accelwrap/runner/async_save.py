@@ -28,12 +28,16 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AsyncWriter", "async_refusal", "snapshot", "write_big_files"]
+from accelwrap.runner.checkpoint_parts import save_own_files
+
+__all__ = ["AsyncWriter", "async_refusal", "save_in_background", "snapshot", "take_snapshot",
+           "write_big_files", "write_small_files"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -147,3 +151,35 @@ class AsyncWriter:
         error, self._error = self._error, None
         if error is not None and self._on_error is not None:
             self._on_error(error)
+
+
+def save_in_background(manager: Any, tmp: Path, final: Path, state: dict[str, Any], loop: Any,
+                       replaces: str | None, on_error: Callable[[BaseException], None]) -> None:
+    """Snapshot into ``tmp`` and host memory now; write, seal and publish in the background.
+
+    Args:
+        manager: The run's ``CheckpointManager`` (its save stages, its writer).
+        tmp: The temporary folder.
+        final: The folder it becomes.
+        state: The runner state (deep-copied here: training goes on changing its sources).
+        loop: The training loop, for accelwrap's own parts.
+        replaces: As in ``CheckpointManager.save``.
+        on_error: Given the background failure when it is waited for.
+    """
+    acc, new_directory = manager.accelerator, not manager.directory.is_dir()
+
+    def write_small() -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write_small_files(acc, tmp)
+        save_own_files(loop, tmp)
+
+    manager._stage(write_small, tmp)
+    weights, optimizers = take_snapshot(acc)
+    state = copy.deepcopy(state)
+
+    def work() -> None:
+        manager._stage(lambda: write_big_files(tmp, weights, optimizers), tmp)
+        manager._finish(tmp, final, state, replaces, new_directory)
+
+    manager._writer.start(work, on_error)

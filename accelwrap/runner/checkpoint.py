@@ -43,7 +43,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shutil
@@ -55,13 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import CheckpointError, CheckpointWriteError
-from accelwrap.runner.async_save import (
-    AsyncWriter,
-    async_refusal,
-    take_snapshot,
-    write_big_files,
-    write_small_files,
-)
+from accelwrap.runner.async_save import AsyncWriter, async_refusal, save_in_background
 from accelwrap.runner.best import BEST_PREFIX
 from accelwrap.runner.checkpoint_find import (
     LATEST_FILE,
@@ -241,21 +234,6 @@ class CheckpointManager:
     def _write_async(self, tmp: Path, final: Path, state: dict[str, Any], loop: Any,
                      replaces: str | None, policy: str) -> None:
         """Snapshot here (1 process: no collective in the thread); write in the background."""
-        acc, new_directory = self.accelerator, not self.directory.is_dir()
-
-        def write_small() -> None:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            write_small_files(acc, tmp)
-            save_own_files(loop, tmp)
-
-        self._stage(write_small, tmp)
-        weights, optimizers = take_snapshot(acc)
-        state = copy.deepcopy(state)
-
-        def work() -> None:
-            self._stage(lambda: write_big_files(tmp, weights, optimizers), tmp)
-            self._finish(tmp, final, state, replaces, new_directory)
 
         def on_error(err: BaseException) -> None:
             if isinstance(err, _SaveFailed):
@@ -263,7 +241,7 @@ class CheckpointManager:
             self._remove_partial(tmp)
             raise err
 
-        self._writer.start(work, on_error)
+        save_in_background(self, tmp, final, state, loop, replaces, on_error)
 
     def _stage(self, work: Callable[[], Any], tmp: Path) -> None:
         """Run one save stage on this process; raise ``_SaveFailed`` on all if any failed."""
