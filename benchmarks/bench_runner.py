@@ -47,9 +47,9 @@ from accelerate.state import AcceleratorState, GradientState, PartialState  # no
 from accelwrap.config import load_config  # noqa: E402
 from accelwrap.optim.scheduler import step_param_schedulers  # noqa: E402
 from accelwrap.runner import CheckpointManager, Runner  # noqa: E402
-from accelwrap.runner.checkpoint import rng_snapshot  # noqa: E402
 from accelwrap.runner.durable import fsync_all, tree_paths  # noqa: E402
 from accelwrap.runner.loops import validate  # noqa: E402
+from accelwrap.runner.rng import rng_snapshot  # noqa: E402
 
 QUIET = ["default_hooks.logger.progress_bar=false", "default_hooks.logger.trackers=null"]
 

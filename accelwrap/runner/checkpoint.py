@@ -46,7 +46,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -77,6 +76,7 @@ from accelwrap.runner.checkpoint_parts import (
     save_own_files,
 )
 from accelwrap.runner.durable import fsync_all, fsync_path, tree_paths
+from accelwrap.runner.fault_points import kill_point
 from accelwrap.runner.manifest import MANIFEST_KEY, build_manifest, sealed_text
 from accelwrap.runner.save_failure import (
     POLICIES,
@@ -89,27 +89,10 @@ from accelwrap.runner.save_failure import (
 # Re-exported: accelwrap.tools.merge_shards and the benchmarks import them from here.
 from accelwrap.runner.weights import fingerprint_problems
 
-KILL_ENV = "ACCELWRAP_TEST_KILL"
-
 __all__ = ["LATEST_FILE", "OLD_PREFIX", "STATE_FILE", "TMP_PREFIX", "CheckpointManager",
-           "find_latest", "fingerprint_problems", "is_complete", "kill_point", "read_state",
-           "resolve_resume", "restore_rng", "rng_snapshot"]
+           "find_latest", "fingerprint_problems", "is_complete", "read_state", "resolve_resume"]
 
 logger = logging.getLogger("accelwrap")
-
-
-def kill_point(stage: str, iteration: int) -> None:
-    """Test hook: SIGKILL this process when ``$ACCELWRAP_TEST_KILL`` is ``stage:iteration``.
-
-    Stages are ``iter`` (after an iteration's bookkeeping) and ``save`` (inside a
-    checkpoint write, after the weights are on disk but before the rename).
-
-    Args:
-        stage: ``'iter'`` or ``'save'``.
-        iteration: The current global iteration.
-    """
-    if os.environ.get(KILL_ENV) == f"{stage}:{iteration}":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _discard(path: Path) -> None:
@@ -420,33 +403,3 @@ class CheckpointManager:
                                   f"{type(err).__name__}: {err}") from err
         load_own_files(loop, Path(path))
         return state
-
-
-def rng_snapshot() -> dict[str, Any]:
-    """The global RNG states (Python, NumPy, torch CPU and CUDA) of this process."""
-    import random
-
-    import numpy as np
-    import torch
-
-    snap = {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        snap["cuda"] = torch.cuda.get_rng_state_all()
-    return snap
-
-
-def restore_rng(snapshot: dict[str, Any] | None) -> None:
-    """Set the global RNG states from :func:`rng_snapshot` (no-op for None)."""
-    if snapshot is None:
-        return
-    import random
-
-    import numpy as np
-    import torch
-
-    random.setstate(snapshot["python"])
-    np.random.set_state(snapshot["numpy"])
-    torch.set_rng_state(snapshot["torch"])
-    if "cuda" in snapshot:
-        torch.cuda.set_rng_state_all(snapshot["cuda"])

@@ -23,9 +23,9 @@ import torch
 from accelwrap.errors import NonFiniteError
 from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.runner.best import BestTracker, best_name
-from accelwrap.runner.checkpoint import kill_point, restore_rng
 from accelwrap.runner.checkpoint_parts import collect_state, restore_state
 from accelwrap.runner.data_position import epoch_loader
+from accelwrap.runner.fault_points import kill_point
 from accelwrap.runner.log_output import (
     HELD_KEY,
     MetricLogger,
@@ -33,6 +33,7 @@ from accelwrap.runner.log_output import (
     parse_losses,
 )
 from accelwrap.runner.preemption import Preempted, PreemptionWatch
+from accelwrap.runner.rng import restore_rng
 from accelwrap.runner.run_log import IterTimer
 
 __all__ = ["TrainLoop", "call_model", "validate"]
@@ -113,7 +114,7 @@ class TrainLoop:
 
         Args:
             resume_rng: When resuming inside an epoch, the RNG state loaded from the
-                checkpoint (:func:`~accelwrap.runner.checkpoint.rng_snapshot`); it is put
+                checkpoint (:func:`~accelwrap.runner.rng.rng_snapshot`); it is put
                 back once the epoch's iterator has been created.
         """
         runner = self.runner

@@ -43,8 +43,8 @@ from torch.utils.data import IterableDataset, default_collate
 
 from accelwrap.checks.engine import check_config
 from accelwrap.errors import ConfigError
-from accelwrap.runner.checkpoint import restore_rng, rng_snapshot
 from accelwrap.runner.loops import call_model
+from accelwrap.runner.rng import restore_rng, rng_snapshot
 
 __all__ = ["MAX_PARAMETERS", "check", "describe_batch", "forward_problems", "sample_batch"]
 

@@ -38,7 +38,7 @@ from accelwrap.optim.optimizer import OptimWrapper, build_optim_wrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.registry import RUNNERS, to_plain
 from accelwrap.runner import build, preflight
-from accelwrap.runner.checkpoint import CheckpointManager, rng_snapshot
+from accelwrap.runner.checkpoint import CheckpointManager
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_parts import restore_before_load
 from accelwrap.runner.data import build_dataloader
@@ -48,6 +48,7 @@ from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.log_output import flat_config, init_trackers
 from accelwrap.runner.loops import TrainLoop
 from accelwrap.runner.preemption import Preempted, PreemptionWatch
+from accelwrap.runner.rng import rng_snapshot
 from accelwrap.runner.run_log import (
     RUN_DIR_KEY,
     banner,
