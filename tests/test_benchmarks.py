@@ -47,3 +47,10 @@ def test_bench_scheduler_prints_accelwrap_and_torch_rows():
     out = _run("bench_scheduler.py", "--rounds", "2", "--block", "10", "--far", "100")
     for name in ("accelwrap", "torch SequentialLR"):
         assert re.search(rf"^\| {name} \|", out, re.M), (name, out)
+
+
+@pytest.mark.slow
+def test_bench_async_checkpoint_prints_the_sync_and_async_rows():
+    out = _run("bench_async_checkpoint.py", "--hidden", "64", "--saves", "2", "--steps", "2")
+    for mode in ("sync", "async"):
+        assert re.search(rf"^\| {mode} \| [\d.]+ \| {RATIO} \|", out, re.M), (mode, out)
