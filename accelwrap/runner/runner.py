@@ -209,7 +209,7 @@ class Runner:
 
     def _prepare(self, optim_wrapper_cfg: Any, scheduler_cfg: Any) -> None:
         acc = self.accelerator
-        train_loader = self.train_dataloader  # as built: its resume_data setting (H5)
+        train_loader = self.train_dataloader  # as built: its resume_data setting
         self.train_dataloader = prepare(acc, self.train_dataloader)
         if self.val_dataloader is not None:
             self.val_dataloader = prepare(acc, self.val_dataloader)
@@ -236,11 +236,9 @@ class Runner:
             self.train_model, _, *_ = prepare(acc, self.model, wrapper, *flat)
         self.optim_wrapper = wrapper
         self.param_schedulers = schedulers
-        # -- data position (helper H5; accelwrap.runner.data_position): read when a
-        # checkpoint of another world size or batch size is resumed.
+        # Read when a checkpoint of another world size or batch size is resumed.
         self.resume_data = resume_policy(train_loader)
         self.scheduler_kinds = scheduler_kinds(scheduler_cfg, schedulers)
-        # -- end data position
         # What Accelerate now saves, so that saves and loads check the declared files.
         self.checkpoints.layout = Layout.of(
             acc, models=len(names), optimizers=len(named_members(wrapper)),
