@@ -94,6 +94,8 @@ SWEEP = [
     ("optim_wrapper.accumulative_counts", 1.5, "int"),
     ("optim_wrapper.clip_grad.max_norm", 0, "> 0"),
     ("optim_wrapper.clip_grad.max_norm", "1", "number"),
+    ("optim_wrapper.clip_grad.norm_type", "two", "number > 0 or 'inf'"),
+    ("optim_wrapper.clip_grad.norm_type", 0, "number > 0"),
     ("optim_wrapper.clip_grad", 1.0, "dict"),
     ("param_scheduler.0.end", 0, "larger than begin"),
     ("param_scheduler.0.begin", -5, ">= 0"),
@@ -122,7 +124,8 @@ SWEEP = [
 AMP = {"optim_wrapper.type": "AmpOptimWrapper"}
 # Further edits a case needs to be reached at all.
 CONTEXT = {"auto_scale_lr.base_batch_size": {"auto_scale_lr.enable": True},
-           "optim_wrapper.dtype": AMP, "optim_wrapper.loss_scale": AMP}
+           "optim_wrapper.dtype": AMP, "optim_wrapper.loss_scale": AMP,
+           "optim_wrapper.clip_grad.norm_type": {"optim_wrapper.clip_grad.max_norm": 1.0}}
 
 
 def _ident(case: tuple) -> str:

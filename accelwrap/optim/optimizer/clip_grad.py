@@ -97,8 +97,20 @@ def parse_clip_grad(clip_grad: Mapping | None) -> ClipGrad | None:
                          f"got {dict(clip_grad)!r}")
     _check_positive(required, args[required])
     if "norm_type" in args:
-        args["norm_type"] = float(args["norm_type"])
+        args["norm_type"] = _norm_type(args["norm_type"])
     return ClipGrad(kind, args)
+
+
+def _norm_type(value: Any) -> float:
+    """``norm_type`` as a float > 0 (``'inf'`` allowed), or an error naming the key."""
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not number > 0:
+        raise ValueAssertionError(f"clip_grad.norm_type={value!r} is not a norm order; expected "
+                                  "a number > 0 or 'inf' (2.0: the Euclidean norm)")
+    return number
 
 
 _MEANING = {"max_norm": "the largest total gradient norm kept",
