@@ -68,6 +68,9 @@ def check_component(node: Any, registry: Registry, path: str,
         return None, [f"{path}: expected a mapping with a 'type' key, got {node!r}"]
     type_value = node.get("type", default_type)
     if type_value is None:
+        if "type" in node:  # `type: null` (or an empty `type:` in YAML)
+            return None, [f"{_join(path, 'type')}: None is not a name registered in "
+                          f"{registry.name}; {suggest('', registry.keys())}"]
         return None, [f"{path}: no 'type' key; {suggest('', registry.keys())}"]
     try:
         target = registry.get(type_value)

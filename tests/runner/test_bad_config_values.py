@@ -96,6 +96,7 @@ SWEEP = [
     ("optim_wrapper.clip_grad.max_norm", "1", "number"),
     ("optim_wrapper.clip_grad.norm_type", "two", "number > 0 or 'inf'"),
     ("optim_wrapper.clip_grad.norm_type", 0, "number > 0"),
+    ("optim_wrapper.optimizer.type", None, "not a name registered in OPTIMIZERS"),
     ("optim_wrapper.clip_grad", 1.0, "dict"),
     ("param_scheduler.0.end", 0, "larger than begin"),
     ("param_scheduler.0.begin", -5, ">= 0"),
