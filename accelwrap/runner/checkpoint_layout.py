@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ENGINES", "Files", "Layout"]
+__all__ = ["ENGINES", "STATE_FILE", "Files", "Layout"]
+
+#: The runner's own JSON file in a checkpoint folder (written last: it marks a complete one).
+STATE_FILE = "runner_state.json"
 
 ENGINES = ("plain", "fsdp_sharded", "fsdp_full", "other")
 _ENGINE_NOTE = {"plain": "", "fsdp_sharded": " (FSDP sharded)", "fsdp_full": " (FSDP full)"}

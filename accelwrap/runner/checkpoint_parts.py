@@ -34,22 +34,33 @@ from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import CheckpointError
-from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
-from accelwrap.optim.scheduler.settings import scheduler_settings, settings_changes
-from accelwrap.runner.checkpoint_layout import Files, Layout
-from accelwrap.runner.data_position import POSITION_KEYS, position_state, restore_position
+from accelwrap.runner.checkpoint_layout import STATE_FILE, Files, Layout
+from accelwrap.runner.data_position import POSITION_KEYS
 from accelwrap.runner.ema import EMA_FILE
-from accelwrap.runner.manifest import MANIFEST_KEY, SEAL_KEY, read_sealed
+from accelwrap.runner.log_output import HELD_KEY
+from accelwrap.runner.manifest import MANIFEST_KEY, SEAL_KEY
+from accelwrap.runner.state_parts import (
+    data_position,
+    held_scalars,
+    load_ema,
+    progress,
+    report_scheduler_edits,
+    restore_best,
+    restore_data_position,
+    restore_held_scalars,
+    restore_progress,
+    restore_wrapper_counters,
+    run_scheduler_settings,
+    save_ema,
+    wrapper_counters,
+)
 
-__all__ = ["ACCELERATE", "ACCELWRAP", "FINGERPRINT_KEY", "PARTS", "STATE_FILE", "STATE_FORMAT",
-           "CheckpointPart", "collect_state", "declared_files", "load_own_files", "missing_files",
-           "missing_message", "part_named", "part_of", "parts_table", "restore_before_load",
-           "restore_state", "save_own_files"]
+__all__ = ["ACCELERATE", "ACCELWRAP", "FINGERPRINT_KEY", "PARTS", "STATE_FILE", "CheckpointPart",
+           "collect_state", "declared_files", "load_own_files", "missing_files", "missing_message",
+           "part_named", "part_of", "parts_table", "restore_state", "save_own_files"]
 
 logger = logging.getLogger("accelwrap")
 
-STATE_FILE = "runner_state.json"
-STATE_FORMAT = 1
 FINGERPRINT_KEY = "model"
 ACCELERATE = "Accelerate's `save_state`"
 ACCELWRAP = "accelwrap"
@@ -87,113 +98,6 @@ def _one(layout: Layout) -> int:
     return 1
 
 
-# ---------------------------------------------------------------- runner_state.json
-def _progress(loop: Any) -> tuple:
-    runner = loop.runner
-    return (STATE_FORMAT, loop.epoch, loop.iter, runner.max_iters,
-            runner.accelerator.num_processes)
-
-
-def _restore_progress(loop: Any, state: Mapping[str, Any]) -> None:
-    loop.epoch, loop.iter = int(state["epoch"]), int(state["iter"])
-    loop._last_saved = loop.iter
-
-
-def _data_position(loop: Any) -> tuple:
-    return position_state(loop)
-
-
-def _restore_data_position(loop: Any, state: Mapping[str, Any]) -> None:
-    # Another world size or batch size continues the epoch at its first unseen sample.
-    restore_position(loop, state, _flat_schedulers(loop))
-
-
-def _wrapper_counters(loop: Any) -> tuple:
-    wrappers = {}
-    for name, wrapper in named_members(loop.runner.optim_wrapper).items():
-        base = wrapper.base_param_settings
-        wrappers[name] = {
-            "inner_count": wrapper.inner_count,
-            "skipped_steps": getattr(wrapper, "skipped_steps", 0),
-            "base_param_settings": None if base is None else
-            {k: v for k, v in base.items() if k != "params" and _jsonable(v)},
-        }
-        if hasattr(wrapper, "progress_state"):  # update counters, the spike window
-            wrappers[name]["progress"] = wrapper.progress_state()
-    return (wrappers,)
-
-
-def restore_before_load(loop: Any, folder: str | Path) -> None:
-    """Put back, before ``load_state``, what the schedulers' state loading must see.
-
-    The ``OptimWrapper``'s ``base_param_settings`` group is no torch param group, so
-    ``optimizer.bin`` lacks it; a scheduler recomputes the value of every group when its
-    state loads (an edited schedule), so that group must already hold the saved values.
-
-    Args:
-        loop: The training loop.
-        folder: The checkpoint folder.
-    """
-    path = Path(folder) / STATE_FILE
-    state = read_sealed(path) if path.is_file() else {}
-    for name, wrapper in named_members(loop.runner.optim_wrapper).items():
-        saved = state.get("wrappers", {}).get(name, {})
-        if saved.get("base_param_settings") and wrapper.base_param_settings is not None:
-            wrapper.base_param_settings.update(saved["base_param_settings"])
-
-
-def _restore_wrapper_counters(loop: Any, state: Mapping[str, Any]) -> None:
-    for name, wrapper in named_members(loop.runner.optim_wrapper).items():
-        saved = state.get("wrappers", {}).get(name, {})
-        if "skipped_steps" in saved and hasattr(wrapper, "skipped_steps"):
-            wrapper.skipped_steps = saved["skipped_steps"]
-        if "progress" in saved and hasattr(wrapper, "load_progress_state"):
-            wrapper.load_progress_state(saved["progress"])
-
-
-def _flat_schedulers(loop: Any) -> list[Any]:
-    schedulers = getattr(loop.runner, "param_schedulers", None) or []
-    groups = schedulers.values() if isinstance(schedulers, Mapping) else [schedulers]
-    return [s for group in groups for s in group]
-
-
-def _scheduler_settings(loop: Any) -> tuple:
-    return ([scheduler_settings(s) for s in _flat_schedulers(loop)],)
-
-
-def _report_scheduler_edits(loop: Any, state: Mapping[str, Any]) -> None:
-    saved = state.get("schedulers")
-    if saved is None:  # a checkpoint from before settings were recorded
-        return
-    changes = settings_changes(saved, _scheduler_settings(loop)[0])
-    if changes:
-        logger.warning("resuming with an edited schedule; the run follows the new settings "
-                       "from this iteration on:\n  %s", "\n  ".join(changes))
-
-
-def _jsonable(value: Any) -> bool:
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return True
-    return isinstance(value, (list, tuple)) and all(_jsonable(v) for v in value)
-
-
-def _save_ema(loop: Any, folder: Path) -> None:
-    ema = getattr(loop.runner, "ema", None)
-    if ema is not None and loop.runner.accelerator.is_main_process:
-        ema.save(folder)  # the same weights on every process
-
-
-def _load_ema(loop: Any, folder: Path) -> None:
-    ema = getattr(loop.runner, "ema", None)
-    if ema is not None:
-        ema.load(folder)
-
-
-def _restore_best(loop: Any, state: Mapping[str, Any]) -> None:
-    if loop.best is not None:
-        loop.best.restore(state.get("best"))  # absent in checkpoints from before save_best
-
-
 _STATE = (Files(STATE_FILE, _one),)
 
 PARTS: tuple[CheckpointPart, ...] = (
@@ -228,7 +132,7 @@ PARTS: tuple[CheckpointPart, ...] = (
         "Epochs and iterations done, run length, process count; `iter` orders checkpoints. "
         "Written last: a folder holding it is complete.",
         files=_STATE, keys=("format", "epoch", "iter", "max_iters", "world_size"),
-        collect=_progress, restore=_restore_progress),
+        collect=progress, restore=restore_progress),
     CheckpointPart(
         "manifest", ACCELWRAP,
         "Size and CRC-32 of every other file of the folder, and the CRC-32 of this file's own "
@@ -241,19 +145,19 @@ PARTS: tuple[CheckpointPart, ...] = (
         "another world size or batch size continues at the first unseen sample of the "
         "epoch's seeded order (`accelwrap.runner.data_position`).",
         files=_STATE, keys=POSITION_KEYS,
-        collect=_data_position, restore=_restore_data_position),
+        collect=data_position, restore=restore_data_position),
     CheckpointPart(
         "optim wrapper counters", ACCELWRAP,
         "Per OptimWrapper member: `inner_count`, skipped fp16 steps, `base_param_settings` and "
         "the update counters (`nonfinite_skips`, `spike_skips`, the spike rule's loss window).",
         files=_STATE, keys=("wrappers",),
-        collect=_wrapper_counters, restore=_restore_wrapper_counters),
+        collect=wrapper_counters, restore=restore_wrapper_counters),
     CheckpointPart(
         "scheduler settings", ACCELWRAP,
         "Each scheduler's settings (type, window, arguments), in build order: not restored "
         "(the run's own settings win) but compared, and every edit is logged on resume.",
         files=_STATE, keys=("schedulers",),
-        collect=_scheduler_settings, restore=_report_scheduler_edits),
+        collect=run_scheduler_settings, restore=report_scheduler_edits),
     CheckpointPart(
         "model fingerprint", ACCELWRAP,
         "`{parameter: shape}`: resuming refuses a checkpoint of another model before loading.",
@@ -270,22 +174,19 @@ PARTS: tuple[CheckpointPart, ...] = (
         "`custom_hooks` `EMAHook`: the averaged weights (`state_dict` names) and, in the "
         "metadata, the update count; main process, `safetensors` (EMA runs only).",
         files=(Files(EMA_FILE, lambda lay: int(lay.ema)),),
-        save=_save_ema, load=_load_ema),
+        save=save_ema, load=load_ema),
     CheckpointPart(
         "best checkpoint", ACCELWRAP,
         "`save_best`'s metric, rule, best value and its `best_<metric>_epoch_<n>` folder: a "
         "resumed run compares with, and replaces, that best.",
         files=_STATE, keys=("best",),
         collect=lambda loop: (loop.best.state() if loop.best is not None else None,),
-        restore=_restore_best),
+        restore=restore_best),
     CheckpointPart(
         "held log scalars", ACCELWRAP,
         "The optimizer scalars (`lr`, `grad_norm`, ...) when the checkpoint was written: a "
-        "resumed run logs them until its first update, as the uninterrupted run does (set and "
-        "read by the training loop).",
-        # log_output.HELD_KEY (that module imports this one); test_checkpoint_parts checks
-        # that a saved state holds exactly the declared keys.
-        files=_STATE, keys=("held_scalars",)),
+        "resumed run logs them until its first update, as the uninterrupted run does.",
+        files=_STATE, keys=(HELD_KEY,), collect=held_scalars, restore=restore_held_scalars),
 )
 
 

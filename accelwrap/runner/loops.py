@@ -27,7 +27,6 @@ from accelwrap.runner.checkpoint_parts import collect_state, restore_state
 from accelwrap.runner.data_position import epoch_loader
 from accelwrap.runner.fault_points import kill_point
 from accelwrap.runner.log_output import (
-    HELD_KEY,
     MetricLogger,
     optim_scalars,
     parse_losses,
@@ -68,6 +67,8 @@ class TrainLoop:
         batch_in_epoch: Batches of the current epoch already consumed.
         best: The best-checkpoint tracker (``default_hooks.checkpoint.save_best``), or None.
         last_checkpoint: The folder of the last checkpoint this loop wrote, or None.
+        held: The optimizer scalars of the checkpoint resumed (part 'held log scalars'),
+            logged until the wrapper measures them again.
         preemption: The run's :class:`~accelwrap.runner.preemption.PreemptionWatch`, or
             None (no preemption signals are watched).
     """
@@ -81,7 +82,7 @@ class TrainLoop:
         self._last_saved = -1
         self.last_checkpoint: str | None = None
         self._last_written = -1  # the iteration of last_checkpoint
-        self._held: dict[str, float] = {}  # scalars as saved, until measured again
+        self.held: dict[str, float] = {}  # optimizer scalars as saved, until measured again
         self.preemption: PreemptionWatch | None = None  # set by Runner.train
         self._logger: MetricLogger | None = None
         self._timer: IterTimer | None = None
@@ -95,18 +96,13 @@ class TrainLoop:
         """The JSON-serializable runner state stored with each checkpoint.
 
         Its keys are those of the parts accelwrap writes into ``runner_state.json``
-        (:data:`~accelwrap.runner.checkpoint_parts.PARTS`), and the optimizer scalars a
-        resumed run logs until its first update (:data:`~accelwrap.runner.log_output.HELD_KEY`).
+        (:data:`~accelwrap.runner.checkpoint_parts.PARTS`).
         """
-        runner = self.runner
-        state = collect_state(self)
-        state[HELD_KEY] = optim_scalars(runner.optim_wrapper, runner.logger_cfg.per_group)
-        return state
+        return collect_state(self)
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Continue from a saved state (after ``accelerator.load_state``)."""
         restore_state(self, state)
-        self._held = dict(state.get(HELD_KEY) or {})
 
     # ------------------------------------------------------------------- run
     def run(self, resume_rng: dict[str, Any] | None = None) -> None:
@@ -167,7 +163,7 @@ class TrainLoop:
             # The learning rate this iteration used, as MMEngine logs it.
             scalars = {**log_vars,
                        **optim_scalars(runner.optim_wrapper, runner.logger_cfg.per_group)}
-            for key, value in self._held.items():  # until the resumed wrapper measures again
+            for key, value in self.held.items():  # until the resumed wrapper measures again
                 scalars.setdefault(key, value)
             self._logger.log_train(self.epoch, self.iter, scalars, self._timer.report(self.iter))
         step_param_schedulers(self._schedulers, "iter")

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from accelwrap.runner.checkpoint_parts import STATE_FILE
+from accelwrap.runner.checkpoint_layout import STATE_FILE
 
 __all__ = ["RUN_DIR_KEY", "IterTimer", "banner", "configure_logging", "latest_run_dir",
            "memory_mb", "new_run_dir", "open_log_file", "release_logging", "saved_state",

@@ -40,7 +40,6 @@ from accelwrap.registry import RUNNERS, to_plain
 from accelwrap.runner import build, preflight
 from accelwrap.runner.checkpoint import CheckpointManager
 from accelwrap.runner.checkpoint_layout import Layout
-from accelwrap.runner.checkpoint_parts import restore_before_load
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.data_position import resume_policy, scheduler_kinds
 from accelwrap.runner.default_hooks import parse_default_hooks
@@ -60,6 +59,7 @@ from accelwrap.runner.run_log import (
     saved_state,
 )
 from accelwrap.runner.settings import REQUIRED_KEYS, runner_arguments, runner_config_problems
+from accelwrap.runner.state_parts import restore_before_load
 from accelwrap.runner.testing import parse_test_cfg, run_test
 from accelwrap.runner.train_cfg import parse_train_cfg
 from accelwrap.runner.weights import load_weights, shape_map
