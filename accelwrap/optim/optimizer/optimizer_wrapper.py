@@ -163,6 +163,9 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         self.accelerator = accelerator
         self._raw = glue.unwrap_optimizer(self.optimizer)
         self._direct = self._calls_torch(accelerator)
+        self._world = world_size(accelerator)  # processes whose gradients are averaged
+        self._divide_at_backward = (self._window.tokens_mode and self._accumulative_counts == 1
+                                    and self._world == 1)
         self._no_sync = accelerator.no_sync if (
             accelerator is not None and glue.needs_no_sync(accelerator)) else None
         self._set_scaler(self._pick_scaler(accelerator))
@@ -218,9 +221,8 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
     def _count(self, loss: torch.Tensor, num_tokens: Any) -> torch.Tensor:
         """Book one backward (the window's tokens and loss, the counter); the loss to use."""
         if self._window.active:
-            divide = (self._window.tokens_mode and self._accumulative_counts == 1
-                      and world_size(self.accelerator) == 1)
-            loss = self._window.add(loss, num_tokens, type(self).__name__, divide)
+            loss = self._window.add(loss, num_tokens, type(self).__name__,
+                                    self._divide_at_backward)
         self._inner_count += 1
         self.last_update_applied = False
         return loss
@@ -237,7 +239,7 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         self._guard.begin()
         grads = None
         if self._window.active:
-            closed = self._window.close(first_device(self._raw), world_size(self.accelerator))
+            closed = self._window.close(first_device(self._raw), self._world)
             if self._guard.judge_loss(closed.loss, self._inner_count):
                 self._grad_norm = None  # not measured for this update
                 return self._skip_update()
