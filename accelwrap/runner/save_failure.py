@@ -70,6 +70,7 @@ def free_space(path: str | os.PathLike) -> str:
 
 
 _RANK_FILE = re.compile(r"random_states_(\d+)\.pkl")
+_FIRST_SAFETENSORS = "model.safetensors"
 
 
 def _where(err: BaseException, folder: Path, rank: int) -> str:
@@ -81,6 +82,10 @@ def _where(err: BaseException, folder: Path, rank: int) -> str:
             return str(path.relative_to(folder.parent))
         except ValueError:
             return str(path)
+    if type(err).__name__ == "SafetensorError" and not (folder / _FIRST_SAFETENSORS).exists():
+        # safetensors removes its partial file and names none; the model's file is the first
+        # one Accelerate writes with it, so its absence says which write failed.
+        return f"{folder.name}/{_FIRST_SAFETENSORS}"
     try:  # torch's and safetensors' writers do not say which file they were writing
         files = [p for p in folder.rglob("*") if p.is_file() and _maybe_mine(p.name, rank)]
         newest = max(files, key=lambda p: p.stat().st_mtime_ns) if files else None
