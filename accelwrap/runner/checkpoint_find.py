@@ -27,7 +27,7 @@ from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, verify_files
 
 __all__ = ["LATEST_FILE", "OLD_PREFIX", "TMP_PREFIX", "checkpoints_by_iter", "find_latest",
            "is_complete", "newest_intact", "read_pointer", "read_state", "resolve_resume",
-           "state_or_problem", "verify_checkpoint"]
+           "state_or_problem", "verify_before_reading", "verify_checkpoint"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -100,6 +100,65 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         others = "".join(f"; also {_label(n)} {r}" for n, r in problems[1:])
         raise DamagedCheckpointError(path, _label(name), reason + others)
     return state
+
+
+def verify_before_reading(path: str | os.PathLike, holding: str | None = None) -> str | None:
+    """Check a checkpoint before a tool reads it (``accelwrap test``, ``merge-shards``).
+
+    A complete checkpoint folder is checked as a resume checks it
+    (:func:`verify_checkpoint`); a file inside one, against its manifest entry. A folder
+    without ``runner_state.json`` (a user's own ``accelerator.save_state`` folder) or
+    without a manifest (saved before accelwrap verified checkpoints) cannot be checked:
+    the returned note says so, and reading it goes ahead. A path that does not exist,
+    or a plain weights file, is left to the tool.
+
+    Args:
+        path: The checkpoint folder, or a file in one.
+        holding: A file or folder an alternative must hold to be named
+            (``'pytorch_model_fsdp_0'`` for ``merge-shards``).
+
+    Returns:
+        None when verified (or nothing to verify), else the note for the user.
+
+    Raises:
+        DamagedCheckpointError: A file is missing, truncated or changed (or the state
+            file is damaged); the message names it, the checkpoint, and the newest intact
+            checkpoint beside it, if any.
+
+    Example:
+        >>> verify_before_reading('/nonexistent/iter_4') is None
+        True
+    """
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    if not is_complete(folder):
+        return (f"{folder} holds no {STATE_FILE} (not a checkpoint accelwrap saved): its "
+                "files are not checked" if folder == path and path.is_dir() else None)
+    try:
+        state = read_state(folder)
+        manifest = state.get(MANIFEST_KEY)
+        if manifest is None:
+            return (f"checkpoint {folder} has no manifest (saved before accelwrap verified "
+                    "checkpoints): its files are not checked")
+        if folder == path:
+            verify_checkpoint(folder)
+            return None
+        name = path.relative_to(folder).as_posix()
+        if isinstance(manifest, dict) and name in manifest:
+            problems = verify_files(folder, {name: manifest[name]})
+            if problems:
+                raise DamagedCheckpointError(folder, name, problems[0][1])
+        return None
+    except DamagedCheckpointError as err:
+        raise DamagedCheckpointError(err.checkpoint, err.file, err.reason
+                                     + _alternative(folder, holding)) from None
+
+
+def _alternative(damaged: Path, holding: str | None) -> str:
+    other, _ = newest_intact(damaged.parent)
+    if other is None or other == damaged or (holding and not (other / holding).exists()):
+        return "; no intact checkpoint beside it"
+    return f"; the newest intact checkpoint beside it is {other}"
 
 
 def checkpoints_by_iter(directory: str | os.PathLike

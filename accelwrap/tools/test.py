@@ -2,7 +2,10 @@
 
 The config's ``test_dataloader`` is run with the checkpoint's weights (loaded as
 ``load_from``; with an ``EMAHook``, the checkpoint's averaged weights) and the metrics are
-logged as one ``Epoch(test) [n/n]`` line (:mod:`accelwrap.runner.testing`).
+logged as one ``Epoch(test) [n/n]`` line (:mod:`accelwrap.runner.testing`). Before
+anything is built or written, the checkpoint's files are checked against its manifest, as
+a resume checks them: a damaged one is an error naming the file, the checkpoint and the
+newest intact checkpoint beside it (a folder without a manifest is tested, with a note).
 
 Example:
     >>> build_test_parser().parse_args(['c.yaml', '--checkpoint', 'ck']).checkpoint
@@ -12,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -21,9 +25,12 @@ from omegaconf import OmegaConf
 from accelwrap.config import load_config
 from accelwrap.errors import CheckpointError, ConfigError, RegistryError
 from accelwrap.runner import Runner
+from accelwrap.runner.checkpoint_find import verify_before_reading
 from accelwrap.runner.run_log import configure_logging
 
 __all__ = ["add_test_args", "build_test_parser", "run_test_command"]
+
+logger = logging.getLogger("accelwrap")
 
 
 def add_test_args(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +52,13 @@ def build_test_parser() -> argparse.ArgumentParser:
 
 
 def run_test_command(args: argparse.Namespace) -> int:
-    """Build the runner with the checkpoint's weights and test; user errors return 1."""
+    """Verify the checkpoint, build the runner with its weights and test; user errors
+    (a damaged checkpoint included) return 1."""
     configure_logging(main=int(os.environ.get("RANK", "0")) == 0)
     try:
+        note = verify_before_reading(args.checkpoint)
+        if note is not None:
+            logger.warning("%s", note)
         cfg = load_config(args.config, args.overrides)
         work_dir = args.work_dir or cfg.get("work_dir") or str(Path("work_dirs")
                                                               / Path(args.config).stem)
