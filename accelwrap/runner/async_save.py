@@ -1,19 +1,26 @@
-"""Asynchronous checkpoints (``default_hooks.checkpoint.async: true``).
+"""Asynchronous checkpoints (``default_hooks.checkpoint.async: true``), 1 or more processes.
 
-Training stops only while the state is copied into host memory: the main thread writes
-the small files with Accelerate's own ``save_accelerator_state`` (schedulers, samplers,
-RNG states, loss scaler) and accelwrap's own parts into ``.tmp-<name>``, and clones every
-model's and optimizer's ``state_dict`` to CPU (:func:`snapshot`). A background thread
-then writes the weights and optimizer states under Accelerate's file names and formats
-(``model.safetensors``, ``optimizer.bin``, ...), fsyncs and sums them, writes the
-manifest and publishes the folder exactly as a synchronous save does (the ``.tmp`` +
-rename scheme: a kill during the background write leaves the previous checkpoint). The
-folder stays loadable by a plain ``accelerator.load_state``.
+Training stops only while the state is copied into host memory. In the main thread, on
+every process: Accelerate's own ``save_accelerator_state`` writes the small files
+(schedulers, samplers, this rank's RNG state, loss scaler) and accelwrap its own parts
+into ``.tmp-<name>``; the process that writes the weights (rank 0 with DDP) clones every
+model's and optimizer's ``state_dict`` to CPU (:func:`snapshot`); under FSDP
+(``SHARDED_STATE_DICT``) every rank stages its shards with DCP's ``async_save``
+(:func:`~accelwrap.runner.async_dist.stage_sharded`). A background thread per process
+then writes its files under Accelerate's names and formats (``model.safetensors``,
+``optimizer.bin``; DCP's ``pytorch_model_fsdp_0/``, ``optimizer_0/``); all processes agree
+that every one succeeded (on a gloo group of their own, never the default one:
+:mod:`accelwrap.runner.async_dist`); only then rank 0 checks, fsyncs and sums the files,
+writes the manifest and publishes the folder exactly as a synchronous save does, and all
+processes agree on that too. The folder is the one a synchronous save writes (a plain
+``accelerator.load_state`` reads it); a kill during the background write, on any rank,
+leaves the previous checkpoint ``latest``.
 
-The next save, a load, the run's end and a preemption exit wait for the background
-write (:meth:`AsyncWriter.wait`); its failure is reported there, as a synchronous one.
-A run with more than one process, or FSDP, saves synchronously (a logged note): no
-collective runs in the background thread.
+The next save, a load, the run's end and a preemption exit wait for the background write
+(:meth:`AsyncWriter.wait`), where its failure is reported as a synchronous one is (one
+line; ``on_error: raise`` stops the run, ``warn`` goes on). A preemption checkpoint whose
+background write failed under ``warn`` is written again, synchronously, before the exit.
+DeepSpeed, Megatron and FSDP without sharded DCP state save synchronously (a logged note).
 
 Example:
     >>> import torch
@@ -28,18 +35,30 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from accelwrap.runner.checkpoint_parts import save_own_files
+from accelwrap.errors import CheckpointError
+from accelwrap.runner.async_dist import WriterGroups, agree_on, stage_sharded
+from accelwrap.runner.checkpoint_layout import STATE_FILE, Layout
+from accelwrap.runner.checkpoint_parts import missing_files, missing_message, save_own_files
+from accelwrap.runner.fault_points import kill_point
+from accelwrap.runner.save_failure import describe_error, is_write_error
 
-__all__ = ["AsyncWriter", "async_refusal", "save_in_background", "snapshot", "take_snapshot",
-           "write_big_files", "write_small_files"]
+__all__ = ["AsyncSaveFailed", "AsyncWriter", "async_refusal", "save_in_background", "snapshot",
+           "take_snapshot", "write_big_files", "write_small_files"]
 
 logger = logging.getLogger("accelwrap")
+
+
+class AsyncSaveFailed(Exception):
+    """A background write failed on some process (``reports``: one line per process)."""
+
+    def __init__(self, reports: list[str]) -> None:
+        super().__init__("; ".join(reports))
+        self.reports = reports
 
 
 def snapshot(obj: Any) -> Any:
@@ -57,15 +76,21 @@ def snapshot(obj: Any) -> Any:
 
 def async_refusal(accelerator: Any) -> str | None:
     """Why this run cannot save asynchronously (None: it can)."""
-    from accelerate.utils import DistributedType
+    engine = Layout.of(accelerator, 0, 0, 0).engine
+    if engine == "fsdp_sharded" and accelerator.state.fsdp_plugin.fsdp_version == 2:
+        return None
+    if engine == "plain" and "XLA" not in str(accelerator.distributed_type):
+        return None
+    return ("default_hooks.checkpoint.async: true is supported with one process, DDP and "
+            "FSDP2 with fsdp_state_dict_type SHARDED_STATE_DICT (this run: "
+            f"{getattr(accelerator.distributed_type, 'value', accelerator.distributed_type)}"
+            f", {engine}); saving synchronously")
 
-    if accelerator.distributed_type == DistributedType.FSDP:
-        return ("default_hooks.checkpoint.async: true is not supported under FSDP "
-                "(sharded state needs DCP's async save); saving synchronously")
-    if accelerator.num_processes > 1:
-        return (f"default_hooks.checkpoint.async: true is supported on 1 process only "
-                f"(this run has {accelerator.num_processes}); saving synchronously")
-    return None
+
+def _writes_shared(accelerator: Any) -> bool:
+    """Whether this process writes the files every process holds alike (weights, ...)."""
+    on_each_node = getattr(accelerator.project_configuration, "save_on_each_node", False)
+    return accelerator.is_main_process or (on_each_node and accelerator.is_local_main_process)
 
 
 def write_small_files(accelerator: Any, folder: Path) -> None:
@@ -115,6 +140,7 @@ class AsyncWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._on_error: Callable[[BaseException], None] | None = None
+        self.groups = WriterGroups()  # the background agreement's and DCP's gloo groups
 
     @property
     def busy(self) -> bool:
@@ -153,9 +179,88 @@ class AsyncWriter:
             self._on_error(error)
 
 
+
+class _Attempt:
+    """One process's try at a background stage: its report for the agreement, and the
+    error itself when it is not a write error (re-raised where it happened)."""
+
+    def __init__(self, work: Callable[[], Any], tmp: Path, rank: int, ranks: int) -> None:
+        self.error: BaseException | None = None
+        self.report: tuple[str, str] | None = None
+        try:
+            work()
+        except BaseException as err:
+            if is_write_error(err):
+                self.report = ("write", describe_error(err, tmp, rank, ranks))
+            else:
+                self.error = err
+                self.report = ("fatal", f"rank {rank}: {type(err).__name__}: {err}")
+
+    def settle(self, group: Any, ranks: int) -> None:
+        """Agree with every process (collective on ``group``); raise what any one hit."""
+        reports = agree_on(group, self.report, ranks)
+        if self.error is not None:
+            raise self.error
+        fatal = [text for kind, text in reports if kind == "fatal"]
+        if fatal:
+            raise CheckpointError("a background checkpoint write failed on another process: "
+                                  + "; ".join(fatal))
+        if reports:
+            raise AsyncSaveFailed([text for _, text in reports])
+
+
+def _check_and_publish(manager: Any, tmp: Path, final: Path, state: dict[str, Any],
+                       replaces: str | None, new_directory: bool) -> None:
+    """Rank 0, background: the files are all there; seal and publish (as a sync save)."""
+    from accelwrap.runner.best import BEST_PREFIX
+    from accelwrap.runner.checkpoint_find import LATEST_FILE, TMP_PREFIX
+
+    if manager.layout is not None:
+        missing = missing_files(tmp, manager.layout, skip=(STATE_FILE,))
+        if missing:
+            raise CheckpointError(f"saving checkpoint {str(final)!r} wrote no "
+                                  + missing_message(missing, manager.layout))
+    pointer = (None if final.name.startswith(BEST_PREFIX)
+               else manager.directory / f"{TMP_PREFIX}{LATEST_FILE}")
+    manager._seal(tmp, final, state, pointer)
+    manager._publish(tmp, final, pointer, new_directory, replaces)
+
+
+def _snapshot_now(manager: Any, tmp: Path, loop: Any) -> Callable[[], None]:
+    """Main thread, every process: the small files, and the state of the big ones in host
+    memory. Returns the background writer of this process's big files."""
+    acc = manager.accelerator
+    main = acc.is_main_process
+
+    def make_folder() -> None:
+        if main:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+
+    def write_small() -> None:
+        tmp.mkdir(parents=True, exist_ok=True)  # a node-local work dir on another node
+        write_small_files(acc, tmp)
+        save_own_files(loop, tmp)
+
+    manager._stage(make_folder, tmp)
+    manager._stage(write_small, tmp)
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type == DistributedType.FSDP:
+        futures = stage_sharded(acc, tmp, manager._writer.groups)
+        return lambda: [future.result() for future in futures]
+    if not _writes_shared(acc):
+        return lambda: None
+    weights, optimizers = take_snapshot(acc)
+    return lambda: write_big_files(tmp, weights, optimizers)
+
+
 def save_in_background(manager: Any, tmp: Path, final: Path, state: dict[str, Any], loop: Any,
-                       replaces: str | None, on_error: Callable[[BaseException], None]) -> None:
-    """Snapshot into ``tmp`` and host memory now; write, seal and publish in the background.
+                       replaces: str | None, policy: str) -> None:
+    """Snapshot into ``tmp`` and host memory now; write, agree, seal and publish in the
+    background. Collective: call on every process.
 
     Args:
         manager: The run's ``CheckpointManager`` (its save stages, its writer).
@@ -164,22 +269,66 @@ def save_in_background(manager: Any, tmp: Path, final: Path, state: dict[str, An
         state: The runner state (deep-copied here: training goes on changing its sources).
         loop: The training loop, for accelwrap's own parts.
         replaces: As in ``CheckpointManager.save``.
-        on_error: Given the background failure when it is waited for.
+        policy: ``default_hooks.checkpoint.on_error`` for a background failure.
     """
-    acc, new_directory = manager.accelerator, not manager.directory.is_dir()
-
-    def write_small() -> None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        write_small_files(acc, tmp)
-        save_own_files(loop, tmp)
-
-    manager._stage(write_small, tmp)
-    weights, optimizers = take_snapshot(acc)
+    acc = manager.accelerator
+    rank, ranks, main = acc.process_index, acc.num_processes, acc.is_main_process
+    group = manager._writer.groups.get(0, ranks)  # collective the first time: main thread
+    new_directory = not manager.directory.is_dir()
+    write_mine = _snapshot_now(manager, tmp, loop)
     state = copy.deepcopy(state)
+    iteration = int(state["iter"])
+
+    def mine() -> None:
+        write_mine()
+        kill_point(f"save-rank{rank}", iteration)  # test hook: one rank dies mid-write
 
     def work() -> None:
-        manager._stage(lambda: write_big_files(tmp, weights, optimizers), tmp)
-        manager._finish(tmp, final, state, replaces, new_directory)
+        _Attempt(mine, tmp, rank, ranks).settle(group, ranks)
+        kill_point("save", iteration)
+        publish = _Attempt(lambda: main and _check_and_publish(
+            manager, tmp, final, state, replaces, new_directory), tmp, rank, ranks)
+        publish.settle(group, ranks)
 
-    manager._writer.start(work, on_error)
+    manager._writer.start(work, _error_handler(manager, tmp, final, state, loop, replaces,
+                                               policy))
+
+
+def _error_handler(manager: Any, tmp: Path, final: Path, state: dict[str, Any], loop: Any,
+                   replaces: str | None, policy: str) -> Callable[[BaseException], None]:
+    """What :meth:`AsyncWriter.wait` does with a background failure (main thread, every
+    process: they all got the same agreed reports)."""
+
+    def on_error(err: BaseException) -> None:
+        if not isinstance(err, AsyncSaveFailed):
+            manager._remove_partial(tmp)
+            raise err
+        manager._failed(final.name, tmp, err, policy)  # raises under on_error: raise
+        if _preempting(loop, state):
+            _save_synchronously(manager, tmp, final, state, loop, replaces, policy)
+
+    return on_error
+
+
+def _preempting(loop: Any, state: dict[str, Any]) -> bool:
+    """Whether the run stops for a preemption right after this checkpoint (same on every
+    process: the watch agreed, and nothing trained since the snapshot)."""
+    watch = getattr(loop, "preemption", None)
+    return (watch is not None and watch.stopping
+            and getattr(loop, "iter", None) == int(state["iter"]))
+
+
+def _save_synchronously(manager: Any, tmp: Path, final: Path, state: dict[str, Any],
+                        loop: Any, replaces: str | None, policy: str) -> None:
+    """The preemption checkpoint's background write failed (``on_error: warn``): write it
+    again, synchronously, so that the run does not exit without it."""
+    if manager.accelerator.is_main_process:
+        logger.warning("writing checkpoint %r again, synchronously, before the preemption "
+                       "exit", final.name)
+    try:
+        manager._write(tmp, final, state, loop, replaces)
+    except Exception as err:
+        if getattr(err, "reports", None) is None:
+            manager._remove_partial(tmp)
+            raise
+        manager._failed(final.name, tmp, err, policy)

@@ -216,15 +216,8 @@ class CheckpointManager:
 
     def _write_async(self, tmp: Path, final: Path, state: dict[str, Any], loop: Any,
                      replaces: str | None, policy: str) -> None:
-        """Snapshot here (1 process: no collective in the thread); write in the background."""
-
-        def on_error(err: BaseException) -> None:
-            if isinstance(err, _SaveFailed):
-                return self._failed(final.name, tmp, err, policy)
-            self._remove_partial(tmp)
-            raise err
-
-        save_in_background(self, tmp, final, state, loop, replaces, on_error)
+        """Snapshot here; write, agree and publish in the background (async_save.py)."""
+        save_in_background(self, tmp, final, state, loop, replaces, policy)
 
     def _stage(self, work: Callable[[], Any], tmp: Path) -> None:
         """Run one save stage on this process; raise ``_SaveFailed`` on all if any failed."""

@@ -168,6 +168,12 @@ class PreemptionWatch:
                        "exiting with status %d (a second signal exits at once)", name,
                        PREEMPTED_EXIT_CODE)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`requested` has answered true (no communication): the run
+        stops after the current checkpoint."""
+        return self._agreed
+
     def requested(self) -> bool:
         """Whether any process received a signal; collective with several processes.
 
