@@ -9,7 +9,10 @@ SIGKILL, a crashed node that came back) is *stale*: the next run takes it over a
 logs a warning (so is a lock that is still unreadable 10 s after it was created: a run
 killed between creating and writing it). A lock of another host cannot be checked from
 here: the message says which file to delete once that run is known to be gone. The lock
-is released when the run ends, fails or is preempted.
+is released when the run ends, fails or is preempted. With several processes, every one
+then looks for that lock in its own work dir (:func:`unshared_work_dir`): a machine whose
+work dir is node-local does not see it, and every process stops before training with an
+error naming the hosts.
 
 A fresh run (no ``resume``) into a work dir that already holds checkpoints is refused
 (resume them with ``--resume auto``, or pick another ``--work-dir``); ``overwrite``
@@ -48,12 +51,16 @@ from typing import Any
 from accelwrap.runner.checkpoint import find_latest
 
 __all__ = ["LOCK_FILE", "WorkDirError", "WorkDirLock", "checkpoint_conflict", "claim_work_dir",
-           "clear_checkpoints", "lock_holder", "parse_overwrite", "wants_resume"]
+           "clear_checkpoints", "lock_holder", "parse_overwrite", "unshared_work_dir",
+           "wants_resume"]
 
 logger = logging.getLogger("accelwrap")
 
 LOCK_FILE = "accelwrap.lock"
 _UNREADABLE_STALE_S = 10.0  # a lock is written within microseconds of its creation
+# How long a process looks for the main process's lock before calling its work dir
+# unshared (a network file system may cache a folder's listing for a few seconds).
+SHARED_WAIT_S = 10.0
 
 
 class WorkDirError(RuntimeError):
@@ -264,7 +271,8 @@ def claim_work_dir(accelerator: Any, work_dir: str | os.PathLike, checkpoint_dir
     """Lock the work dir on the main process and check its checkpoints; collective.
 
     The main process decides and tells the others, so every process raises the same
-    error (a work dir local to one node is seen by its main process only).
+    error; then every process checks that it sees the main process's lock in its work dir
+    (:func:`unshared_work_dir`), and all raise if one does not.
 
     Args:
         accelerator: The run's Accelerator.
@@ -277,7 +285,8 @@ def claim_work_dir(accelerator: Any, work_dir: str | os.PathLike, checkpoint_dir
         The lock (main process; release it at the end), else None.
 
     Raises:
-        WorkDirError: Another run holds the lock, or a fresh run would overwrite checkpoints.
+        WorkDirError: Another run holds the lock, a fresh run would overwrite checkpoints,
+            or a process does not see the work dir the main process locked.
     """
     lock, problem = None, None
     if accelerator.is_main_process:
@@ -296,7 +305,70 @@ def claim_work_dir(accelerator: Any, work_dir: str | os.PathLike, checkpoint_dir
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
-        problem = broadcast_object_list([problem], from_process=0)[0]
+        token = lock._content if lock is not None else None
+        problem, token = broadcast_object_list([problem, token], from_process=0)
+        if problem is None:
+            problem = unshared_work_dir(accelerator, work_dir, json.loads(token))
+            if problem is not None and lock is not None:
+                lock.release()
     if problem is not None:
         raise WorkDirError(problem)
     return lock
+
+
+def _sees(path: Path, holder: dict[str, Any], wait_s: float) -> bool:
+    """Whether ``path`` holds the lock ``holder`` (looked for up to ``wait_s`` seconds)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            os.listdir(path.parent)  # a network file system revalidates the folder
+        except OSError:
+            pass
+        if lock_holder(path) == holder:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def unshared_work_dir(accelerator: Any, work_dir: str | os.PathLike,
+                      holder: dict[str, Any]) -> str | None:
+    """Why the processes do not share one work dir (None: they do); collective.
+
+    Every process looks for the main process's lock (``holder``, its content) in its own
+    ``work_dir``, then all learn who saw it (one ``gather_object``). A machine with a
+    node-local work dir does not see it: every process writes its own files of each
+    checkpoint, so a run on such folders could never save (see README, "Several
+    machines").
+
+    Args:
+        accelerator: The run's Accelerator (more than one process).
+        work_dir: This process's work dir.
+        holder: The content of the main process's lock file.
+
+    Returns:
+        The refusal naming the main process's host and work dir and every host (with its
+        ranks and work dir) that does not see the lock, or None.
+    """
+    from accelerate.utils import gather_object
+
+    work_dir = Path(work_dir).absolute()
+    seen = _sees(work_dir / LOCK_FILE, holder, SHARED_WAIT_S)
+    reports = gather_object([(accelerator.process_index, socket.gethostname(), str(work_dir),
+                              seen)])
+    blind: dict[tuple[str, str], list[int]] = {}
+    for rank, host, folder, ok in reports:
+        if not ok:
+            blind.setdefault((host, folder), []).append(rank)
+    if not blind:
+        return None
+    main_dir = next(folder for rank, _, folder, _ in reports if rank == 0)
+    where = "; ".join(f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))} on "
+                      f"host {host!r} (work dir {folder!r})" for (host, folder), ranks
+                      in sorted(blind.items()))
+    return (f"the work dir is not one folder shared by every machine: the main process "
+            f"(rank 0 on host {holder.get('host', '?')!r}) holds its lock "
+            f"{str(Path(main_dir) / LOCK_FILE)!r}, which {where} cannot see after "
+            f"{SHARED_WAIT_S:.0f} s. Every process writes its own files of each checkpoint "
+            "into the work dir, so node-local work dirs cannot work: give every machine the "
+            "same --work-dir on a file system they all mount (NFS, Lustre, ...)")

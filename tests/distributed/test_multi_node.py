@@ -4,7 +4,8 @@ Two ``accelerate launch`` commands, ``--machine_rank 0`` and ``1`` of ``--num_ma
 rendezvous on 127.0.0.1 with one CPU process each (one gloo group of 2). They train into a
 shared work dir (what the README asks for), are killed as a whole job at one iteration,
 and ``--resume auto`` on both ends bit-identical to an uninterrupted job. Only global rank
-0 (on machine 0) writes the text log, the metrics and the checkpoints' renames.
+0 (on machine 0) writes the text log, the metrics and the checkpoints' renames. A
+node-local work dir per machine is refused at the start, before training.
 """
 
 from __future__ import annotations
@@ -82,11 +83,24 @@ def test_two_machines_train_checkpoint_and_resume_exactly_after_a_kill(tmp_path)
     assert records(work) == records(reference)
 
 
-def test_node_local_work_dirs_publish_nothing_and_name_the_missing_files(tmp_path):
-    """Each machine with its own work dir: the first save is refused on both, naming the
-    files the other machine wrote elsewhere; no checkpoint is ever published."""
-    (code0, out0), (code1, out1) = job([tmp_path / "node0", tmp_path / "node1"])
+def test_node_local_work_dirs_are_refused_at_the_start_naming_both_hosts(tmp_path):
+    """Each machine with its own work dir: machine 1 does not see machine 0's lock, so both
+    stop before training, naming the host and work dir of each; nothing is left behind."""
+    node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    (code0, out0), (code1, out1) = job([node0, node1])
     assert code0 != 0 and code1 != 0
-    assert "wrote no random_states_1.pkl" in out0 and "wrote no model.safetensors" in out1
-    assert not any((tmp_path / f"node{rank}" / "checkpoints" / "latest").exists()
-                   for rank in (0, 1))
+    host = socket.gethostname()
+    for out in (out0, out1):
+        lines = [line for line in out.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1, out[-3000:]
+        assert "the work dir is not one folder shared by every machine" in lines[0]
+        assert (f"the main process (rank 0 on host {host!r}) holds its lock "
+                f"{str(node0 / 'accelwrap.lock')!r}, which rank 1 on host {host!r} (work dir "
+                f"{str(node1)!r}) cannot see") in lines[0]
+        assert "same --work-dir on a file system they all mount" in lines[0]
+        assert "Epoch(train)" not in out
+        # The only traceback is the launcher's report that its worker failed.
+        assert out.count("Traceback") == out.count("ChildFailedError:") == 1
+    # Nothing trained or written: the lock is released, no checkpoint or run folder anywhere.
+    assert not node0.exists() or list(node0.iterdir()) == []
+    assert not node1.exists() or list(node1.iterdir()) == []
