@@ -64,7 +64,7 @@ from accelwrap.runner.checkpoint_find import (
     is_complete,
     read_state,
     resolve_resume,
-    verify_checkpoint,
+    start_verification,
 )
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_parts import (
@@ -366,7 +366,13 @@ class CheckpointManager:
         Raises:
             ValueError: The checkpoint belongs to a different model.
             DamagedCheckpointError: A file fails its manifest check (missing, truncated,
-                changed), or ``runner_state.json`` is unreadable; nothing was loaded.
+                changed), or ``runner_state.json`` is unreadable. Nothing was loaded when
+                the state file, a file's presence or size, or a small file is at fault;
+                the content of files of 1 MiB and more is summed while Accelerate reads
+                them, so a changed byte there is raised after ``load_state`` (the objects
+                then hold part of the checkpoint: load another one, as ``resume='auto'``
+                does, or stop). accelwrap's own part files are loaded only after every
+                file checked out.
             CheckpointError: A declared file is missing, or Accelerate could not load the
                 checkpoint (the message names the folder, the file and its part).
         """
@@ -385,14 +391,16 @@ class CheckpointManager:
                 raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "
                                       + missing_message(missing, layout))
         self.wait()
-        verify_checkpoint(path)
+        verified = start_verification(path, state)  # large files summed while Accelerate reads
         try:
             self.accelerator.load_state(str(path))
         except Exception as err:
+            verified()  # a damaged file explains a failed load best
             if not (is_write_error(err) or isinstance(err, (KeyError, ValueError, EOFError))
                     or type(err).__name__ == "UnpicklingError"):
                 raise
             raise CheckpointError(f"loading checkpoint {str(path)!r} failed: "
                                   f"{type(err).__name__}: {err}") from err
+        verified()
         load_own_files(loop, Path(path))
         return state

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import CheckpointError, DamagedCheckpointError
 from accelwrap.runner.checkpoint_parts import STATE_FILE, part_named
-from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, verify_files
+from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, start_verify, verify_files
 
 __all__ = ["LATEST_FILE", "OLD_PREFIX", "TMP_PREFIX", "checkpoints_by_iter", "find_latest",
            "is_complete", "newest_intact", "read_pointer", "read_state", "resolve_resume",
-           "state_or_problem", "verify_before_reading", "verify_checkpoint"]
+           "start_verification", "state_or_problem", "verify_before_reading",
+           "verify_checkpoint"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -87,19 +89,48 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             message names it, its part and the checkpoint (and counts the others).
     """
     state = read_state(path)
+    start_verification(path, state)()
+    return state
+
+
+def start_verification(path: str | os.PathLike,
+                       state: dict[str, Any]) -> Callable[[], None]:
+    """Check now what is cheap in checkpoint ``path``; start checking the rest.
+
+    Checked before this returns: the manifest's form, every file's presence and size,
+    and the content of the small files (:func:`~accelwrap.runner.manifest.start_verify`).
+    The content of the large files is summed on the I/O pool meanwhile; the returned
+    function waits for it.
+
+    Args:
+        path: A complete checkpoint folder.
+        state: Its state, from :func:`read_state`.
+
+    Returns:
+        A function that returns once every file is checked, or raises.
+
+    Raises:
+        DamagedCheckpointError: Raised here or by the returned function: a file is
+            missing, truncated, grown or changed; the message names it, its part and the
+            checkpoint (and counts the others).
+    """
     manifest = state.get(MANIFEST_KEY)
     if manifest is None:
         logger.warning("checkpoint %s has no manifest (saved before accelwrap verified "
                        "checkpoints): its files are not checked", path)
-        return state
+        return lambda: None
     if not isinstance(manifest, dict):
         raise DamagedCheckpointError(path, STATE_FILE, f"has a malformed {MANIFEST_KEY!r}")
-    problems = verify_files(path, manifest)
+    problems, later = start_verify(path, manifest)
+    _raise_damage(path, problems)
+    return lambda: _raise_damage(path, later())
+
+
+def _raise_damage(path: str | os.PathLike, problems: list[tuple[str, str]]) -> None:
     if problems:
         name, reason = problems[0]
         others = "".join(f"; also {_label(n)} {r}" for n, r in problems[1:])
         raise DamagedCheckpointError(path, _label(name), reason + others)
-    return state
 
 
 def verify_before_reading(path: str | os.PathLike, holding: str | None = None) -> str | None:

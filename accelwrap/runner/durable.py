@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["fsync_all", "fsync_path", "run_all", "tree_paths"]
+__all__ = ["fsync_all", "fsync_path", "run_all", "start_all", "tree_paths"]
 
 T = TypeVar("T")
 
@@ -81,12 +81,33 @@ def run_all(tasks: Iterable[Callable[[], T]]) -> list[T]:
     tasks = list(tasks)
     if len(tasks) < 2:
         return [task() for task in tasks]
+    return start_all(tasks)()
+
+
+def start_all(tasks: Iterable[Callable[[], T]]) -> Callable[[], list[T]]:
+    """Start ``tasks`` on the I/O pool now; return a function that waits for them.
+
+    The caller goes on meanwhile (a load checks file contents while Accelerate reads).
+
+    Returns:
+        A function returning the results in order; it raises the first task's failure,
+        after every other task has finished.
+
+    Example:
+        >>> results = start_all([lambda: 1, lambda: 2])
+        >>> results()
+        [1, 2]
+    """
     futures = [_executor().submit(task) for task in tasks]
-    errors = [future.exception() for future in futures]  # waits for all of them
-    first = next((error for error in errors if error is not None), None)
-    if first is not None:
-        raise first
-    return [future.result() for future in futures]
+
+    def results() -> list[T]:
+        errors = [future.exception() for future in futures]  # waits for all of them
+        first = next((error for error in errors if error is not None), None)
+        if first is not None:
+            raise first
+        return [future.result() for future in futures]
+
+    return results
 
 
 def tree_paths(root: str | os.PathLike) -> list[Path]:

@@ -42,13 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import DamagedCheckpointError
-from accelwrap.runner.durable import run_all
+from accelwrap.runner.durable import run_all, start_all
 
-__all__ = ["MANIFEST_KEY", "SEAL_KEY", "build_manifest", "file_checksum", "read_sealed",
-           "sealed_text", "verify_files"]
+__all__ = ["MANIFEST_KEY", "SEAL_KEY", "SMALL_FILE", "build_manifest", "file_checksum",
+           "read_sealed", "sealed_text", "start_verify", "verify_files"]
 
 MANIFEST_KEY = "manifest"
 SEAL_KEY = "state_crc32"
+#: Files below this size are summed in the calling thread; larger ones on the I/O pool
+#: (and, on load, while Accelerate reads them).
+SMALL_FILE = 1 << 20
 
 
 def file_checksum(path: str | os.PathLike) -> tuple[int, int]:
@@ -78,6 +81,9 @@ def build_manifest(folder: str | os.PathLike, skip: Iterable[str] = (),
                    alongside: Iterable[Callable[[], object]] = ()) -> dict[str, list[int]]:
     """``{relative path: [size, crc32]}`` of every file under ``folder`` but ``skip``.
 
+    Files under :data:`SMALL_FILE` bytes are summed in the calling thread (handing them
+    to the pool costs more than summing them); larger ones on the I/O pool.
+
     Args:
         folder: The checkpoint folder (all writers have finished).
         skip: Relative paths left out (the state file, which holds the manifest).
@@ -89,20 +95,38 @@ def build_manifest(folder: str | os.PathLike, skip: Iterable[str] = (),
     """
     folder = Path(folder)
     names = _files(folder, skip)
-    sums = run_all([*(partial(file_checksum, folder / name) for name in names), *alongside])
-    return {name: list(result) for name, result in zip(names, sums)}
+    small, large = _by_size(names, lambda name: os.stat(folder / name).st_size)
+    sums = {name: file_checksum(folder / name) for name in small}
+    found = run_all([*(partial(file_checksum, folder / name) for name in large), *alongside])
+    sums.update(zip(large, found))
+    return {name: list(sums[name]) for name in names}
 
 
-def _canonical_crc(state: Mapping[str, Any]) -> int:
-    # Through one JSON round trip first, so that the seal written and the seal checked see
-    # the same values (tuples become lists, keys become strings).
-    plain = json.loads(json.dumps({k: v for k, v in state.items() if k != SEAL_KEY}))
-    return zlib.crc32(json.dumps(plain, sort_keys=True, separators=(",", ":")).encode())
+def _by_size(names: Iterable[str], size_of: Callable[[str], int]) -> tuple[list[str], list[str]]:
+    small, large = [], []
+    for name in names:
+        (small if size_of(name) < SMALL_FILE else large).append(name)
+    return small, large
+
+
+def _canonical_crc(plain: Mapping[str, Any]) -> int:
+    # ``plain`` has been through JSON already (tuples are lists, keys strings), so the
+    # seal written and the seal checked see the same values.
+    body = {key: value for key, value in plain.items() if key != SEAL_KEY}
+    return zlib.crc32(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
 
 
 def sealed_text(state: Mapping[str, Any]) -> str:
-    """The state file's text: ``state`` plus the CRC-32 of its canonical JSON."""
-    return json.dumps({**state, SEAL_KEY: _canonical_crc(state)}, indent=1, sort_keys=True)
+    """The state file's text: ``state`` plus the CRC-32 of its canonical JSON.
+
+    One top-level key per line (readable, and written by ``json``'s C encoder, which an
+    ``indent`` would replace by the pure-Python one).
+    """
+    plain = json.loads(json.dumps(state))
+    plain[SEAL_KEY] = _canonical_crc(plain)
+    lines = (f"{json.dumps(key)}: {json.dumps(plain[key], sort_keys=True)}"
+             for key in sorted(plain))
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def read_sealed(path: str | os.PathLike) -> dict[str, Any]:
@@ -154,27 +178,66 @@ def verify_files(folder: str | os.PathLike,
     Returns:
         ``(relative path, what is wrong)`` per damaged file; empty when all match.
     """
+    problems, later = start_verify(folder, manifest)
+    return problems or later()
+
+
+def start_verify(folder: str | os.PathLike, manifest: Mapping[str, Any]
+                 ) -> tuple[list[tuple[str, str]], Callable[[], list[tuple[str, str]]]]:
+    """Check now what is cheap; start the content checks of the large files.
+
+    Now: every entry's form, every file's presence and size, and the content of files
+    under :data:`SMALL_FILE` bytes. Started on the I/O pool: the content of the larger
+    files (``zlib.crc32`` releases the GIL, so it runs while the caller reads them).
+
+    Returns:
+        ``(problems found now, a function that waits for the content checks and returns
+        their problems)``. When there are problems now, nothing is started.
+    """
     folder = Path(folder)
     names = list(manifest)
-    found = run_all(partial(_file_problem, folder / name, manifest[name]) for name in names)
-    return [(name, problem) for name, problem in zip(names, found) if problem]
+    problems = [(name, problem) for name in names
+                if (problem := _entry_problem(folder / name, manifest[name]))]
+    if problems:
+        return problems, list
+    small, large = _by_size(names, lambda name: manifest[name][0])
+    problems = [(name, problem) for name in small
+                if (problem := _content_problem(folder / name, manifest[name]))]
+    if problems:
+        return problems, list
+    waiting = start_all(partial(_content_problem, folder / name, manifest[name])
+                        for name in large)
+    return [], lambda: [(name, problem) for name, problem in zip(large, waiting())
+                        if problem]
 
 
-def _file_problem(path: Path, record: Any) -> str | None:
+def _entry_problem(path: Path, record: Any) -> str | None:
     if not (isinstance(record, list) and len(record) == 2
-            and all(isinstance(v, int) for v in record)):
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in record)):
         return f"has a malformed manifest entry {record!r} (expected [size, crc32])"
+    try:
+        return _size_problem(os.stat(path).st_size, record[0]) if path.is_file() \
+            else "is missing"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+
+
+def _size_problem(actual: int, saved: int) -> str | None:
+    if actual < saved:
+        return f"is truncated: {actual:,} of {saved:,} bytes"
+    if actual > saved:
+        return f"has {actual:,} bytes; {saved:,} were saved"
+    return None
+
+
+def _content_problem(path: Path, record: list[int]) -> str | None:
     size, crc = record
-    if not path.is_file():
-        return "is missing"
     try:
         actual_size, actual_crc = file_checksum(path)
     except OSError as err:
         return f"cannot be read ({err.strerror or err})"
-    if actual_size < size:
-        return f"is truncated: {actual_size:,} of {size:,} bytes"
-    if actual_size > size:
-        return f"has {actual_size:,} bytes; {size:,} were saved"
+    if actual_size != size:  # changed since its size was checked
+        return _size_problem(actual_size, size)
     if actual_crc != crc:
         return (f"was changed after the save (CRC-32 0x{actual_crc:08x}, "
                 f"saved 0x{crc:08x})")
