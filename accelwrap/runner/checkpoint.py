@@ -77,7 +77,12 @@ from accelwrap.runner.checkpoint_parts import (
 )
 from accelwrap.runner.durable import fsync_all, fsync_path, tree_paths
 from accelwrap.runner.fault_points import kill_point
-from accelwrap.runner.manifest import MANIFEST_KEY, build_manifest, sealed_text
+from accelwrap.runner.manifest import (
+    MANIFEST_KEY,
+    build_manifest,
+    sealed_text,
+    without_zip_crc,
+)
 from accelwrap.runner.save_failure import (
     POLICIES,
     agree,
@@ -244,7 +249,8 @@ class CheckpointManager:
                 tmp.mkdir(parents=True)
 
         def write_files() -> None:
-            acc.save_state(str(tmp))
+            with without_zip_crc():  # the manifest sums each file once
+                acc.save_state(str(tmp))
             save_own_files(loop, tmp)
 
         self._stage(make_folder, tmp)
