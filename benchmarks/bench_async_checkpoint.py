@@ -1,18 +1,24 @@
 """Training stall per checkpoint: ``default_hooks.checkpoint.async`` on vs off, side by side.
 
-A >= 50M-parameter MLP with AdamW on CPU (1 process) trains ``--steps`` iterations between
+A >= 50M-parameter MLP with AdamW on CPU trains ``--steps`` iterations between
 checkpoints; the stall is the wall time training spends inside ``CheckpointManager.save``
 (for async: the snapshot, plus any wait for the previous background write). Both modes
-run in one process, alternating, into their own folders; the last async write is waited
-for (and timed) at the end.
+run in one job, alternating, into their own folders; the last async write is waited for
+(and timed) at the end. With ``--processes 2`` the job is 2 CPU processes over gloo (DDP,
+started with torchrun as ``accelerate launch`` does); a save's stall is the slowest
+rank's (DDP's next all-reduce makes the others wait for it).
 
-Run: ``python benchmarks/bench_async_checkpoint.py [--hidden 4096] [--saves 3] [--steps 3]``
+Run: ``python benchmarks/bench_async_checkpoint.py [--hidden 4096] [--saves 3] [--steps 3]
+[--processes 2]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +28,8 @@ import torch
 from accelerate import Accelerator
 
 from accelwrap.runner.checkpoint import CheckpointManager
+
+WORKER_ENV = "ACCELWRAP_BENCH_WORKER"
 
 
 def _model(hidden: int) -> torch.nn.Module:
@@ -36,13 +44,18 @@ def _loop(async_save: bool) -> SimpleNamespace:
     return SimpleNamespace(runner=SimpleNamespace(checkpoint_cfg=cfg, ema=None))
 
 
-def main() -> None:
-    """Print the markdown table of stalls (seconds) per mode."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, default=4096)
-    parser.add_argument("--saves", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3)
-    args = parser.parse_args()
+def _slowest(acc: Accelerator, values: list[float]) -> list[float]:
+    """Per save, the slowest rank's value (all ranks' lists, gathered)."""
+    if acc.num_processes == 1:
+        return values
+    from accelerate.utils import gather_object
+
+    per_rank = gather_object([values])
+    return [max(column) for column in zip(*per_rank)]
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Train and save in both modes; rank 0 prints the markdown table of stalls."""
     torch.manual_seed(0)
     acc = Accelerator(cpu=True)
     model = _model(args.hidden)
@@ -59,27 +72,54 @@ def main() -> None:
 
     train(1)  # optimizer state exists before the first save
     stalls: dict[str, list[float]] = {"sync": [], "async": []}
-    with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:
-        managers = {mode: CheckpointManager(acc, Path(root) / mode, max_keep=1)
-                    for mode in stalls}
-        for i in range(args.saves):
-            for mode, manager in managers.items():
-                train(args.steps)
-                start = time.perf_counter()
-                manager.save(f"iter_{i}", {"iter": i, "epoch": 0}, loop=_loop(mode == "async"))
-                stalls[mode].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        managers["async"].wait()
-        end_wait = time.perf_counter() - start
+    root = Path(args.root)
+    managers = {mode: CheckpointManager(acc, root / mode, max_keep=1) for mode in stalls}
+    for i in range(args.saves):
+        for mode, manager in managers.items():
+            train(args.steps)
+            start = time.perf_counter()
+            manager.save(f"iter_{i}", {"iter": i, "epoch": 0}, loop=_loop(mode == "async"))
+            stalls[mode].append(time.perf_counter() - start)
+    start = time.perf_counter()
+    managers["async"].wait()
+    end_wait = _slowest(acc, [time.perf_counter() - start])[0]
+    stalls = {mode: _slowest(acc, values) for mode, values in stalls.items()}
+    if not acc.is_main_process:
+        return
     sync, asyn = statistics.median(stalls["sync"]), statistics.median(stalls["async"])
-    print(f"{params / 1e6:.1f}M parameters, AdamW, {args.saves} saves per mode, "
-          f"{args.steps} iterations between saves; stall = time inside save() (median)\n")
+    print(f"{params / 1e6:.1f}M parameters, AdamW, {acc.num_processes} process(es) "
+          f"({acc.distributed_type.value}), {args.saves} saves per mode, {args.steps} "
+          f"iterations between saves; stall = time inside save(), slowest rank (median)\n")
     print("| mode | stall per checkpoint (s) | vs sync | each save (s) |")
     print("| --- | --- | --- | --- |")
     for mode, value in (("sync", sync), ("async", asyn)):
         each = ", ".join(f"{s:.3f}" for s in stalls[mode])
         print(f"| {mode} | {value:.3f} | {value / sync:.2f}x | {each} |")
     print(f"\nwait for the last async write at the end: {end_wait:.3f} s")
+
+
+def main() -> None:
+    """Parse the arguments; with ``--processes N > 1`` start N workers under torchrun."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=4096)
+    parser.add_argument("--saves", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--root", help=argparse.SUPPRESS)  # the workers' shared folder
+    args = parser.parse_args()
+    if os.environ.get(WORKER_ENV) or args.processes <= 1:
+        if args.root:
+            return measure(args)
+        with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:
+            args.root = root
+            return measure(args)
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:
+        env = {**os.environ, WORKER_ENV: "1", "ACCELERATE_USE_CPU": "1",
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={args.processes}", __file__, "--hidden", str(args.hidden),
+               "--saves", str(args.saves), "--steps", str(args.steps), "--root", root]
+        sys.exit(subprocess.run(cmd, env=env).returncode)
 
 
 if __name__ == "__main__":

@@ -61,17 +61,42 @@ class AsyncSaveFailed(Exception):
         self.reports = reports
 
 
-def snapshot(obj: Any) -> Any:
-    """A deep copy of a (nested) state dict whose tensors are detached CPU clones."""
+def snapshot(obj: Any, buffers: list[Any] | None = None) -> Any:
+    """A deep copy of a (nested) state dict whose tensors are detached CPU copies.
+
+    Args:
+        obj: The state dict (tensors, dicts, lists, tuples, plain values).
+        buffers: Host tensors of the previous snapshot, in the order its tensors were met,
+            which it no longer needs (its write has ended); a tensor of the same shape and
+            dtype is copied into its buffer instead of a new one (no fresh pages to fault
+            in: most of a clone's cost). The list is replaced by this snapshot's tensors.
+    """
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return type(obj)((key, snapshot(value)) for key, value in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(snapshot(value) for value in obj)
-    return copy.deepcopy(obj)
+    old = iter(buffers or [])
+    new: list[Any] = []
+
+    def copy_of(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            buffer = next(old, None)
+            value = value.detach()
+            if (buffer is not None and buffer.shape == value.shape
+                    and buffer.dtype == value.dtype):
+                copied = buffer.copy_(value)
+            else:
+                copied = value.to("cpu", copy=True)
+            new.append(copied)
+            return copied
+        if isinstance(value, dict):
+            return type(value)((key, copy_of(item)) for key, item in value.items())
+        if isinstance(value, (list, tuple)):
+            return type(value)(copy_of(item) for item in value)
+        return copy.deepcopy(value)
+
+    result = copy_of(obj)
+    if buffers is not None:
+        buffers[:] = new
+    return result
 
 
 def async_refusal(accelerator: Any) -> str | None:
@@ -104,11 +129,13 @@ def write_small_files(accelerator: Any, folder: Path) -> None:
     accelerator.project_configuration.iteration += 1  # as save_state does
 
 
-def take_snapshot(accelerator: Any) -> tuple[list[Any], list[Any]]:
-    """Main thread: CPU copies of every prepared model's and optimizer's state dict."""
-    weights = [snapshot(accelerator.get_state_dict(model, unwrap=False))
-               for model in accelerator._models]
-    optimizers = [snapshot(opt.state_dict()) for opt in accelerator._optimizers]
+def take_snapshot(accelerator: Any,
+                  buffers: list[Any] | None = None) -> tuple[list[Any], list[Any]]:
+    """Main thread: CPU copies of every prepared model's and optimizer's state dict (into
+    ``buffers``, the previous snapshot's host tensors, where they fit: :func:`snapshot`)."""
+    state = ([accelerator.get_state_dict(model, unwrap=False) for model in accelerator._models],
+             [opt.state_dict() for opt in accelerator._optimizers])
+    weights, optimizers = snapshot(state, buffers)
     return weights, optimizers
 
 
@@ -141,6 +168,7 @@ class AsyncWriter:
         self._error: BaseException | None = None
         self._on_error: Callable[[BaseException], None] | None = None
         self.groups = WriterGroups()  # the background agreement's and DCP's gloo groups
+        self.buffers: list[Any] = []  # host tensors of the last snapshot, reused by the next
 
     @property
     def busy(self) -> bool:
@@ -253,7 +281,7 @@ def _snapshot_now(manager: Any, tmp: Path, loop: Any) -> Callable[[], None]:
         return lambda: [future.result() for future in futures]
     if not _writes_shared(acc):
         return lambda: None
-    weights, optimizers = take_snapshot(acc)
+    weights, optimizers = take_snapshot(acc, manager._writer.buffers)
     return lambda: write_big_files(tmp, weights, optimizers)
 
 
