@@ -47,7 +47,6 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -64,13 +63,11 @@ from accelwrap.runner.checkpoint_find import (
     is_complete,
     read_state,
     resolve_resume,
-    start_verification,
 )
 from accelwrap.runner.checkpoint_layout import Layout
+from accelwrap.runner.checkpoint_load import load_verified, refuse_mismatch
 from accelwrap.runner.checkpoint_parts import (
-    FINGERPRINT_KEY,
     STATE_FILE,
-    load_own_files,
     missing_files,
     missing_message,
     save_own_files,
@@ -372,41 +369,14 @@ class CheckpointManager:
         Raises:
             ValueError: The checkpoint belongs to a different model.
             DamagedCheckpointError: A file fails its manifest check (missing, truncated,
-                changed), or ``runner_state.json`` is unreadable. Nothing was loaded when
-                the state file, a file's presence or size, or a small file is at fault;
-                the content of files of 1 MiB and more is summed while Accelerate reads
-                them, so a changed byte there is raised after ``load_state`` (the objects
-                then hold part of the checkpoint: load another one, as ``resume='auto'``
-                does, or stop). accelwrap's own part files are loaded only after every
-                file checked out.
+                changed), or ``runner_state.json`` is unreadable; when a large file's
+                content is at fault, after Accelerate's ``load_state`` (see
+                :func:`~accelwrap.runner.checkpoint_load.load_verified`).
             CheckpointError: A declared file is missing, or Accelerate could not load the
                 checkpoint (the message names the folder, the file and its part).
         """
         state = read_state(path)
-        if fingerprint is not None and FINGERPRINT_KEY in state:
-            problems = fingerprint_problems(state[FINGERPRINT_KEY], fingerprint)
-            if problems:
-                raise ValueError(f"checkpoint {str(path)!r} was saved from a different model: "
-                                 + "; ".join(problems))
-        if self.layout is not None:
-            # Ranks the saving run did not have start from their seeded RNG (as in Accelerate).
-            saved_ranks = int(state.get("world_size", self.layout.world_size))
-            layout = replace(self.layout, world_size=min(saved_ranks, self.layout.world_size))
-            missing = missing_files(path, layout)
-            if missing:
-                raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "
-                                      + missing_message(missing, layout))
+        refuse_mismatch(path, state, self.layout, fingerprint)
         self.wait()
-        verified = start_verification(path, state)  # large files summed while Accelerate reads
-        try:
-            self.accelerator.load_state(str(path))
-        except Exception as err:
-            verified()  # a damaged file explains a failed load best
-            if not (is_write_error(err) or isinstance(err, (KeyError, ValueError, EOFError))
-                    or type(err).__name__ == "UnpicklingError"):
-                raise
-            raise CheckpointError(f"loading checkpoint {str(path)!r} failed: "
-                                  f"{type(err).__name__}: {err}") from err
-        verified()
-        load_own_files(loop, Path(path))
+        load_verified(self.accelerator, path, state, loop)
         return state
