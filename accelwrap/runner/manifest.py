@@ -6,13 +6,18 @@ sub-folders, such as FSDP shards, included) except the state file itself
 (``runner_state.json``, key ``manifest``), which is still written last, so "a folder
 holding the state file is complete" stays true; :func:`sealed_text` adds the CRC-32 of
 the state's own canonical JSON (key ``state_crc32``), so an edited or damaged state
-file is caught as well. Before anything is loaded, :func:`read_sealed` checks the state
-file and :func:`verify_files` every file the manifest lists: a missing, truncated,
-grown or changed file is a :class:`~accelwrap.errors.DamagedCheckpointError` naming it.
+file is caught as well. :func:`read_sealed` checks the state file and
+:func:`verify_files` every file the manifest lists: a missing, truncated, grown or
+changed file is a :class:`~accelwrap.errors.DamagedCheckpointError` naming it.
+:func:`start_verify` splits that check for a load: what is cheap now (presence, sizes,
+files under :data:`SMALL_FILE`), the large files' contents on the I/O pool while the
+caller reads them.
 
-CRC-32 (``zlib.crc32``, about 3 GB/s per core here; files are summed concurrently on
-:func:`~accelwrap.runner.durable.run_all`'s pool, and a save sums them while it fsyncs
-them) detects damage, not tampering: a checkpoint is trusted data in every other respect.
+CRC-32 (``zlib.crc32``, about 2-3 GB/s per core here, and it releases the GIL; large files
+are summed concurrently on :func:`~accelwrap.runner.durable.run_all`'s pool, and a save
+sums them while it fsyncs them) detects damage, not tampering: a checkpoint is trusted
+data in every other respect. Inside :func:`without_zip_crc` ``torch.save`` skips its own
+per-record zip CRC-32, which ``torch.load`` never reads.
 
 Example:
     >>> import tempfile
