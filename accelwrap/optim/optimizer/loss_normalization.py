@@ -14,7 +14,9 @@ the gradients over ``world_size`` ranks, so the update is exactly the gradient o
 large batch's mean loss over all its tokens. The same all-reduce carries the window's loss
 when the non-finite policy or the spike rule needs it (one collective per update). When a
 window is one micro-batch on one process, the factor is known at the backward: the loss
-is divided by its token count there instead (the same update, no pass over the gradients).
+is divided by its token count there instead (the same update, no pass over the gradients;
+where the wrapper calls ``Tensor.backward`` itself, the division is the backward's seed
+``1/num_tokens``, see :meth:`LossWindow.seed`).
 
 Example:
     >>> import torch
@@ -78,7 +80,7 @@ def world_size(accelerator: Any = None) -> int:
     return 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClosedWindow:
     """What a finished window gives the update.
 
@@ -127,7 +129,7 @@ class LossWindow:
     def reset(self) -> None:
         """Start a new window."""
         self._tokens: Any = 0
-        self._loss: Any = 0
+        self._loss: torch.Tensor | None = None
         self._divided = False
 
     @property
@@ -161,14 +163,51 @@ class LossWindow:
             else:
                 self._tokens = self._tokens + count
         if self.track_loss:
-            self._loss = self._loss + loss.detach().float()
+            self._record(loss.detach())
         return loss
 
-    def close(self, device: torch.device, world: int) -> ClosedWindow:
+    def seed(self, loss: torch.Tensor, num_tokens: Any, owner: str) -> torch.Tensor:
+        """Record a window of one micro-batch on one process; the gradient to seed backward with.
+
+        ``loss.backward(seed)`` gives exactly the gradients of ``loss / num_tokens``
+        without a division in the graph: the seed replaces the ones autograd would
+        create, so ``'tokens'`` mode costs no op more than the plain backward of a sum.
+
+        Args:
+            loss: The micro-batch's summed loss.
+            num_tokens: Its valid tokens (an int or a 0-d tensor).
+            owner: The wrapper's class name, for messages.
+
+        Returns:
+            A tensor like ``loss`` holding ``1 / max(num_tokens, 1)``.
+
+        Raises:
+            ValueError: ``num_tokens`` is None or not a count.
+        """
+        count = _check_tokens(num_tokens, owner)
+        self._divided = True
+        if isinstance(count, torch.Tensor):
+            count = torch.clamp(count, min=1)
+            grad = torch.ones_like(loss).div_(count)
+        else:
+            count = max(count, 1)
+            grad = torch.full_like(loss, 1.0 / count)
+        if self.track_loss:
+            self._record(loss.detach() / count)
+        return grad
+
+    def _record(self, loss: torch.Tensor) -> None:
+        """Add a detached loss (the first is kept as it is: no op for a one-batch window)."""
+        if loss.dtype != torch.float32:
+            loss = loss.float()
+        self._loss = loss if self._loss is None else self._loss + loss
+
+    def close(self, device: torch.device | None, world: int) -> ClosedWindow:
         """End the window: one all-reduce (when ``world > 1``), the factor and the loss.
 
         Args:
-            device: Where the collective's tensor lives (the gradients' device).
+            device: Where the collective's tensor lives (the gradients' device); unused
+                (may be None) when ``world == 1``.
             world: The number of processes (see :func:`world_size`).
 
         Returns:
@@ -177,9 +216,11 @@ class LossWindow:
         tokens, loss, divided = self._tokens, self._loss, self._divided
         self.reset()
         if not self.active:
-            return ClosedWindow(None, None)
+            return _NOTHING
+        if loss is None and self.track_loss:
+            loss = torch.zeros((), device=device)  # no micro-batch in this window
         if divided:  # one micro-batch, one process: already divided at its backward
-            return ClosedWindow(None, torch.as_tensor(loss) if self.track_loss else None)
+            return ClosedWindow(None, loss) if self.track_loss else _NOTHING
         if world > 1:  # one collective for everything this window needs
             values = [tokens] if self.tokens_mode else []
             values += [loss] if self.track_loss else []
@@ -193,6 +234,8 @@ class LossWindow:
         mean_loss = None
         if self.track_loss:
             divisor = tokens if self.tokens_mode else world
-            mean_loss = torch.as_tensor(loss if isinstance(divisor, int) and divisor == 1
-                                        else loss / divisor)
+            mean_loss = loss if isinstance(divisor, int) and divisor == 1 else loss / divisor
         return ClosedWindow(factor, mean_loss)
+
+
+_NOTHING = ClosedWindow(None, None)  # what a window that records nothing gives

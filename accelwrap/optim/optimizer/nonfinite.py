@@ -6,16 +6,19 @@
   ``nonfinite_skips``, a warning names the update), ``'stop'`` (raise
   :class:`~accelwrap.errors.NonFiniteError` naming the update), ``'warn'`` (apply it and
   warn) or ``'off'`` (no check at all).
-- ``check``: ``'grad'`` (the total gradient norm is not finite; the norm of norm clipping
-  is reused, otherwise one total norm is computed) or ``'loss'`` (the window's loss is not
+- ``check``: ``'grad'`` (a NaN/inf in some gradient: the total norm of norm clipping is
+  reused; without it one fused pass over the gradients sets a flag on the device, see
+  :mod:`~accelwrap.optim.optimizer.finite_check`, and no norm is measured; sharded
+  gradients are judged by their global norm) or ``'loss'`` (the window's loss is not
   finite).
 
 Without a ``nonfinite`` setting the wrapper warns when the norm it already has (clipping
 by norm) is not finite, and computes nothing more. With a loss scaler (fp16) the scaler's
 own skip handles inf/NaN gradients; the gradient check is left to it.
 
-Every rank takes the same decision: the gradient norm is global (DDP all-reduces the
-gradients, FSDP's norm is reduced over the shards), and the loss is all-reduced with the
+Every rank takes the same decision: the gradients tested are global (DDP all-reduces
+them before the update, so every rank tests the same values; FSDP's norm is reduced over
+the shards), and the loss is all-reduced with the
 window's token count in one collective (a NaN on any rank makes the sum NaN everywhere).
 
 ``spike=dict(window=N, sigmas=k)`` skips an update whose loss exceeds the mean of the
@@ -151,6 +154,21 @@ def parse_spike(value: Any, owner: str = "OptimWrapper") -> SpikeSetting | None:
     return SpikeSetting(window, float(sigmas))
 
 
+def _bad(value: torch.Tensor | float, flag: bool) -> str | None:
+    """Read ``value`` once: None when finite, else how to show it in a message.
+
+    With ``flag``, ``value`` is a NaN/inf flag tensor (nonzero: set); a set flag is
+    cleared here, so the next update starts clear without an op of its own.
+    """
+    number = float(value)  # the one host read of this update
+    if flag:
+        if number == 0.0:
+            return None
+        value.zero_()
+        return "a gradient holds NaN/inf"
+    return None if math.isfinite(number) else str(number)
+
+
 class UpdateGuard:
     """Decides, once per update, whether it is applied; keeps the counters.
 
@@ -175,12 +193,12 @@ class UpdateGuard:
         self._losses: deque[float] = deque(maxlen=self.spike.window if self.spike else 1)
         self._candidate: float | None = None
         self._pending: tuple | None = None
+        self._checks_loss = self.setting.policy != "off" and self.setting.check == "loss"
 
     @property
     def tracks_loss(self) -> bool:
         """Whether the window's loss is needed (``check='loss'`` or a spike rule)."""
-        checks_loss = self.setting.policy != "off" and self.setting.check == "loss"
-        return checks_loss or self.spike is not None
+        return self._checks_loss or self.spike is not None
 
     def checks_grad(self, has_norm: bool, scaled: bool) -> bool:
         """Whether the gradient norm is checked at this update.
@@ -203,6 +221,9 @@ class UpdateGuard:
     def judge_loss(self, loss: torch.Tensor | None, iteration: int) -> bool:
         """Whether the update must be skipped for its (global) loss.
 
+        The loss is read from the device at most once (for the check and the spike rule
+        together; not at all for ``policy='warn'`` without a spike rule).
+
         Args:
             loss: The window's loss over every rank, or None when not tracked.
             iteration: The wrapper's counter, for messages.
@@ -212,12 +233,14 @@ class UpdateGuard:
         """
         if loss is None:
             return False
-        if self.setting.check == "loss" and self.setting.policy != "off":
-            if self._act("loss", loss, iteration):
-                return True
+        value: torch.Tensor | float = loss if self.spike is None else float(loss)
+        if self._checks_loss and self._act("loss", value, iteration):
+            return True
         if self.spike is None:
             return False
-        value = float(loss)
+        return self._spike(value, iteration)
+
+    def _spike(self, value: float, iteration: int) -> bool:
         if not math.isfinite(value):
             return False  # the non-finite policy's business, and kept out of the window
         if len(self._losses) == self.spike.window:
@@ -234,13 +257,21 @@ class UpdateGuard:
         self._candidate = value
         return False
 
-    def judge_grad(self, norm: torch.Tensor, iteration: int) -> bool:
-        """Whether the update must be skipped for a non-finite gradient norm.
+    def judge_grad(self, norm: torch.Tensor, iteration: int, flag: bool = False) -> bool:
+        """Whether the update must be skipped for a non-finite gradient.
+
+        Args:
+            norm: The global gradient norm, or with ``flag`` a one-element tensor that is
+                nonzero when some gradient holds a NaN/inf (see
+                :class:`~accelwrap.optim.optimizer.finite_check.GradFlag`; cleared here
+                once read as set).
+            iteration: The wrapper's counter, for messages.
+            flag: ``norm`` is such a flag.
 
         Raises:
-            NonFiniteError: ``policy='stop'`` and the norm is not finite.
+            NonFiniteError: ``policy='stop'`` and the norm is not finite (the flag is set).
         """
-        return self._act("gradient norm", norm, iteration)
+        return self._act("gradient norm", norm, iteration, flag)
 
     def applied(self) -> None:
         """The update was applied: its loss joins the spike window."""
@@ -248,34 +279,37 @@ class UpdateGuard:
             self._losses.append(self._candidate)
             self._candidate = None
 
-    def _act(self, what: str, value: torch.Tensor, iteration: int) -> bool:
+    def _act(self, what: str, value: torch.Tensor | float, iteration: int,
+             flag: bool = False) -> bool:
         policy = self.setting.policy
         if policy == "warn":  # read at the next update: no host sync now
-            self._pending = (what, value, self.updates, iteration)
+            self._pending = (what, value, self.updates, iteration, flag)
             return False
-        if math.isfinite(float(value)):
+        shown = _bad(value, flag)
+        if shown is None:
             return False
         if policy == "stop":
             raise NonFiniteError(
-                f"non-finite {what} ({float(value)}) at update {self.updates} (iteration "
+                f"non-finite {what} ({shown}) at update {self.updates} (iteration "
                 f"{iteration}); nonfinite.policy='stop' ends the run. Resume from the last "
                 f"checkpoint saved before iteration {iteration} (with a lower learning rate, "
                 f"or nonfinite.policy='skip' to drop such updates)", self.updates, iteration)
         self.nonfinite_skips += 1
         logger.warning("update %d (iteration %d) skipped: non-finite %s (%s); gradients zeroed "
                        "on every rank (nonfinite.policy='skip'; %d skipped so far)",
-                       self.updates, iteration, what, float(value), self.nonfinite_skips)
+                       self.updates, iteration, what, shown, self.nonfinite_skips)
         return True
 
     def _report_pending(self) -> None:
         if self._pending is None:
             return
-        what, value, update, iteration = self._pending
+        what, value, update, iteration, flag = self._pending
         self._pending = None
-        if not math.isfinite(float(value)):
+        shown = _bad(value, flag)
+        if shown is not None:
             logger.warning("update %d (iteration %d) was applied with a non-finite %s (%s) "
                            "(nonfinite.policy='warn'; 'skip' drops such updates, 'stop' ends "
-                           "the run)", update, iteration, what, float(value))
+                           "the run)", update, iteration, what, shown)
 
     def progress_state(self) -> dict[str, Any]:
         """The counters and the spike window as plain JSON values."""

@@ -12,15 +12,16 @@ once, when the wrapper is bound, and gives identical numbers.
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Any
 
 import torch
 from torch import nn
 
 from accelwrap.optim import _accelerate_compat as glue
+from accelwrap.optim.optimizer.accumulation import AccumulationCount
 from accelwrap.optim.optimizer.base import BaseOptimWrapper
 from accelwrap.optim.optimizer.clip_grad import parse_clip_grad
+from accelwrap.optim.optimizer.finite_check import GradFlag
 from accelwrap.optim.optimizer.grad_norm import (
     first_device,
     full_value,
@@ -33,12 +34,11 @@ from accelwrap.optim.optimizer.nonfinite import UpdateGuard, UpdateReport
 from accelwrap.optim.optimizer.wrapper_args import check_accumulative_counts, check_not_optimizer
 from accelwrap.registry import OPTIM_WRAPPERS
 
-logger = logging.getLogger(__name__)
 _NULL_CONTEXT = contextlib.nullcontext()  # reusable; returned on the hot path
 
 
 @OPTIM_WRAPPERS.register_module()
-class OptimWrapper(UpdateReport, BaseOptimWrapper):
+class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
     """A common interface for updating parameters: accumulation, clipping, stepping.
 
     Args:
@@ -94,6 +94,7 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
                             f"got {type(optimizer).__name__} ({optimizer!r})")
         self._accumulative_counts = check_accumulative_counts(accumulative_counts)
         self._clip = parse_clip_grad(clip_grad)
+        self._by_norm = self._clip is not None and self._clip.kind == "norm"
         self.clip_grad_kwargs = dict(self._clip.kwargs) if self._clip else None
         super().__init__(optimizer)
         self._inner_count = 0
@@ -102,6 +103,7 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         self._grad_norm: torch.Tensor | None = None
         self._clip_max: float | None = None
         self._guard = UpdateGuard(nonfinite, spike, type(self).__name__)
+        self._flags = GradFlag()
         self._window = LossWindow(loss_normalization, track_loss=self._guard.tracks_loss)
         self.loss_normalization = self._window.mode
         self.last_update_applied = False
@@ -181,6 +183,10 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
         if self._scaler is not None:
             self._step_hook = self._raw.register_step_post_hook(self._mark_stepped)
+        # decided once per binding: the gradient check of every update, and whether
+        # 'tokens' mode divides by seeding the backward (torch called directly, no scaler)
+        self._check_grad = self._guard.checks_grad(self._by_norm, self._scaler is not None)
+        self._seeded = self._divide_at_backward and self._direct and self._scaler is None
 
     def _mark_stepped(self, *_: Any) -> None:
         self._stepped = True
@@ -210,6 +216,12 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
             num_tokens: Its valid tokens (``'tokens'`` mode, see :meth:`update_params`).
             **kwargs: Passed to ``Tensor.backward``.
         """
+        if self._seeded and "gradient" not in kwargs:  # see LossWindow.seed
+            kwargs["gradient"] = self._window.seed(loss, num_tokens, type(self).__name__)
+            self._inner_count += 1
+            self.last_update_applied = False
+            loss.backward(**kwargs)
+            return
         loss = self._count(loss, num_tokens)
         if not self._direct:
             self.accelerator.backward(loss, **kwargs)
@@ -237,28 +249,39 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
             NonFiniteError: ``nonfinite.policy='stop'`` and the update is not finite.
         """
         self._guard.begin()
-        grads = None
-        if self._window.active:
-            closed = self._window.close(first_device(self._raw), self._world)
-            if self._guard.judge_loss(closed.loss, self._inner_count):
-                self._grad_norm = None  # not measured for this update
-                return self._skip_update()
-            if closed.factor is not None:
-                scale_grads(grads := gradients(self._raw), closed.factor)
-        by_norm = self._clip is not None and self._clip.kind == "norm"
-        check = self._guard.checks_grad(by_norm, self._scaler is not None)
-        norm = total_norm(grads or gradients(self._raw)) if check and not by_norm else None
+        if self._window.active and self._close_window():
+            self._grad_norm = None  # not measured for this update
+            return self._skip_update()
+        flag = norm = None
+        if self._check_grad and not self._by_norm:  # no clipping norm to reuse
+            grads = gradients(self._raw)
+            flag = self._flags.test(grads)  # one fused pass; None: sharded, use the norm
+            if flag is None:
+                norm = total_norm(grads)
         if self._clip is not None:
             self._clip_grad()
-        if not by_norm:
+        if not self._by_norm:
             self._grad_norm = norm
-        if (check and self._grad_norm is not None  # None: DeepSpeed clips in its own step
+        if flag is not None:
+            if self._guard.judge_grad(flag, self._inner_count, flag=True):
+                return self._skip_update()
+        elif (self._check_grad and self._grad_norm is not None  # None: DeepSpeed clips itself
                 and self._guard.judge_grad(self._grad_norm, self._inner_count)):
             return self._skip_update()
         self._apply_step(kwargs)
         self.last_update_applied = not (self._scaler is not None and self.step_was_skipped)
         if self.last_update_applied:
             self._guard.applied()
+
+    def _close_window(self) -> bool:
+        """Close the loss window: scale the gradients by tokens; whether the loss skips."""
+        world = self._world
+        closed = self._window.close(first_device(self._raw) if world > 1 else None, world)
+        if self._guard.judge_loss(closed.loss, self._inner_count):
+            return True
+        if closed.factor is not None:
+            scale_grads(gradients(self._raw), closed.factor)
+        return False
 
     def _skip_update(self) -> None:
         self.zero_grad()
@@ -303,7 +326,7 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         else:
             with glue.only_optimizer(self.accelerator, self.optimizer):
                 result = self._accelerator_clip(params)
-        if self._clip.kind == "norm":
+        if self._by_norm:
             self._grad_norm = full_value(result)
             self._clip_max = self._clip.kwargs["max_norm"]
         else:
@@ -331,67 +354,6 @@ class OptimWrapper(UpdateReport, BaseOptimWrapper):
         if self.accelerator is None and hasattr(model, "no_sync"):
             return model.no_sync()
         return _NULL_CONTEXT
-
-    # ----------------------------------------------------------- accumulation
-    def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
-        """Set the counter and the total count so the last short window is handled.
-
-        Args:
-            model: The training model (only checked for BatchNorm, with a warning).
-            init_counts: The counter to start from (e.g. the resumed iteration).
-            max_counts: The total number of iterations.
-        """
-        self._inner_count = init_counts
-        self._max_counts = max_counts
-        if init_counts % self._accumulative_counts != 0:
-            logger.warning("the resumed iteration %d is not a multiple of accumulative_counts=%d; "
-                           "the gradients of the partial window are lost",
-                           init_counts, self._accumulative_counts)
-        if self._accumulative_counts > 1 and any(
-                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-            logger.warning("gradient accumulation with BatchNorm layers may slightly decrease "
-                           "performance: the statistics see micro-batches")
-        self._remainder_counts = max_counts % self._accumulative_counts
-
-    def should_update(self) -> bool:
-        """Whether the parameters are updated at the current count."""
-        return (self._inner_count % self._accumulative_counts == 0
-                or self._inner_count == self._max_counts)
-
-    def should_sync(self) -> bool:
-        """Whether the next backward must synchronise gradients (it ends a window)."""
-        count = self._inner_count + 1
-        return count % self._accumulative_counts == 0 or count == self._max_counts
-
-    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
-        """Divide ``loss`` by the size of the current accumulation window.
-
-        Args:
-            loss: The loss of this iteration.
-
-        Returns:
-            ``loss / window`` (``loss`` itself when there is no accumulation or in
-            ``'tokens'`` mode, where the gradients are scaled at the step instead).
-
-        Raises:
-            ValueError: The counter is past ``max_counts``.
-        """
-        if self._accumulative_counts == 1 or self._window.tokens_mode:
-            return loss
-        factor = self._accumulative_counts
-        if (self._max_counts != -1
-                and self._inner_count >= self._max_counts - self._remainder_counts):
-            factor = self._remainder_counts
-            if factor <= 0:
-                raise ValueError(
-                    f"inner_count={self._inner_count} is past max_counts={self._max_counts}; "
-                    "check the init_counts/max_counts given to initialize_count_status")
-        return loss / factor
-
-    @property
-    def inner_count(self) -> int:
-        """How many times :meth:`backward` has run (the accumulation counter)."""
-        return self._inner_count
 
     def __repr__(self) -> str:
         return (f"Type: {type(self).__name__}\n_accumulative_counts: {self._accumulative_counts}\n"

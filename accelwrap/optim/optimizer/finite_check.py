@@ -1,0 +1,87 @@
+"""Whether any gradient holds a NaN or an inf: one fused pass, no norm, no host sync.
+
+``nonfinite.check='grad'`` without norm clipping has no norm to reuse. Computing one
+(``torch._foreach_norm``, a stack and a final norm) costs several dispatched ops per
+update; the question "is every gradient element finite?" needs one:
+``torch._amp_foreach_non_finite_check_and_unscale_`` (the kernel of ``GradScaler.unscale_``,
+on CPU and CUDA) with an unscale factor of exactly 1, which leaves every gradient value
+unchanged (the kernel returns the value itself when the factor is 1) and sets a
+one-element flag on the device when it meets a NaN/inf. The flag is read by the caller
+(one host read, or none until the next update for ``policy='warn'``).
+
+Sharded (``DTensor``) or other tensor-subclass gradients, gradients on several devices and
+a torch without the kernel are not taken (:meth:`GradFlag.test` returns None): the caller
+then measures the global norm instead.
+
+Example:
+    >>> import torch
+    >>> flags = GradFlag()
+    >>> grads = [torch.tensor([1.0, 2.0]), torch.tensor([3.0])]
+    >>> float(flags.test(grads))
+    0.0
+    >>> grads[1][0] = float('inf')
+    >>> flag = flags.test(grads)
+    >>> float(flag), grads[0].tolist()
+    (1.0, [1.0, 2.0])
+    >>> flags.reset(flag)
+    >>> float(flags.test([torch.tensor([0.5])]))
+    0.0
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["GradFlag"]
+
+_KERNEL = getattr(torch, "_amp_foreach_non_finite_check_and_unscale_", None)
+_PLAIN = torch.Tensor
+
+
+class GradFlag:
+    """Tests gradients for NaN/inf in one fused pass; keeps one flag tensor per device.
+
+    A flag stays set until :meth:`reset` (done by whoever reads it as set), so a clear
+    flag costs no op at all per update.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def test(self, grads: list[torch.Tensor]) -> torch.Tensor | None:
+        """Flag a NaN/inf in ``grads`` without changing them.
+
+        Args:
+            grads: The gradients of one update.
+
+        Returns:
+            A one-element float tensor on the gradients' device, nonzero when some element
+            of some gradient is NaN or inf; None when the fused kernel cannot take these
+            gradients (none, sharded or subclass tensors, several devices, no kernel).
+        """
+        if _KERNEL is None or not grads:
+            return None
+        for grad in grads:
+            if type(grad) is not _PLAIN:
+                return None
+        device = grads[0].device
+        buffers = self._buffers.get(device)
+        if buffers is None:
+            buffers = self._buffers[device] = (torch.zeros(1, device=device),
+                                               torch.ones(1, device=device))
+        found, one = buffers
+        try:  # factor 1: every value is returned unchanged, only the flag is written
+            _KERNEL(grads, found, one)
+        except (RuntimeError, NotImplementedError):  # several devices, sparse, no kernel here
+            found.zero_()  # a part it did see may have set it
+            return None
+        return found
+
+    @staticmethod
+    def reset(flag: torch.Tensor) -> None:
+        """Clear a flag that was read as set.
+
+        Args:
+            flag: A tensor :meth:`test` returned.
+        """
+        flag.zero_()
