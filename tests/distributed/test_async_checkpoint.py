@@ -86,16 +86,20 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
 
 
+def _with_file_size_limit(work: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_2PROC),
+           str(TRAIN), "--work-dir", str(work), *ARGS, "default_hooks.checkpoint.interval=8",
+           *extra]
+    results = work.parent / f"results_{work.name}"
+    results.mkdir(parents=True)
+    return subprocess.run(cmd, env=_env(results, None), cwd=REPO, capture_output=True,
+                          text=True, timeout=120, preexec_fn=_limit_file_size)
+
+
 def test_a_failing_background_write_under_warn_is_reported_and_training_goes_on(tmp_path):
     # The small files fit under the limit; the weights and the optimizer state do not.
     work = tmp_path / "warn"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_2PROC),
-           str(TRAIN), "--work-dir", str(work), *ARGS, "default_hooks.checkpoint.interval=8",
-           "+default_hooks.checkpoint.on_error=warn"]
-    (tmp_path / "results").mkdir()
-    proc = subprocess.run(cmd, env=_env(tmp_path / "results", None), cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
-                          preexec_fn=_limit_file_size)
+    proc = _with_file_size_limit(work, "+default_hooks.checkpoint.on_error=warn")
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = [x for x in proc.stderr.splitlines() if "was not saved" in x]
     assert [name for name in ("iter_8", "iter_16", "iter_24")
@@ -103,7 +107,21 @@ def test_a_failing_background_write_under_warn_is_reported_and_training_goes_on(
         ["iter_8", "iter_16", "iter_24"], proc.stderr[-4000:]
     assert all("File too large" in x and "training continues" in x for x in lines)
     assert "Traceback" not in proc.stderr
+    assert "finished at iter 24" in proc.stderr
     assert list((work / "checkpoints").iterdir()) == []  # no partial folder stays
+
+
+def test_a_failing_background_write_under_raise_stops_the_run_at_the_next_save(tmp_path):
+    work = tmp_path / "raise"
+    proc = _with_file_size_limit(work)
+    assert proc.returncode != 0
+    lines = {x.split("checkpoint 'iter_8' was not saved: ", 1)[-1]
+             for x in proc.stderr.splitlines() if "checkpoint 'iter_8' was not saved" in x}
+    assert len(lines) == 1, proc.stderr[-4000:]  # the same line on every rank
+    assert "File too large" in lines.pop()
+    assert "was not saved" not in proc.stderr.replace("'iter_8' was not saved", "")
+    assert "Epoch(train) [2][ 5/12]" not in proc.stderr  # stopped at the save of iter_16
+    assert list((work / "checkpoints").iterdir()) == []
 
 
 def test_fsdp2_async_shards_are_published_and_resume_exactly(tmp_path):
