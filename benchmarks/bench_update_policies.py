@@ -6,11 +6,14 @@ the same Accelerator:
 
 * ``plain``: the default wrapper (``loss_normalization='mean'``, no ``nonfinite`` key);
 * ``tokens``: ``loss_normalization='tokens'``: the summed loss and ``num_tokens`` per
-  micro-batch, one gradient scaling per update;
-* ``nonfinite``: ``nonfinite=dict(policy='skip', check='grad')``: the total gradient norm
-  of every update (reused from clipping when it is on) and its host check;
+  micro-batch, one gradient scaling per update (with one micro-batch per update on one
+  process: the backward seeded with ``1/num_tokens`` instead);
+* ``nonfinite``: ``nonfinite=dict(policy='skip', check='grad')``: every update's NaN/inf
+  test (one fused kernel over the gradients, or the clipping norm when it is on) and its
+  host read;
 * ``nonfinite loss``: ``nonfinite=dict(policy='skip', check='loss')``;
-* ``tokens + skip``: both of the first two together.
+* ``tokens + skip``: both of the first two together (the scaling and the test in one
+  pass).
 
 Usage::
 

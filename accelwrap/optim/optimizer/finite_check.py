@@ -11,7 +11,9 @@ one-element flag on the device when it meets a NaN/inf. The flag is read by the 
 
 Sharded (``DTensor``) or other tensor-subclass gradients, gradients on several devices and
 a torch without the kernel are not taken (:meth:`GradFlag.test` returns None): the caller
-then measures the global norm instead.
+then measures the global norm instead. ``loss_normalization='tokens'`` scales the
+gradients by the window's factor in the same kernel (its unscale factor), so the scaling
+and the test are one pass.
 
 Example:
     >>> import torch
@@ -24,8 +26,9 @@ Example:
     >>> float(flag), grads[0].tolist()
     (1.0, [1.0, 2.0])
     >>> flags.reset(flag)
-    >>> float(flags.test([torch.tensor([0.5])]))
-    0.0
+    >>> scaled = [torch.tensor([0.5])]
+    >>> float(flags.test(scaled, factor=0.25)), scaled[0].tolist()
+    (0.0, [0.125])
 """
 
 from __future__ import annotations
@@ -48,16 +51,21 @@ class GradFlag:
     def __init__(self) -> None:
         self._buffers: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def test(self, grads: list[torch.Tensor]) -> torch.Tensor | None:
-        """Flag a NaN/inf in ``grads`` without changing them.
+    def test(self, grads: list[torch.Tensor],
+             factor: float | torch.Tensor | None = None) -> torch.Tensor | None:
+        """Flag a NaN/inf in ``grads``; multiply them by ``factor`` in the same pass.
 
         Args:
             grads: The gradients of one update.
+            factor: None (the values are left unchanged) or a number / one-element tensor
+                to scale every gradient by (``loss_normalization='tokens'``), which then
+                costs no pass of its own. The values tested are those before scaling.
 
         Returns:
             A one-element float tensor on the gradients' device, nonzero when some element
             of some gradient is NaN or inf; None when the fused kernel cannot take these
-            gradients (none, sharded or subclass tensors, several devices, no kernel).
+            gradients (none, sharded or subclass tensors, several devices, sparse, no
+            kernel): then nothing was changed, not even by ``factor``.
         """
         if _KERNEL is None or not grads:
             return None
@@ -69,9 +77,16 @@ class GradFlag:
         if buffers is None:
             buffers = self._buffers[device] = (torch.zeros(1, device=device),
                                                torch.ones(1, device=device))
-        found, one = buffers
+        found, scale = buffers
+        if factor is not None:  # a refused call must not have scaled a part: check first
+            for grad in grads:
+                if grad.device != device or grad.layout != torch.strided:
+                    return None
+            scale = (factor.reshape(1).to(device=device, dtype=torch.float32)
+                     if isinstance(factor, torch.Tensor)
+                     else torch.full((1,), factor, dtype=torch.float32, device=device))
         try:  # factor 1: every value is returned unchanged, only the flag is written
-            _KERNEL(grads, found, one)
+            _KERNEL(grads, found, scale)
         except (RuntimeError, NotImplementedError):  # several devices, sparse, no kernel here
             found.zero_()  # a part it did see may have set it
             return None

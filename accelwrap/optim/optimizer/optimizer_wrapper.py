@@ -249,15 +249,24 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
             NonFiniteError: ``nonfinite.policy='stop'`` and the update is not finite.
         """
         self._guard.begin()
-        if self._window.active and self._close_window():
-            self._grad_norm = None  # not measured for this update
-            return self._skip_update()
+        factor = None
+        if self._window.active:
+            closed = self._window.close(first_device(self._raw) if self._world > 1 else None,
+                                        self._world)
+            if self._guard.judge_loss(closed.loss, self._inner_count):
+                self._grad_norm = None  # not measured for this update
+                return self._skip_update()
+            factor = closed.factor
         flag = norm = None
         if self._check_grad and not self._by_norm:  # no clipping norm to reuse
             grads = gradients(self._raw)
-            flag = self._flags.test(grads)  # one fused pass; None: sharded, use the norm
-            if flag is None:
+            flag = self._flags.test(grads, factor)  # one fused pass, scaling included
+            if flag is None:  # sharded or unusual gradients: the global norm decides
+                if factor is not None:
+                    scale_grads(grads, factor)
                 norm = total_norm(grads)
+        elif factor is not None:
+            scale_grads(gradients(self._raw), factor)
         if self._clip is not None:
             self._clip_grad()
         if not self._by_norm:
@@ -272,16 +281,6 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
         self.last_update_applied = not (self._scaler is not None and self.step_was_skipped)
         if self.last_update_applied:
             self._guard.applied()
-
-    def _close_window(self) -> bool:
-        """Close the loss window: scale the gradients by tokens; whether the loss skips."""
-        world = self._world
-        closed = self._window.close(first_device(self._raw) if world > 1 else None, world)
-        if self._guard.judge_loss(closed.loss, self._inner_count):
-            return True
-        if closed.factor is not None:
-            scale_grads(gradients(self._raw), closed.factor)
-        return False
 
     def _skip_update(self) -> None:
         self.zero_grad()
