@@ -59,8 +59,9 @@ logger = logging.getLogger("accelwrap")
 LOCK_FILE = "accelwrap.lock"
 _UNREADABLE_STALE_S = 10.0  # a lock is written within microseconds of its creation
 # How long a process looks for the main process's lock before calling its work dir
-# unshared (a network file system may cache a folder's listing for a few seconds).
-SHARED_WAIT_S = 10.0
+# unshared: an NFS client may cache "no such folder" for up to acdirmax (60 s by default).
+SHARED_WAIT_S = 60.0
+SHARED_WAIT_ENV = "ACCELWRAP_SHARED_WAIT_S"  # seconds instead (the tests' refusals are fast)
 
 
 class WorkDirError(RuntimeError):
@@ -316,14 +317,22 @@ def claim_work_dir(accelerator: Any, work_dir: str | os.PathLike, checkpoint_dir
     return lock
 
 
+def _shared_wait_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get(SHARED_WAIT_ENV, SHARED_WAIT_S)))
+    except ValueError:
+        return SHARED_WAIT_S
+
+
 def _sees(path: Path, holder: dict[str, Any], wait_s: float) -> bool:
     """Whether ``path`` holds the lock ``holder`` (looked for up to ``wait_s`` seconds)."""
     deadline = time.monotonic() + wait_s
     while True:
-        try:
-            os.listdir(path.parent)  # a network file system revalidates the folder
-        except OSError:
-            pass
+        for folder in (path.parent.parent, path.parent):
+            try:
+                os.listdir(folder)  # an NFS client re-reads the folders (no stale "missing")
+            except OSError:
+                pass
         if lock_holder(path) == holder:
             return True
         if time.monotonic() >= deadline:
@@ -339,7 +348,9 @@ def unshared_work_dir(accelerator: Any, work_dir: str | os.PathLike,
     ``work_dir``, then all learn who saw it (one ``gather_object``). A machine with a
     node-local work dir does not see it: every process writes its own files of each
     checkpoint, so a run on such folders could never save (see README, "Several
-    machines").
+    machines"). A process that does not see it at once looks again for
+    :data:`SHARED_WAIT_S` seconds (``$ACCELWRAP_SHARED_WAIT_S`` if set), as a network file
+    system may show a new folder late; one that sees it does not wait.
 
     Args:
         accelerator: The run's Accelerator (more than one process).
@@ -352,8 +363,8 @@ def unshared_work_dir(accelerator: Any, work_dir: str | os.PathLike,
     """
     from accelerate.utils import gather_object
 
-    work_dir = Path(work_dir).absolute()
-    seen = _sees(work_dir / LOCK_FILE, holder, SHARED_WAIT_S)
+    work_dir, wait_s = Path(work_dir).absolute(), _shared_wait_s()
+    seen = _sees(work_dir / LOCK_FILE, holder, wait_s)
     reports = gather_object([(accelerator.process_index, socket.gethostname(), str(work_dir),
                               seen)])
     blind: dict[tuple[str, str], list[int]] = {}
@@ -369,6 +380,6 @@ def unshared_work_dir(accelerator: Any, work_dir: str | os.PathLike,
     return (f"the work dir is not one folder shared by every machine: the main process "
             f"(rank 0 on host {holder.get('host', '?')!r}) holds its lock "
             f"{str(Path(main_dir) / LOCK_FILE)!r}, which {where} cannot see after "
-            f"{SHARED_WAIT_S:.0f} s. Every process writes its own files of each checkpoint "
+            f"{wait_s:g} s. Every process writes its own files of each checkpoint "
             "into the work dir, so node-local work dirs cannot work: give every machine the "
             "same --work-dir on a file system they all mount (NFS, Lustre, ...)")
