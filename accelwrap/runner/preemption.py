@@ -12,7 +12,11 @@ partial gradients are not part of a checkpoint), the run ends with a log line na
 it, and the process exits with :data:`PREEMPTED_EXIT_CODE` (75, ``EX_TEMPFAIL``:
 "try again later"). ``--resume auto`` continues exactly where it stopped. A second
 signal while that happens exits at once (the signal's default action: status
-``128 + signal`` in a shell), keeping the previous checkpoint.
+``128 + signal`` in a shell), keeping the previous checkpoint. With
+``default_hooks.checkpoint.async: true`` the exit waits for the checkpoint's background
+write; when that write failed under ``on_error: warn``, the checkpoint is written again,
+synchronously, before the exit (:mod:`accelwrap.runner.async_save`, which reads
+:attr:`PreemptionWatch.stopping`), so a preempted run never leaves without it.
 
 ``accelerate launch`` (torchrun) passes SIGTERM, SIGINT, SIGHUP and SIGQUIT on to its
 workers (more with ``PET_SIGNALS_TO_HANDLE=SIGTERM,SIGUSR1``) and then reports the job
