@@ -360,6 +360,10 @@ def unshared_work_dir(accelerator: Any, work_dir: str | os.PathLike,
     Returns:
         The refusal naming the main process's host and work dir and every host (with its
         ranks and work dir) that does not see the lock, or None.
+
+    Example:
+        >>> # on every process, after the main one took the lock (claim_work_dir does this):
+        >>> # problem = unshared_work_dir(accelerator, work_dir, lock_holder(lock.path))
     """
     from accelerate.utils import gather_object
 
