@@ -42,6 +42,8 @@ from typing import Any
 
 from accelwrap.errors import CheckpointError
 from accelwrap.runner.async_dist import WriterGroups, agree_on, stage_sharded
+from accelwrap.runner.best import BEST_PREFIX
+from accelwrap.runner.checkpoint_find import LATEST_FILE, TMP_PREFIX
 from accelwrap.runner.checkpoint_layout import STATE_FILE, Layout
 from accelwrap.runner.checkpoint_parts import missing_files, missing_message, save_own_files
 from accelwrap.runner.fault_points import kill_point
@@ -240,9 +242,6 @@ class _Attempt:
 def _check_and_publish(manager: Any, tmp: Path, final: Path, state: dict[str, Any],
                        replaces: str | None, new_directory: bool) -> None:
     """Rank 0, background: the files are all there; seal and publish (as a sync save)."""
-    from accelwrap.runner.best import BEST_PREFIX
-    from accelwrap.runner.checkpoint_find import LATEST_FILE, TMP_PREFIX
-
     if manager.layout is not None:
         missing = missing_files(tmp, manager.layout, skip=(STATE_FILE,))
         if missing:
