@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -209,7 +210,6 @@ class AsyncWriter:
             self._on_error(error)
 
 
-
 class _Attempt:
     """One process's try at a background stage: its report for the agreement, and the
     error itself when it is not a write error (re-raised where it happened)."""
@@ -261,8 +261,6 @@ def _snapshot_now(manager: Any, tmp: Path, loop: Any) -> Callable[[], None]:
 
     def make_folder() -> None:
         if main:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
 
