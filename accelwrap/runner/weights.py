@@ -9,10 +9,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from accelwrap.runner.checkpoint_find import verify_before_reading
+
+logger = logging.getLogger("accelwrap")
 
 __all__ = ["fingerprint_problems", "load_weights", "merge_sharded", "shape_map"]
 
@@ -28,6 +33,8 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
 
     Raises:
         FileNotFoundError: Nothing loadable at ``source``.
+        DamagedCheckpointError: The weights file is in an accelwrap checkpoint and does
+            not match its manifest (named with the newest intact checkpoint beside it).
         ValueError: The weights belong to a different model.
 
     Example:
@@ -51,6 +58,9 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
                                     "model.safetensors nor pytorch_model.bin")
     if not path.is_file():
         raise FileNotFoundError(f"load_from={str(source)!r}: no such file or folder")
+    note = verify_before_reading(path)  # inside a checkpoint: its manifest entry
+    if note:
+        logger.warning("load_from: %s", note)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         weights = load_file(str(path))
