@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -119,6 +120,108 @@ def is_direct(accelerator: Any) -> bool:
 def needs_no_sync(accelerator: Any) -> bool:
     """Whether ``accelerator.no_sync`` can skip anything (more than one process)."""
     return bool(accelerator.use_distributed)
+
+
+def deepspeed_requested() -> bool:
+    """Whether this process was launched for DeepSpeed (``accelerate launch`` sets the variable)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def add_deepspeed_cpu_backend(kwargs: dict[str, Any]) -> None:
+    """Give a CPU DeepSpeed launch the process-group backend Accelerate leaves unset.
+
+    Without CUDA, Accelerate lets DeepSpeed's CPU accelerator pick the backend (gloo without
+    oneCCL) but keeps its own ``backend`` at None, so every rank believes it is process 0 of
+    1 (duplicated data, every rank writes). Naming the backend fixes that; with ``cpu=True``
+    Accelerate ignores DeepSpeed altogether and runs DDP, so that is refused.
+
+    Args:
+        kwargs: ``Accelerator`` arguments; ``kwargs_handlers`` gains an
+            ``InitProcessGroupKwargs`` unless it has one.
+
+    Raises:
+        ValueError: ``cpu=True`` was asked for.
+    """
+    if kwargs.get("cpu"):
+        raise ValueError("make_accelerator: cpu=True under a DeepSpeed launch "
+                         "(ACCELERATE_USE_DEEPSPEED=true): Accelerate would ignore DeepSpeed and "
+                         "run DDP; leave cpu unset (DeepSpeed's CPU accelerator runs on the CPU)")
+    from accelerate.utils import InitProcessGroupKwargs
+
+    handlers = list(kwargs.get("kwargs_handlers") or [])
+    if not any(isinstance(handler, InitProcessGroupKwargs) for handler in handlers):
+        from deepspeed.accelerator import get_accelerator
+
+        backend = get_accelerator().communication_backend_name()
+        handlers.append(InitProcessGroupKwargs(backend=backend))
+        kwargs["kwargs_handlers"] = handlers
+
+
+def is_deepspeed(accelerator: Any) -> bool:
+    """Whether ``accelerator`` runs DeepSpeed (its engine clips and steps inside backward)."""
+    return distributed_type(accelerator) == "DEEPSPEED"
+
+
+def deepspeed_grad_norm(accelerator: Any) -> torch.Tensor | None:
+    """The global gradient norm of DeepSpeed's latest update, before clipping.
+
+    ``engine.get_global_grad_norm()`` is measured over every rank's shard of the averaged
+    gradients (ZeRO 1/2 keep them in their own buffers: ``p.grad`` is None by then).
+
+    Args:
+        accelerator: A DeepSpeed accelerator after ``prepare(model, ...)``.
+
+    Returns:
+        A 0-d float tensor, or None before the first update.
+    """
+    wrapped = getattr(accelerator, "deepspeed_engine_wrapped", None)
+    norm = None if wrapped is None else wrapped.engine.get_global_grad_norm()
+    return None if norm is None else torch.as_tensor(float(norm))
+
+
+def deepspeed_clip_max(accelerator: Any) -> float | None:
+    """The ``gradient_clipping`` DeepSpeed's engine applies (None: it does not clip)."""
+    wrapped = getattr(accelerator, "deepspeed_engine_wrapped", None)
+    value = 0.0 if wrapped is None else float(wrapped.engine.gradient_clipping())
+    return value if value > 0 else None
+
+
+def deepspeed_backward(accelerator: Any, loss: torch.Tensor, boundary: bool, **kwargs: Any) -> None:
+    """``accelerator.backward`` under DeepSpeed, telling the engine whether a window ends.
+
+    Accelerate passes ``gradient_state.sync_gradients`` to the engine as the accumulation
+    boundary, and the engine clips and steps there. The wrapper accumulates with
+    ``gradient_accumulation_steps=1``, so that flag is always True and the engine would step
+    after every micro-batch; it is set to ``boundary`` for this backward only.
+
+    Args:
+        accelerator: A DeepSpeed accelerator.
+        loss: The (already divided) loss.
+        boundary: Whether this backward ends the wrapper's accumulation window.
+        **kwargs: Passed to ``accelerator.backward``.
+    """
+    state = accelerator.gradient_state
+    saved = state.sync_gradients
+    state._set_sync_gradients(boundary)
+    try:
+        accelerator.backward(loss, **kwargs)
+    finally:
+        state._set_sync_gradients(saved)
+
+
+def set_deepspeed_clipping(accelerator: Any, max_norm: float) -> None:
+    """Make DeepSpeed's engine clip at ``max_norm`` (0: no clipping); call before ``prepare``.
+
+    DeepSpeed clips inside its engine with the config's ``gradient_clipping`` (Accelerate
+    fills in 1.0 when the launch config leaves it out); Accelerate's ``clip_grad_norm_``
+    only reads the norm. Setting the value here makes the wrapper's ``clip_grad`` the one
+    applied.
+
+    Args:
+        accelerator: A DeepSpeed accelerator whose model is not prepared yet.
+        max_norm: The wrapper's ``clip_grad.max_norm``, or 0.0.
+    """
+    accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] = float(max_norm)
 
 
 def install_cpu_scaler(accelerator: Any, scaler_kwargs: Mapping[str, Any]) -> None:

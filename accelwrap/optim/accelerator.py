@@ -83,7 +83,10 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
     Raises:
         ValueError: Schedulers with an accelerator whose
             ``step_scheduler_with_optimizer`` is True, a wrapper the accelerator does not
-            suit (accumulation steps, mixed precision).
+            suit (accumulation steps, mixed precision), or under DeepSpeed a ``clip_grad``
+            its engine cannot apply (by value, not L2, two different ``max_norm``).
+            Under DeepSpeed the engine's ``gradient_clipping`` is set to the wrappers'
+            ``max_norm`` (0.0 without norm clipping) before the engine is built.
 
     Example:
         >>> from accelwrap.optim import OptimWrapper
@@ -103,6 +106,8 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
     wrappers = [w for obj in objects for w in _members(obj)]
     for wrapper in wrappers:
         wrapper.validate_accelerator(accelerator)
+    if wrappers and glue.is_deepspeed(accelerator):
+        glue.set_deepspeed_clipping(accelerator, _deepspeed_max_norm(wrappers))
     flat = [w.optimizer for w in wrappers]
     flat += [obj for obj in objects if not _members(obj)]
     prepared = accelerator.prepare(*flat) if flat else ()
@@ -120,6 +125,27 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
                 register_step_methods(out)
             result.append(obj if _is_scheduler(obj) else out)
     return result[0] if len(result) == 1 else tuple(result)
+
+
+def _deepspeed_max_norm(wrappers: list[OptimWrapper]) -> float:
+    """The one ``gradient_clipping`` DeepSpeed can apply for ``wrappers`` (0.0: none clips).
+
+    Raises:
+        ValueError: Clipping by value, a norm other than L2 (DeepSpeed clips the L2 norm
+            only) or wrappers with different ``max_norm``.
+    """
+    found = set()
+    for wrapper in wrappers:
+        clip = wrapper.clip_grad_kwargs or {}
+        if "clip_value" in clip or float(clip.get("norm_type", 2.0)) != 2.0:
+            raise ValueError(f"accelwrap.optim.prepare: clip_grad={clip} cannot work under "
+                             "DeepSpeed, whose engine clips by the L2 norm only; use "
+                             "clip_grad=dict(max_norm=...) (norm_type 2) or no clip_grad")
+        found.add(float(clip.get("max_norm", 0.0)))
+    if len(found) > 1:
+        raise ValueError(f"accelwrap.optim.prepare: the wrappers clip at different max_norm "
+                         f"{sorted(found)}, but one DeepSpeed engine clips at one value")
+    return found.pop()
 
 
 #: A model's own methods that run it outside ``forward`` (MMEngine's model contract).
@@ -191,8 +217,10 @@ def make_accelerator(optim_wrapper: Any = None, **accelerator_kwargs: Any) -> An
         the AMP wrapper's ``loss_scale``) and autocasts, as fp16 does on a GPU.
 
     Raises:
-        ValueError: ``gradient_accumulation_steps`` other than 1, or a
-            ``mixed_precision`` that contradicts the AMP wrapper.
+        ValueError: ``gradient_accumulation_steps`` other than 1, a
+            ``mixed_precision`` that contradicts the AMP wrapper, or ``cpu=True`` under a
+            DeepSpeed launch without CUDA (there the process group's backend is set to the
+            one DeepSpeed's CPU accelerator uses, so Accelerate counts the ranks).
 
     Example:
         >>> acc = make_accelerator(cpu=True)  # or make_accelerator(amp_wrapper_cfg, cpu=True)
@@ -207,6 +235,8 @@ def make_accelerator(optim_wrapper: Any = None, **accelerator_kwargs: Any) -> An
     if steps != 1:
         raise ValueError(f"make_accelerator: gradient_accumulation_steps={steps} is not "
                          f"supported. " + glue.GAS_FIX.format(n=steps))
+    if glue.deepspeed_requested() and not torch.cuda.is_available():
+        glue.add_deepspeed_cpu_backend(kwargs)
     on_cuda = torch.cuda.is_available() and not kwargs.get("cpu", False)
     dtype, scaler_args = _wrapper_dtype(optim_wrapper, "cuda" if on_cuda else "cpu")
     if dtype is not None:
