@@ -7,7 +7,8 @@ update; the question "is every gradient element finite?" needs one:
 on CPU and CUDA) with an unscale factor of exactly 1, which leaves every gradient value
 unchanged (the kernel returns the value itself when the factor is 1) and sets a
 one-element flag on the device when it meets a NaN/inf. The flag is read by the caller
-(one host read, or none until the next update for ``policy='warn'``).
+(one host read, or none until the next update for ``policy='warn'``); a CPU flag shares
+its memory with a numpy array, so reading it dispatches no op (:func:`read_flag`).
 
 Sharded (``DTensor``) or other tensor-subclass gradients, gradients on several devices and
 a torch without the kernel are not taken (:meth:`GradFlag.test` returns None): the caller
@@ -19,11 +20,11 @@ Example:
     >>> import torch
     >>> flags = GradFlag()
     >>> grads = [torch.tensor([1.0, 2.0]), torch.tensor([3.0])]
-    >>> float(flags.test(grads))
+    >>> read_flag(flags.test(grads))
     0.0
     >>> grads[1][0] = float('inf')
     >>> flag = flags.test(grads)
-    >>> float(flag), grads[0].tolist()
+    >>> read_flag(flag), grads[0].tolist()
     (1.0, [1.0, 2.0])
     >>> flags.reset(flag)
     >>> scaled = [torch.tensor([0.5])]
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["GradFlag"]
+__all__ = ["GradFlag", "read_flag"]
 
 _KERNEL = getattr(torch, "_amp_foreach_non_finite_check_and_unscale_", None)
 _PLAIN = torch.Tensor
@@ -75,8 +76,7 @@ class GradFlag:
         device = grads[0].device
         buffers = self._buffers.get(device)
         if buffers is None:
-            buffers = self._buffers[device] = (torch.zeros(1, device=device),
-                                               torch.ones(1, device=device))
+            buffers = self._buffers[device] = (_new_flag(device), torch.ones(1, device=device))
         found, scale = buffers
         if factor is not None:  # a refused call must not have scaled a part: check first
             for grad in grads:
@@ -93,6 +93,11 @@ class GradFlag:
         return found
 
     @staticmethod
+    def read(flag: torch.Tensor) -> float:
+        """The flag's value (see :func:`read_flag`)."""
+        return read_flag(flag)
+
+    @staticmethod
     def reset(flag: torch.Tensor) -> None:
         """Clear a flag that was read as set.
 
@@ -100,3 +105,34 @@ class GradFlag:
             flag: A tensor :meth:`test` returned.
         """
         flag.zero_()
+
+
+def _new_flag(device: torch.device) -> torch.Tensor:
+    """A clear flag; on the CPU it shares its memory with a numpy array read by
+    :func:`read_flag` (no op dispatched to read it)."""
+    if device.type == "cpu":
+        try:
+            import numpy
+        except ImportError:  # numpy is optional for torch: read it with float()
+            return torch.zeros(1)
+        host = numpy.zeros(1, dtype=numpy.float32)
+        flag = torch.from_numpy(host)
+        flag.host_view = host
+        return flag
+    return torch.zeros(1, device=device)
+
+
+def read_flag(flag: torch.Tensor) -> float:
+    """The value of a flag from :meth:`GradFlag.test`: the one host read of the update.
+
+    A CPU flag is read from its memory directly; any other is read with ``float()``
+    (a device synchronisation).
+
+    Args:
+        flag: The flag tensor.
+
+    Returns:
+        0.0 when clear, 1.0 when set.
+    """
+    host = flag.__dict__.get("host_view")
+    return float(host[0]) if host is not None else float(flag)

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 
 from accelwrap.errors import NonFiniteError, suggest
+from accelwrap.optim.optimizer.finite_check import read_flag
 from accelwrap.optim.optimizer.grad_norm import clipped_norm
 from accelwrap.registry import to_plain
 
@@ -160,7 +161,7 @@ def _bad(value: torch.Tensor | float, flag: bool) -> str | None:
     With ``flag``, ``value`` is a NaN/inf flag tensor (nonzero: set); a set flag is
     cleared here, so the next update starts clear without an op of its own.
     """
-    number = float(value)  # the one host read of this update
+    number = read_flag(value) if flag else float(value)  # the one host read of this update
     if flag:
         if number == 0.0:
             return None

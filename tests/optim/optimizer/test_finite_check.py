@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 from accelwrap.errors import NonFiniteError
 from accelwrap.optim import OptimWrapper
-from accelwrap.optim.optimizer.finite_check import GradFlag
+from accelwrap.optim.optimizer.finite_check import GradFlag, read_flag
 from tests.optim.optimizer.wrapper_cases import make_data, make_model
 
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]  # gpu_check.sh: CUDA
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 BITS = {torch.float32: torch.int32, torch.float64: torch.int64,
         torch.bfloat16: torch.int16, torch.float16: torch.int16}
@@ -29,9 +30,11 @@ def _special(dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_clean_gradients_are_left_bit_for_bit_unchanged(dtype):
-    grads = [_special(dtype), torch.randn(5, 3).to(dtype), torch.zeros(0, dtype=dtype)]
+def test_clean_gradients_are_left_bit_for_bit_unchanged(dtype, device):
+    grads = [t.to(device) for t in (_special(dtype), torch.randn(5, 3).to(dtype),
+                                    torch.zeros(0, dtype=dtype))]
     before = [g.clone() for g in grads]
     flag = GradFlag().test(grads)
     assert flag is not None and float(flag) == 0.0
@@ -39,19 +42,21 @@ def test_clean_gradients_are_left_bit_for_bit_unchanged(dtype):
         assert torch.equal(got.view(BITS[dtype]), want.view(BITS[dtype]))  # subnormals, -0 too
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("where", [(0, 0), (1, 14), (2, 6)])
-def test_one_bad_element_anywhere_sets_the_flag(dtype, bad, where):
-    grads = [torch.randn(4).to(dtype), torch.randn(3, 5).to(dtype), _special(dtype)]
+def test_one_bad_element_anywhere_sets_the_flag(dtype, bad, where, device):
+    grads = [t.to(device) for t in (torch.randn(4).to(dtype), torch.randn(3, 5).to(dtype),
+                                    _special(dtype))]
     tensor, index = where
     grads[tensor].view(-1)[index] = bad
     flags = GradFlag()
     flag = flags.test(grads)
-    assert float(flag) == 1.0
+    assert float(flag) == read_flag(flag) == 1.0  # the CPU flag's host view sees the kernel
     flags.reset(flag)
     grads[tensor].view(-1)[index] = 0.0
-    assert float(flags.test(grads)) == 0.0
+    assert read_flag(flags.test(grads)) == float(flag) == 0.0
 
 
 def test_what_it_cannot_take_is_left_to_the_norm():
