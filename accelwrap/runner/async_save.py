@@ -48,6 +48,7 @@ from accelwrap.runner.checkpoint_find import LATEST_FILE, TMP_PREFIX
 from accelwrap.runner.checkpoint_layout import STATE_FILE, Layout
 from accelwrap.runner.checkpoint_parts import missing_files, missing_message, save_own_files
 from accelwrap.runner.fault_points import kill_point
+from accelwrap.runner.manifest import without_zip_crc
 from accelwrap.runner.save_failure import describe_error, is_write_error
 
 __all__ = ["AsyncSaveFailed", "AsyncWriter", "async_refusal", "save_in_background", "snapshot",
@@ -126,9 +127,10 @@ def write_small_files(accelerator: Any, folder: Path) -> None:
     states of this moment."""
     from accelerate.checkpointing import save_accelerator_state
 
-    save_accelerator_state(str(folder), [], [], accelerator._schedulers,
-                           accelerator._dataloaders, accelerator.state.process_index,
-                           accelerator.step, accelerator.scaler, safe_serialization=True)
+    with without_zip_crc():
+        save_accelerator_state(str(folder), [], [], accelerator._schedulers,
+                               accelerator._dataloaders, accelerator.state.process_index,
+                               accelerator.step, accelerator.scaler, safe_serialization=True)
     accelerator.project_configuration.iteration += 1  # as save_state does
 
 
@@ -152,7 +154,8 @@ def write_big_files(folder: Path, weights: list[Any], optimizers: list[Any]) -> 
         save(state, folder / name, safe_serialization=True)
     for i, state in enumerate(optimizers):
         name = f"{OPTIMIZER_NAME}.bin" if i == 0 else f"{OPTIMIZER_NAME}_{i}.bin"
-        save(state, folder / name, safe_serialization=False)
+        with without_zip_crc():  # as a synchronous save: the manifest sums the file
+            save(state, folder / name, safe_serialization=False)
 
 
 class AsyncWriter:

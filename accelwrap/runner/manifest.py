@@ -83,8 +83,9 @@ def without_zip_crc() -> Iterator[None]:
     ``torch.serialization.set_crc32_options``). Inside a checkpoint that work is
     redundant: the manifest sums the whole file once, and is checked at load. Without
     the sums, ``torch.save`` of a 4 MB optimizer state takes about a third of the time.
-    A zip tool's test of such a file reports the CRC fields, not damage. Torch versions
-    without the option save as they always did.
+    A zip tool's test of such a file reports the CRC fields, not damage. The option is
+    process-wide: another thread's ``torch.save`` during the block skips them too (its
+    file loads the same). Torch versions without the option save as they always did.
 
     Example:
         >>> import io, torch

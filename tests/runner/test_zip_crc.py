@@ -16,10 +16,12 @@ needs_option = pytest.mark.skipif(not hasattr(torch.serialization, "get_crc32_op
 
 
 @needs_option
-def test_a_checkpoint_is_written_without_zip_crcs_and_the_option_is_restored(tmp_path):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_checkpoint_is_written_without_zip_crcs_and_the_option_is_restored(tmp_path, mode):
     assert torch.serialization.get_crc32_options() is True
     run("digits_sgd_multistep", tmp_path, "train_cfg.max_epochs=1",
-        "train_dataloader.batch_size=256")
+        "train_dataloader.batch_size=256",
+        f"+default_hooks.checkpoint.async={'true' if mode == 'async' else 'false'}")
     assert torch.serialization.get_crc32_options() is True
     optimizer = tmp_path / "checkpoints" / "epoch_1" / "optimizer.bin"
     records = zipfile.ZipFile(optimizer).infolist()
