@@ -163,7 +163,7 @@ class LossWindow:
             else:
                 self._tokens = self._tokens + count
         if self.track_loss:
-            self._record(loss.detach())
+            self._record(loss.data)  # a detached alias without an op (not .detach())
         return loss
 
     def seed(self, loss: torch.Tensor, num_tokens: Any, owner: str) -> torch.Tensor:
