@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -220,8 +221,17 @@ def set_deepspeed_clipping(accelerator: Any, max_norm: float) -> None:
     Args:
         accelerator: A DeepSpeed accelerator whose model is not prepared yet.
         max_norm: The wrapper's ``clip_grad.max_norm``, or 0.0.
+
+    Warns:
+        UserWarning: The DeepSpeed config asked for another value (it is replaced).
     """
-    accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] = float(max_norm)
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    given = config.get("gradient_clipping", "auto")
+    if given != "auto" and float(given) != float(max_norm):
+        warnings.warn(f"DeepSpeed config gradient_clipping={given} replaced by {float(max_norm)} "
+                      "from the optimizer wrapper's clip_grad (0.0: it does not clip by norm); "
+                      "accelwrap's clip_grad is the one applied", stacklevel=3)
+    config["gradient_clipping"] = float(max_norm)
 
 
 def install_cpu_scaler(accelerator: Any, scaler_kwargs: Mapping[str, Any]) -> None:

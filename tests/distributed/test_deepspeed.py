@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -134,3 +136,24 @@ def test_cpu_true_under_a_deepspeed_launch_is_refused(monkeypatch):
     assert glue.deepspeed_requested()
     with pytest.raises(ValueError, match="cpu=True under a DeepSpeed launch"):
         glue.add_deepspeed_cpu_backend({"cpu": True})
+
+
+def _fake_deepspeed_accelerator(config: dict) -> SimpleNamespace:
+    plugin = SimpleNamespace(deepspeed_config=config)
+    return SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin))
+
+
+@pytest.mark.parametrize("given", ["auto", 0.5])
+def test_clipping_is_set_quietly_when_the_config_agrees(given):
+    accelerator = _fake_deepspeed_accelerator({"gradient_clipping": given})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        glue.set_deepspeed_clipping(accelerator, 0.5)
+    assert accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] == 0.5
+
+
+def test_a_different_config_value_is_replaced_with_a_warning():
+    accelerator = _fake_deepspeed_accelerator({"gradient_clipping": 1.0})  # Accelerate's default
+    with pytest.warns(UserWarning, match=r"gradient_clipping=1.0 replaced by 0.0"):
+        glue.set_deepspeed_clipping(accelerator, 0.0)
+    assert accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] == 0.0
