@@ -44,10 +44,6 @@ def _deepspeed_import_error() -> str | None:
 IMPORT_ERROR = _deepspeed_import_error()
 needs_deepspeed = pytest.mark.skipif(IMPORT_ERROR is not None,
                                      reason=f"deepspeed does not import: {IMPORT_ERROR}")
-#: The reported norm and accumulation need OptimWrapper to call glue.deepspeed_backward /
-#: deepspeed_grad_norm (/tmp/team/deepspeed_patch.diff for optimizer_wrapper.py). Remove
-#: this marker when that patch is applied (strict: an unexpected pass fails).
-WRAPPER_PATCH = pytest.mark.xfail(strict=True, reason="OptimWrapper's DeepSpeed patch pending")
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +63,8 @@ def runs(tmp_path_factory):
 
 
 CASES = [pytest.param(2, 1, id="zero2-counts1"),
-         pytest.param(2, 3, id="zero2-counts3", marks=WRAPPER_PATCH),
-         pytest.param(1, 3, id="zero1-counts3", marks=WRAPPER_PATCH)]
+         pytest.param(2, 3, id="zero2-counts3"),
+         pytest.param(1, 3, id="zero1-counts3")]
 
 
 @needs_deepspeed
@@ -90,8 +86,7 @@ def test_engine_clips_at_the_wrappers_max_norm(runs, stage, counts):
 
 @needs_deepspeed
 @pytest.mark.distributed
-@pytest.mark.parametrize("stage,counts", [
-    pytest.param(*case.values, id=case.id, marks=WRAPPER_PATCH) for case in CASES])
+@pytest.mark.parametrize("stage,counts", CASES)
 def test_reported_norms_equal_the_unsharded_norms(runs, stage, counts):
     for result in runs(stage, counts):
         ref = result["reference"]

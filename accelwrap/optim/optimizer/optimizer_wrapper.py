@@ -165,6 +165,7 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
         self.accelerator = accelerator
         self._raw = glue.unwrap_optimizer(self.optimizer)
         self._direct = self._calls_torch(accelerator)
+        self._deepspeed = accelerator is not None and glue.is_deepspeed(accelerator)
         self._world = world_size(accelerator)  # processes whose gradients are averaged
         self._divide_at_backward = (self._window.tokens_mode and self._accumulative_counts == 1
                                     and self._world == 1)
@@ -223,7 +224,9 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
             loss.backward(**kwargs)
             return
         loss = self._count(loss, num_tokens)
-        if not self._direct:
+        if self._deepspeed:  # the engine steps inside backward at the window's end only
+            glue.deepspeed_backward(self.accelerator, loss, self.should_update(), **kwargs)
+        elif not self._direct:
             self.accelerator.backward(loss, **kwargs)
         elif self._scaler is not None:
             self._scaler.scale(loss).backward(**kwargs)
@@ -314,6 +317,10 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
         (self._raw if self._direct else self.optimizer).zero_grad(**kwargs)
 
     def _clip_grad(self) -> None:
+        if self._deepspeed:  # the engine has clipped already; p.grad is None under ZeRO
+            self._grad_norm = glue.deepspeed_grad_norm(self.accelerator) if self._by_norm else None
+            self._clip_max = glue.deepspeed_clip_max(self.accelerator) if self._by_norm else None
+            return
         params = [p for group in self._raw.param_groups for p in group["params"]
                   if p.requires_grad and p.grad is not None]
         if not params:
