@@ -137,6 +137,7 @@ background() {  # background NAME COMMAND...: a step run beside others, $JOBS at
 step environment echo "$PY: torch $TORCH (CUDA $TORCH_CUDA, $DEVICE), accelerate $ACCELERATE," \
   "accelwrap $ACCELWRAP; bitsandbytes: $BNB; shipped configs:" $(cut -d'|' -f1 <<<"$CONFIGS")
 mapfile -t CUDA_TESTS < <(find tests -name 'test_*cuda*.py' | sort)
+CUDA_TESTS+=(tests/optim/optimizer/test_finite_check.py)  # the fused NaN/inf check on CUDA
 gpu_step cuda_tests "${RUN[@]}" -m pytest -q -rs -p no:cacheprovider "${CUDA_TESTS[@]}" \
   -k "not bitsandbytes"
 
