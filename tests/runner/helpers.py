@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -26,6 +27,19 @@ def run(name: str, work_dir: Path, *overrides: str) -> Runner:
     runner = Runner.from_cfg(config(name, work_dir, *overrides))
     runner.train()
     return runner
+
+
+def resumed(name: str, work_dir: Path, resume: str, *overrides: str) -> Runner:
+    """A runner of a shipped config built with ``resume`` (not trained yet)."""
+    return Runner.from_cfg(OmegaConf.merge(config(name, work_dir, *overrides),
+                                           {"resume": resume}))
+
+
+def copy_of(saved: Path, tmp_path: Path) -> Path:
+    """A copy of the work dir ``saved`` (a module fixture's run) to damage in one test."""
+    copy = tmp_path / "run"
+    shutil.copytree(saved, copy)
+    return copy
 
 
 def run_dir(work_dir: Path) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from omegaconf import OmegaConf
 from accelwrap.errors import CheckpointError, DamagedCheckpointError
 from accelwrap.runner import Runner
 from accelwrap.runner.checkpoint import resolve_resume
-from tests.runner.helpers import config, run
+from tests.runner.helpers import config, copy_of, resumed, run
 
 FILES = ["model.safetensors", "optimizer.bin", "scheduler.bin", "scheduler_1.bin",
          "random_states_0.pkl", "runner_state.json"]
@@ -56,14 +55,11 @@ def saved(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def work(saved, tmp_path) -> Path:
-    copy = tmp_path / "run"
-    shutil.copytree(saved, copy)
-    return copy
+    return copy_of(saved, tmp_path)
 
 
 def _runner(work: Path, resume: str) -> Runner:
-    cfg = config("digits_sgd_multistep", work, "train_cfg.max_epochs=3", *SHORT)
-    return Runner.from_cfg(OmegaConf.merge(cfg, {"resume": resume}))
+    return resumed("digits_sgd_multistep", work, resume, "train_cfg.max_epochs=3", *SHORT)
 
 
 def _named(err: BaseException, checkpoint: Path, name: str) -> bool:

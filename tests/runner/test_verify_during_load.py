@@ -8,17 +8,15 @@ for a same-size change the error comes after ``load_state``, before the run trai
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from accelwrap.errors import DamagedCheckpointError
 from accelwrap.runner import Runner
 from accelwrap.runner.checkpoint import resolve_resume
 from accelwrap.runner.manifest import SMALL_FILE, build_manifest, start_verify, verify_files
-from tests.runner.helpers import config, run
+from tests.runner.helpers import copy_of, resumed, run
 
 # 64-960-960-10: model.safetensors and optimizer.bin (SGD momentum) are ~4 MB each.
 BIG = ("model.hidden_dims=[960,960]", "train_dataloader.batch_size=256")
@@ -75,14 +73,11 @@ def saved(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def work(saved, tmp_path) -> Path:
-    copy = tmp_path / "run"
-    shutil.copytree(saved, copy)
-    return copy
+    return copy_of(saved, tmp_path)
 
 
 def _resume(work: Path, resume: str) -> Runner:
-    cfg = config("digits_sgd_multistep", work, "train_cfg.max_epochs=3", *BIG)
-    return Runner.from_cfg(OmegaConf.merge(cfg, {"resume": resume}))
+    return resumed("digits_sgd_multistep", work, resume, "train_cfg.max_epochs=3", *BIG)
 
 
 @pytest.mark.parametrize("name, where", [("model.safetensors", "tensor data"),
