@@ -366,8 +366,7 @@ class Runner:
         return None
 
     def _trained_model(self) -> nn.Module:
-        # prepare() wraps self.model (DDP, FSDP, DeepSpeed's engine and compile keep it as
-        # the inner module; FSDP2 and AMP change it in place): it is the unwrapped model.
+        # Every engine keeps self.model as its inner module (FSDP2, AMP: changed in place);
         # Accelerate's unwrap_model would import DeepSpeed (~3.5 s) wherever it is installed.
         return self.model
 
