@@ -49,6 +49,9 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
     """
     import torch
 
+    note = verify_before_reading(source)  # a checkpoint folder, or its manifest entry
+    if note:
+        logger.warning("%s", note)
     path = Path(source)
     if path.is_dir():
         candidates = [path / "model.safetensors", path / "pytorch_model.bin"]
@@ -58,9 +61,6 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
                                     "model.safetensors nor pytorch_model.bin")
     if not path.is_file():
         raise FileNotFoundError(f"load_from={str(source)!r}: no such file or folder")
-    note = verify_before_reading(path)  # inside a checkpoint: its manifest entry
-    if note:
-        logger.warning("load_from: %s", note)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         weights = load_file(str(path))

@@ -25,7 +25,6 @@ from omegaconf import OmegaConf
 from accelwrap.config import load_config
 from accelwrap.errors import CheckpointError, ConfigError, RegistryError
 from accelwrap.runner import Runner
-from accelwrap.runner.checkpoint_find import verify_before_reading
 from accelwrap.runner.run_log import configure_logging
 
 __all__ = ["add_test_args", "build_test_parser", "run_test_command"]
@@ -52,13 +51,11 @@ def build_test_parser() -> argparse.ArgumentParser:
 
 
 def run_test_command(args: argparse.Namespace) -> int:
-    """Verify the checkpoint, build the runner with its weights and test; user errors
-    (a damaged checkpoint included) return 1."""
+    """Build the runner with the checkpoint's weights (``load_from`` verifies them first:
+    :func:`~accelwrap.runner.weights.load_weights`) and test; user errors (a damaged
+    checkpoint included) return 1."""
     configure_logging(main=int(os.environ.get("RANK", "0")) == 0)
     try:
-        note = verify_before_reading(args.checkpoint)
-        if note is not None:
-            logger.warning("%s", note)
         cfg = load_config(args.config, args.overrides)
         work_dir = args.work_dir or cfg.get("work_dir") or str(Path("work_dirs")
                                                               / Path(args.config).stem)

@@ -29,7 +29,7 @@ def test_damaged_weights_are_refused_naming_the_file_and_an_intact_checkpoint(
         with pytest.raises(DamagedCheckpointError) as err:
             run("digits_sgd_multistep", tmp_path / "new", "train_cfg.max_epochs=1",
                 f"+load_from={source}", *SHORT)
-        assert err.value.file == "model.safetensors"
+        assert err.value.file.startswith("model.safetensors")  # with its part, for a folder
         assert "was changed after the save" in err.value.reason
         assert str(saved / "epoch_1") in str(err.value)  # the intact one beside it
     finally:
