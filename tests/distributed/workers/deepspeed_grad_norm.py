@@ -22,6 +22,7 @@ from torch import nn
 
 from accelwrap.optim import OptimWrapper, make_accelerator, prepare
 from tests.distributed.launch import finish_worker, write_result
+from tests.optim.optimizer import token_cases as tc
 
 ITERS, MAX_NORM, LR = 5, 0.05, 0.1
 REFUSED = {"tokens": dict(loss_normalization="tokens"),
@@ -45,24 +46,17 @@ def loss_of(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch
     return nn.functional.mse_loss(model(x), y)
 
 
-def windows(counts: int) -> list[list[int]]:
-    return [list(range(i, min(i + counts, ITERS))) for i in range(0, ITERS, counts)]
-
-
 def reference(world: int, counts: int) -> dict:
     model = make_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     data = [batches(r) for r in range(world)]
-    before, after = [], []
-    for window in windows(counts):
+    norms = []
+    for window in tc.windows(ITERS, counts):
         losses = [loss_of(model, data[r][i]) for r in range(world) for i in window]
-        (torch.stack(losses).sum() / len(losses)).backward()
-        before.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM)))
-        after.append(float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm()))
-        optimizer.step()
-        optimizer.zero_grad()
-    return {"before": before, "after": after,
-            "params": [p.detach().flatten().tolist() for p in model.parameters()]}
+        loss = torch.stack(losses).sum() / len(losses)
+        norms.append(tc.clipped_step(model, optimizer, loss, MAX_NORM))
+    before, after = zip(*norms)
+    return {"before": list(before), "after": list(after), "params": tc.flat_params(model)}
 
 
 def refusals(accelerator) -> dict[str, str]:
@@ -115,7 +109,7 @@ def main() -> None:
                   "zero_stage": model.zero_optimization_stage(),
                   "gradient_clipping": model.gradient_clipping(),
                   "before": before, "after": after, "engine_norms": engine_norms,
-                  "params": [p.detach().flatten().tolist() for p in model.parameters()],
+                  "params": tc.flat_params(model),
                   "reference": reference(world, counts), "refusals": refusals(accelerator)})
 
 

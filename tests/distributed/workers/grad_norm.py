@@ -34,16 +34,13 @@ def reference(world: int) -> dict:
     model = tc.make_token_model()
     optimizer = tc.make_optimizer(model)
     data = [tc.token_batches(ITERS, seed=10 + r) for r in range(world)]
-    before, after = [], []
+    norms = []
     for window in tc.windows(ITERS, COUNTS):
         sums, counts = zip(*(tc.loss_sum(model, data[r][i]) for r in range(world) for i in window))
-        (torch.stack(sums).sum() / torch.stack(counts).sum()).backward()
-        before.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM)))
-        after.append(float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm()))
-        optimizer.step()
-        optimizer.zero_grad()
-    return {"before": before, "after": after,
-            "params": [p.detach().flatten().tolist() for p in model.parameters()]}
+        loss = torch.stack(sums).sum() / torch.stack(counts).sum()
+        norms.append(tc.clipped_step(model, optimizer, loss, MAX_NORM))
+    before, after = zip(*norms)
+    return {"before": list(before), "after": list(after), "params": tc.flat_params(model)}
 
 
 def full_params(model) -> list[list[float]]:

@@ -64,3 +64,20 @@ def reference(model: nn.Module, optimizer: torch.optim.Optimizer,
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         optimizer.step()
         optimizer.zero_grad()
+
+
+def clipped_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                 max_norm: float) -> tuple[float, float]:
+    """Backward ``loss``, clip to ``max_norm``, step; the gradient norm before and after
+    clipping (the unsharded reference of the grad-norm workers)."""
+    loss.backward()
+    before = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+    after = float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm())
+    optimizer.step()
+    optimizer.zero_grad()
+    return before, after
+
+
+def flat_params(model: nn.Module) -> list[list[float]]:
+    """Every parameter as a flat list (JSON for a worker's result)."""
+    return [p.detach().flatten().tolist() for p in model.parameters()]
