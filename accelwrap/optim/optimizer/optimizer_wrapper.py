@@ -219,8 +219,7 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
         """
         if self._seeded and "gradient" not in kwargs:  # see LossWindow.seed
             kwargs["gradient"] = self._window.seed(loss, num_tokens, type(self).__name__)
-            self._inner_count += 1
-            self.last_update_applied = False
+            self._book()
             loss.backward(**kwargs)
             return
         loss = self._count(loss, num_tokens)
@@ -238,9 +237,12 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
         if self._window.active:
             loss = self._window.add(loss, num_tokens, type(self).__name__,
                                     self._divide_at_backward)
+        self._book()
+        return loss
+
+    def _book(self) -> None:
         self._inner_count += 1
         self.last_update_applied = False
-        return loss
 
     def step(self, **kwargs: Any) -> None:
         """Normalise by tokens, clip, apply the non-finite policy, then step the optimizer.
@@ -318,8 +320,10 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
 
     def _clip_grad(self) -> None:
         if self._deepspeed:  # the engine has clipped already; p.grad is None under ZeRO
-            self._grad_norm = glue.deepspeed_grad_norm(self.accelerator) if self._by_norm else None
-            self._clip_max = glue.deepspeed_clip_max(self.accelerator) if self._by_norm else None
+            self._grad_norm = self._clip_max = None  # clip_value is refused under DeepSpeed
+            if self._by_norm:
+                self._grad_norm = glue.deepspeed_grad_norm(self.accelerator)
+                self._clip_max = glue.deepspeed_clip_max(self.accelerator)
             return
         params = [p for group in self._raw.param_groups for p in group["params"]
                   if p.requires_grad and p.grad is not None]
