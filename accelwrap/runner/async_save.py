@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -43,10 +42,8 @@ from typing import Any
 
 from accelwrap.errors import CheckpointError
 from accelwrap.runner.async_dist import WriterGroups, agree_on, stage_sharded
-from accelwrap.runner.best import BEST_PREFIX
-from accelwrap.runner.checkpoint_find import LATEST_FILE, TMP_PREFIX
-from accelwrap.runner.checkpoint_layout import STATE_FILE, Layout
-from accelwrap.runner.checkpoint_parts import missing_files, missing_message, save_own_files
+from accelwrap.runner.checkpoint_layout import Layout
+from accelwrap.runner.checkpoint_parts import save_own_files
 from accelwrap.runner.fault_points import kill_point
 from accelwrap.runner.manifest import without_zip_crc
 from accelwrap.runner.save_failure import describe_error, is_write_error
@@ -245,13 +242,8 @@ class _Attempt:
 def _check_and_publish(manager: Any, tmp: Path, final: Path, state: dict[str, Any],
                        replaces: str | None, new_directory: bool) -> None:
     """Rank 0, background: the files are all there; seal and publish (as a sync save)."""
-    if manager.layout is not None:
-        missing = missing_files(tmp, manager.layout, skip=(STATE_FILE,))
-        if missing:
-            raise CheckpointError(f"saving checkpoint {str(final)!r} wrote no "
-                                  + missing_message(missing, manager.layout))
-    pointer = (None if final.name.startswith(BEST_PREFIX)
-               else manager.directory / f"{TMP_PREFIX}{LATEST_FILE}")
+    manager._check_written(tmp, final)
+    pointer = manager._pointer(final)
     manager._seal(tmp, final, state, pointer)
     manager._publish(tmp, final, pointer, new_directory, replaces)
 
@@ -260,19 +252,13 @@ def _snapshot_now(manager: Any, tmp: Path, loop: Any) -> Callable[[], None]:
     """Main thread, every process: the small files, and the state of the big ones in host
     memory. Returns the background writer of this process's big files."""
     acc = manager.accelerator
-    main = acc.is_main_process
-
-    def make_folder() -> None:
-        if main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
 
     def write_small() -> None:
         tmp.mkdir(parents=True, exist_ok=True)  # a node-local work dir on another node
         write_small_files(acc, tmp)
         save_own_files(loop, tmp)
 
-    manager._stage(make_folder, tmp)
+    manager._stage(lambda: manager._make_folder(tmp), tmp)
     manager._stage(write_small, tmp)
     from accelerate.utils import DistributedType
 

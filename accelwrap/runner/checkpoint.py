@@ -237,36 +237,44 @@ class CheckpointManager:
     def _write(self, tmp: Path, final: Path, state: dict[str, Any], loop: Any,
                replaces: str | None) -> None:
         acc = self.accelerator
-        main = acc.is_main_process
         new_directory = not self.directory.is_dir()
-
-        def make_folder() -> None:
-            if main:
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
 
         def write_files() -> None:
             with without_zip_crc():  # the manifest sums each file once
                 acc.save_state(str(tmp))
             save_own_files(loop, tmp)
 
-        self._stage(make_folder, tmp)
+        self._stage(lambda: self._make_folder(tmp), tmp)
         self._stage(write_files, tmp)
         self._finish(tmp, final, state, replaces, new_directory)
+
+    def _make_folder(self, tmp: Path) -> None:
+        """Main process: an empty temporary folder (a killed save's leftover removed)."""
+        if self.accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+
+    def _check_written(self, tmp: Path, final: Path) -> None:
+        """Raise ``CheckpointError`` when a declared file was not written (nothing is
+        published then)."""
+        if self.layout is not None:
+            missing = missing_files(tmp, self.layout, skip=(STATE_FILE,))
+            if missing:
+                raise CheckpointError(f"saving checkpoint {str(final)!r} wrote no "
+                                      + missing_message(missing, self.layout))
+
+    def _pointer(self, final: Path) -> Path | None:
+        """The staged ``latest`` of a save; None for a best checkpoint (``latest`` stays)."""
+        return (None if final.name.startswith(BEST_PREFIX)
+                else self.directory / f"{TMP_PREFIX}{LATEST_FILE}")
 
     def _finish(self, tmp: Path, final: Path, state: dict[str, Any], replaces: str | None,
                 new_directory: bool) -> None:
         """Check the written files, seal (fsync, manifest) and publish the folder."""
         main = self.accelerator.is_main_process
-        if self.layout is not None:
-            # Every rank looks (so that all raise together), before the main one renames.
-            missing = missing_files(tmp, self.layout, skip=(STATE_FILE,))
-            if missing:
-                raise CheckpointError(f"saving checkpoint {str(final)!r} wrote no "
-                                      + missing_message(missing, self.layout))
+        self._check_written(tmp, final)  # every rank (all raise together) before the rename
         kill_point("save", int(state["iter"]))
-        pointer = (None if final.name.startswith(BEST_PREFIX)
-                   else self.directory / f"{TMP_PREFIX}{LATEST_FILE}")
+        pointer = self._pointer(final)
         self._stage(lambda: main and self._seal(tmp, final, state, pointer), tmp)
         self._stage(lambda: main and self._publish(tmp, final, pointer, new_directory,
                                                    replaces), tmp)
