@@ -129,7 +129,7 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
         owned = [name for name, used in (("loss_normalization='tokens'", self._window.tokens_mode),
                                          ("nonfinite", self._guard.setting.explicit),
                                          ("spike", self._guard.spike is not None)) if used]
-        if owned and glue.distributed_type(accelerator) == "DEEPSPEED":
+        if owned and glue.is_deepspeed(accelerator):
             raise ValueError(f"{', '.join(owned)} cannot work under DeepSpeed: its engine "
                              "steps inside accelerator.backward, before the wrapper sees the "
                              "gradients; remove the setting (DeepSpeed skips fp16 overflows "
