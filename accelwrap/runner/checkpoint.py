@@ -63,6 +63,7 @@ from accelwrap.runner.checkpoint_find import (
     is_complete,
     read_state,
     resolve_resume,
+    wants_resume,
 )
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_load import load_verified, refuse_mismatch
@@ -92,7 +93,8 @@ from accelwrap.runner.save_failure import (
 from accelwrap.runner.weights import fingerprint_problems
 
 __all__ = ["LATEST_FILE", "OLD_PREFIX", "STATE_FILE", "TMP_PREFIX", "CheckpointManager",
-           "find_latest", "fingerprint_problems", "is_complete", "read_state", "resolve_resume"]
+           "find_latest", "fingerprint_problems", "is_complete", "read_state", "resolve_resume",
+           "wants_resume"]
 
 logger = logging.getLogger("accelwrap")
 

@@ -29,7 +29,7 @@ from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, start_verify, v
 __all__ = ["LATEST_FILE", "OLD_PREFIX", "TMP_PREFIX", "checkpoints_by_iter", "find_latest",
            "is_complete", "newest_intact", "read_pointer", "read_state", "resolve_resume",
            "start_verification", "state_or_problem", "verify_before_reading",
-           "verify_checkpoint"]
+           "verify_checkpoint", "wants_resume"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -306,6 +306,16 @@ def _auto(directory: Path, resume: Any) -> Path | None:
     return path
 
 
+def wants_resume(resume: Any) -> bool:
+    """Whether a ``resume`` setting asks to resume (``'auto'``, True or a path).
+
+    Example:
+        >>> wants_resume('auto'), wants_resume(False), wants_resume('none')
+        (True, False, False)
+    """
+    return resume not in (None, False, "", "none", "false")
+
+
 def resolve_resume(resume: bool | str | os.PathLike | None,
                    directory: str | os.PathLike) -> Path | None:
     """Turn a ``resume`` setting into a checkpoint folder, or None to start fresh.
@@ -333,7 +343,7 @@ def resolve_resume(resume: bool | str | os.PathLike | None,
         >>> resolve_resume('auto', '/nonexistent/checkpoints') is None  # nothing saved yet
         True
     """
-    if resume in (None, False, "", "none", "false"):
+    if not wants_resume(resume):
         return None
     if resume is True or resume in ("auto", "true"):
         return _auto(Path(directory), resume)

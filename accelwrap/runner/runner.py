@@ -38,7 +38,7 @@ from accelwrap.optim.optimizer import OptimWrapper, build_optim_wrapper
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import named_members
 from accelwrap.registry import RUNNERS, to_plain
 from accelwrap.runner import build, preflight
-from accelwrap.runner.checkpoint import CheckpointManager
+from accelwrap.runner.checkpoint import CheckpointManager, wants_resume
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.data_position import resume_policy, scheduler_kinds
@@ -63,7 +63,7 @@ from accelwrap.runner.state_parts import restore_before_load
 from accelwrap.runner.testing import parse_test_cfg, run_test
 from accelwrap.runner.train_cfg import parse_train_cfg
 from accelwrap.runner.weights import load_weights, shape_map
-from accelwrap.runner.workdir import claim_work_dir, parse_overwrite, wants_resume
+from accelwrap.runner.workdir import claim_work_dir, parse_overwrite
 
 logger = logging.getLogger(__name__)
 

@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from accelwrap.runner.checkpoint import find_latest
+from accelwrap.runner.checkpoint_find import wants_resume
 
 __all__ = ["LOCK_FILE", "WorkDirError", "WorkDirLock", "checkpoint_conflict", "claim_work_dir",
-           "clear_checkpoints", "lock_holder", "parse_overwrite", "unshared_work_dir",
-           "wants_resume"]
+           "clear_checkpoints", "lock_holder", "parse_overwrite", "unshared_work_dir"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -204,16 +204,6 @@ class WorkDirLock:
         except OSError:
             pass
         self._content = None
-
-
-def wants_resume(resume: Any) -> bool:
-    """Whether a ``resume`` setting asks to resume (``'auto'``, True or a path).
-
-    Example:
-        >>> wants_resume('auto'), wants_resume(False), wants_resume('none')
-        (True, False, False)
-    """
-    return resume not in (None, False, "", "none", "false")
 
 
 def parse_overwrite(overwrite: Any, resume: Any) -> bool:
