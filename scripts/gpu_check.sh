@@ -15,6 +15,8 @@
 # GPU_CHECK_PYTHON=... names the Python (default: the first of python3, python,
 # .venv/bin/python whose torch sees CUDA; in a dry run, else the first that imports
 # accelwrap's dependencies). GPU_CHECK_JOBS: trainings run side by side (default 3).
+# GPU_CHECK_CONFIGS=a,b trains only those shipped configs (default: every one); the others,
+# and their variants, are listed as skipped with the reason.
 # Exit status: 0 when no step failed, 1 when one did, 2 when no usable Python was found
 # (or no CUDA outside a dry run).
 set -u
@@ -101,6 +103,12 @@ if [ "$CUDA" = 0 ] && [ "$DRY" != 1 ]; then
   echo "gpu_check: $PY sees no CUDA GPU; GPU_CHECK_DRY_RUN=1 runs the CPU dry run"; exit 2
 fi
 NO_CUDA="no CUDA GPU, torch $TORCH"
+IFS=',' read -ra wanted <<<"${GPU_CHECK_CONFIGS:-}"
+for name in "${wanted[@]}"; do
+  grep -qx "$name" <(cut -d'|' -f1 <<<"$CONFIGS") ||
+    { echo "gpu_check: GPU_CHECK_CONFIGS names $name, not a shipped config:" \
+        $(cut -d'|' -f1 <<<"$CONFIGS"); exit 2; }
+done
 
 # --- recording: one status file per step, its place taken when the step is started -----
 SLOTS=0
@@ -149,13 +157,21 @@ train() {  # train WORK CONFIG [key=value ...]: train, then require a finite las
     echo "gpu_check: no finite validation at the end: ${last:-none}"; return 1
   fi
 }
+SELECTED=${GPU_CHECK_CONFIGS:-}
 while IFS='|' read -r name variants length; do
   read -ra short <<<"$length"
-  background train_"$name" train "$name" "$name" "${short[@]}"
+  unselected=
+  [ -n "$SELECTED" ] && [[ ",$SELECTED," != *",$name,"* ]] &&
+    unselected="not in GPU_CHECK_CONFIGS=$SELECTED"
+  if [ -n "$unselected" ]; then skip train_"$name" "$unselected"
+  else background train_"$name" train "$name" "$name" "${short[@]}"
+  fi
   IFS=';' read -ra each <<<"$variants"
   for variant in "${each[@]}"; do
     dtype=${variant%%:*}; IFS=',' read -ra extra <<<"${variant#*:}"
-    if [ "$CUDA" = 1 ]; then
+    if [ -n "$unselected" ]; then
+      skip "train_${name}_$dtype" "$unselected"
+    elif [ "$CUDA" = 1 ]; then
       background "train_${name}_$dtype" train "${name}_$dtype" "$name" "${short[@]}" "${extra[@]}"
     else
       skip "train_${name}_$dtype" "$NO_CUDA"

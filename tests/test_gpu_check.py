@@ -3,7 +3,10 @@
 ``GPU_CHECK_DRY_RUN=1`` makes every step tiny (the shipped configs for the lengths
 tests/runner/test_configs.py uses, a kill + resume of two epochs), so the script's plumbing
 (Python selection, the plan, the steps, the summary) is exercised in CI; the GPU run
-itself needs a machine with one CUDA GPU.
+itself needs a machine with one CUDA GPU. The test trains one shipped config through the
+script (``GPU_CHECK_CONFIGS``; each training is a Python start that costs more than the
+training): tests/runner/test_configs.py trains every one, and the plan still lists every
+one, the others as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p.stem for p in (REPO / "configs").glob("*.yaml") if not p.stem.startswith("_"))
 GPU_ONLY = ["cuda_tests", "fsdp_one_gpu", "bnb_8bit", "bench_wrapper_gpu"]
-CPU_STEPS = ["environment", "kill_and_resume", *(f"train_{name}" for name in SHIPPED)]
+TRAINED = "seq_gru_tokens"  # has the AMP_ALSO variants, which skip without CUDA
+CPU_STEPS = ["environment", "kill_and_resume", f"train_{TRAINED}"]
+UNSELECTED = f"skip [not in GPU_CHECK_CONFIGS={TRAINED}]"
 
 
 def _steps(summary: str) -> dict[str, str]:
@@ -35,7 +40,7 @@ def _steps(summary: str) -> dict[str, str]:
                     "steps (tiny); this test checks the CPU machine's skips")
 def test_cpu_dry_run_skips_every_gpu_step_with_a_reason_and_passes_the_rest(tmp_path):
     env = {**os.environ, "GPU_CHECK_DRY_RUN": "1", "GPU_CHECK_PYTHON": sys.executable,
-           "OUT": str(tmp_path), "GPU_CHECK_JOBS": "2"}
+           "OUT": str(tmp_path), "GPU_CHECK_JOBS": "2", "GPU_CHECK_CONFIGS": TRAINED}
     done = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     lines = done.stdout.rstrip("\n").splitlines()
@@ -52,13 +57,18 @@ def test_cpu_dry_run_skips_every_gpu_step_with_a_reason_and_passes_the_rest(tmp_
         assert (tmp_path / f"{name}.log").is_file()
     variants = [name for name in steps
                 if re.fullmatch(r"train_.+_(float16|bfloat16)", name)]
-    assert variants  # the AMP config's other dtype at least
-    for name in GPU_ONLY + variants:
+    own = [name for name in variants if name.startswith(f"train_{TRAINED}_")]
+    assert own and len(variants) > len(own)  # the AMP config's other dtype at least
+    for name in GPU_ONLY + own:
         assert steps.get(name) == f"skip [no CUDA GPU, torch {torch.__version__}]", (name, summary)
-    assert sorted(steps) == sorted(CPU_STEPS + GPU_ONLY + variants)
-    # each training step really trained: its log has the run's last validation
-    for name in SHIPPED:
-        assert "(val)" in (tmp_path / f"train_{name}.log").read_text(), name
+    others = [f"train_{name}" for name in SHIPPED if name != TRAINED]
+    for name in others + [name for name in variants if name not in own]:
+        assert steps.get(name) == UNSELECTED, (name, summary)
+        assert not (tmp_path / f"{name}.log").exists()
+    # the plan lists every shipped config
+    assert sorted(steps) == sorted(CPU_STEPS + others + GPU_ONLY + variants)
+    # the training step really trained: its log has the run's last validation
+    assert "(val)" in (tmp_path / f"train_{TRAINED}.log").read_text()
     assert "resumed from" in (tmp_path / "kill_and_resume.log").read_text()
 
 
