@@ -244,8 +244,8 @@ def _check_and_publish(manager: Any, tmp: Path, final: Path, state: dict[str, An
     """Rank 0, background: the files are all there; seal and publish (as a sync save)."""
     manager._check_written(tmp, final)
     pointer = manager._pointer(final)
-    manager._seal(tmp, final, state, pointer)
-    manager._publish(tmp, final, pointer, new_directory, replaces)
+    manager._publish(tmp, final, pointer, new_directory, replaces,
+                     *manager._seal(tmp, final, state, pointer))
 
 
 def _snapshot_now(manager: Any, tmp: Path, loop: Any) -> Callable[[], None]:

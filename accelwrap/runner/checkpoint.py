@@ -47,7 +47,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from functools import partial
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +73,12 @@ from accelwrap.runner.checkpoint_parts import (
     missing_message,
     save_own_files,
 )
-from accelwrap.runner.durable import fsync_all, fsync_path, tree_paths
+from accelwrap.runner.durable import start_fsync, tree_paths
 from accelwrap.runner.fault_points import kill_point
 from accelwrap.runner.manifest import (
     MANIFEST_KEY,
-    build_manifest,
     sealed_text,
+    start_manifest,
     without_zip_crc,
 )
 from accelwrap.runner.save_failure import (
@@ -97,6 +97,22 @@ __all__ = ["LATEST_FILE", "OLD_PREFIX", "STATE_FILE", "TMP_PREFIX", "CheckpointM
            "wants_resume"]
 
 logger = logging.getLogger("accelwrap")
+
+
+def _wait_all(*waits: Callable[[], None]) -> None:
+    """Call every wait; raise the first failure after all of them returned."""
+    errors = []
+    for wait in waits:
+        try:
+            wait()
+        except OSError as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
+
+
+def _nothing() -> None:
+    """A wait with nothing to wait for."""
 
 
 def _discard(path: Path) -> None:
@@ -272,40 +288,54 @@ class CheckpointManager:
 
     def _finish(self, tmp: Path, final: Path, state: dict[str, Any], replaces: str | None,
                 new_directory: bool) -> None:
-        """Check the written files, seal (fsync, manifest) and publish the folder."""
+        """Check the written files, seal (manifest, state file) and publish the folder."""
         main = self.accelerator.is_main_process
         self._check_written(tmp, final)  # every rank (all raise together) before the rename
         kill_point("save", int(state["iter"]))
         pointer = self._pointer(final)
-        self._stage(lambda: main and self._seal(tmp, final, state, pointer), tmp)
-        self._stage(lambda: main and self._publish(tmp, final, pointer, new_directory,
-                                                   replaces), tmp)
+        self._stage(lambda: main and self._publish(tmp, final, pointer, new_directory, replaces,
+                                                   *self._seal(tmp, final, state, pointer)), tmp)
 
-    def _seal(self, tmp: Path, final: Path, state: dict[str, Any], pointer: Path | None) -> None:
-        """Make every written file durable while summing it; write the state file with the
-        manifest; stage the pointer."""
-        written = [path for path in tree_paths(tmp) if path != tmp]  # files and sub-folders
-        manifest = build_manifest(tmp, skip=(STATE_FILE,),
-                                  alongside=[partial(fsync_path, path) for path in written])
-        (tmp / STATE_FILE).write_text(sealed_text({**state, MANIFEST_KEY: manifest}))
-        if pointer is not None:
-            pointer.write_text(final.name + "\n")
+    def _seal(self, tmp: Path, final: Path, state: dict[str, Any],
+              pointer: Path | None) -> tuple[Callable[[], None], set[Path]]:
+        """Sum every written file and write the state file with the manifest; stage the
+        pointer. The large files' fsyncs start at once, overlapping their summing.
+
+        Returns:
+            ``(the wait for those fsyncs, the large files' paths once published)``.
+        """
+        large, summed = start_manifest(tmp, skip=(STATE_FILE,))
+        synced = start_fsync([tmp / name for name in large])
+        try:
+            manifest = summed()
+            (tmp / STATE_FILE).write_text(sealed_text({**state, MANIFEST_KEY: manifest}))
+            if pointer is not None:
+                pointer.write_text(final.name + "\n")
+        except BaseException:
+            with suppress(OSError):
+                synced()
+            raise
+        return synced, {final / name for name in large}
 
     def _publish(self, tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
-                 replaces: str | None) -> None:
-        """Rename the checkpoint into place, swap the pointer, and make the rest durable in
-        one concurrent fsync round; only then discard what it replaces and prune.
+                 replaces: str | None, synced: Callable[[], None],
+                 syncing: set[Path]) -> None:
+        """Rename the checkpoint into place and swap the pointer while the large files'
+        fsyncs (``synced``; ``syncing``: their final paths) run; sync everything else (the
+        small files, the folders, the pointer) in one concurrent round and wait for all of
+        it; only then discard what it replaces and prune.
 
-        The state file, the folders and the pointer are synced after the renames: until
-        that round ends, a power loss may leave the new folder without its state file
-        (incomplete: never loaded) or with a damaged one, or ``latest`` damaged; the
-        manifest check catches either, and ``resume='auto'`` then takes the previous
-        checkpoint, not yet pruned. A killed process loses nothing (the page cache
-        outlives it). A folder of the same name is replaced only once the new content is
-        durable.
+        Until that wait ends, a power loss may leave the new folder with a lost or
+        damaged file, or ``latest`` damaged; the manifest check catches either, and
+        ``resume='auto'`` then takes the previous checkpoint, not yet pruned. A killed
+        process loses nothing (the page cache outlives it). A sync that fails takes the
+        new folder back out (the previous checkpoint stays the newest). A folder of the
+        same name is replaced only once the new content is durable.
         """
-        if final.exists():
-            fsync_all(tree_paths(tmp))
+        replacing = final.exists()
+        if replacing:  # the new content is durable before the folder of that name goes
+            _wait_all(synced, start_fsync(tree_paths(tmp)))
+            synced = _nothing
             _discard(final)
         # os.rename/os.replace, not Path methods: test_durable.py records these calls (on
         # Python 3.10, Path.rename holds its own reference to the function).
@@ -314,11 +344,26 @@ class CheckpointManager:
         if pointer is not None:
             os.replace(pointer, latest)
         # The checkpoints folder holds both renames (on a first save, its parent holds it).
-        fsync_all([final / STATE_FILE, final, *([latest] if pointer is not None else []),
-                   self.directory, *([self.directory.parent] if new_directory else [])])
+        rest = start_fsync([*(path for path in tree_paths(final) if path not in syncing),
+                            *([latest] if pointer is not None else []), self.directory,
+                            *([self.directory.parent] if new_directory else [])])
+        try:
+            _wait_all(synced, rest)
+        except BaseException:
+            if not replacing:
+                self._withdraw(final, latest if pointer is not None else None)
+            raise
         if replaces and replaces != final.name and is_complete(self.directory / replaces):
             _discard(self.directory / replaces)
         self.prune()
+
+    @staticmethod
+    def _withdraw(final: Path, latest: Path | None) -> None:
+        """Take back a published folder whose files could not be made durable."""
+        with suppress(OSError):
+            _discard(final)
+            if latest is not None:
+                latest.unlink()  # named ``final``: the newest complete one is found instead
 
     def _remove_partial(self, tmp: Path) -> None:
         if self.accelerator.is_main_process:

@@ -5,9 +5,10 @@
 one after another pays one disk round trip (journal commit + cache flush) per file;
 :func:`fsync_all` issues them from a small thread pool and returns once every one has
 finished, which usually costs about one round trip for the lot. Each path still gets
-its own ``fsync``, so the guarantee per file is unchanged. :func:`run_all` is the same
-pool for any I/O of a checkpoint (the manifest's checksums run there too, alongside the
-fsyncs).
+its own ``fsync``, so the guarantee per file is unchanged. :func:`start_fsync` starts
+such a round and lets the caller go on (a save renames its folder meanwhile);
+:func:`start_all` is the same pool for any I/O of a checkpoint (the manifest's
+checksums run there too, alongside the fsyncs).
 
 Example:
     >>> import tempfile
@@ -29,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["fsync_all", "fsync_path", "run_all", "start_all", "tree_paths"]
+__all__ = ["fsync_all", "start_all", "start_fsync", "tree_paths"]
 
 T = TypeVar("T")
 
@@ -38,19 +39,6 @@ MAX_WORKERS = 8
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _fork_hook_installed = False
-
-
-def fsync_path(path: str | os.PathLike) -> None:
-    """``fsync`` one file or folder (a folder's fsync makes its entries durable).
-
-    Raises:
-        OSError: The path cannot be opened or the disk reports a write error.
-    """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_all(paths: Iterable[str | os.PathLike]) -> None:
@@ -62,26 +50,52 @@ def fsync_all(paths: Iterable[str | os.PathLike]) -> None:
     Raises:
         OSError: The first failure, raised after every other fsync has finished.
     """
-    run_all(partial(fsync_path, path) for path in paths)
+    start_fsync(paths)()
 
 
-def run_all(tasks: Iterable[Callable[[], T]]) -> list[T]:
-    """Run ``tasks`` concurrently on the I/O pool; return their results in order.
+def start_fsync(paths: Iterable[str | os.PathLike]) -> Callable[[], None]:
+    """Open every path now and start its ``fsync`` on the I/O pool; return the wait.
 
-    For work that blocks or releases the GIL (``fsync``, ``zlib.crc32`` of a large
-    buffer); fewer than two tasks run in the calling thread.
+    The paths are opened before this returns, so a folder renamed meanwhile (a save
+    publishing its checkpoint) is still synced: each ``fsync`` works on its open file.
 
-    Raises:
-        Exception: The first task's failure, raised after every other task has finished.
+    Args:
+        paths: Files and folders to sync, each exactly once.
+
+    Returns:
+        A function that waits for every ``fsync``, closes the files and raises the first
+        failure (of an ``fsync``, else of an ``open``) after all have finished.
 
     Example:
-        >>> run_all([lambda: 1, lambda: 2])
-        [1, 2]
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> done = start_fsync([folder])
+        >>> done()
     """
-    tasks = list(tasks)
-    if len(tasks) < 2:
-        return [task() for task in tasks]
-    return start_all(tasks)()
+    fds: list[int] = []
+    failures: list[OSError] = []
+    for path in paths:
+        try:
+            fds.append(os.open(path, os.O_RDONLY))
+        except OSError as err:
+            failures.append(err)
+    # One file is synced in the waiting thread (a hand-off to the pool costs more).
+    synced = start_all(partial(os.fsync, fd) for fd in fds) if len(fds) > 1 else None
+
+    def wait() -> None:
+        try:
+            if synced is not None:
+                synced()
+            else:
+                for fd in fds:
+                    os.fsync(fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if failures:
+            raise failures[0]
+
+    return wait
 
 
 def start_all(tasks: Iterable[Callable[[], T]]) -> Callable[[], list[T]]:

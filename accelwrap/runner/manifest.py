@@ -14,8 +14,8 @@ files under :data:`SMALL_FILE`), the large files' contents on the I/O pool while
 caller reads them.
 
 CRC-32 (``zlib.crc32``, about 2-3 GB/s per core here, and it releases the GIL; large files
-are summed concurrently on :func:`~accelwrap.runner.durable.run_all`'s pool, and a save
-sums them while it fsyncs them) detects damage, not tampering: a checkpoint is trusted
+are summed concurrently on :func:`~accelwrap.runner.durable.start_all`'s pool, and a
+save sums them while it fsyncs them) detects damage, not tampering: a checkpoint is trusted
 data in every other respect. Inside :func:`without_zip_crc` ``torch.save`` skips its own
 per-record zip CRC-32, which ``torch.load`` never reads.
 
@@ -48,10 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from accelwrap.errors import DamagedCheckpointError
-from accelwrap.runner.durable import run_all, start_all
+from accelwrap.runner.durable import start_all
 
 __all__ = ["MANIFEST_KEY", "SEAL_KEY", "SMALL_FILE", "build_manifest", "file_checksum",
-           "read_sealed", "sealed_text", "start_verify", "verify_files", "without_zip_crc"]
+           "read_sealed", "sealed_text", "start_manifest", "start_verify", "verify_files",
+           "without_zip_crc"]
 
 MANIFEST_KEY = "manifest"
 SEAL_KEY = "state_crc32"
@@ -61,15 +62,17 @@ SMALL_FILE = 1 << 20
 
 
 def file_checksum(path: str | os.PathLike) -> tuple[int, int]:
-    """``(size in bytes, CRC-32)`` of one file, read through ``mmap`` (no copy).
+    """``(size in bytes, CRC-32)`` of one file (from :data:`SMALL_FILE` bytes up, read
+    through ``mmap``: no copy).
 
     Raises:
         OSError: The file cannot be read.
     """
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
-        if size == 0:
-            return 0, 0
+        if size < SMALL_FILE:  # a read is cheaper than setting up a mapping
+            data = handle.read()
+            return len(data), zlib.crc32(data)
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
             return size, zlib.crc32(view)
 
@@ -117,29 +120,44 @@ def _files(folder: Path, skip: Iterable[str]) -> list[str]:
     return sorted(name for name in names if name not in skipped)
 
 
-def build_manifest(folder: str | os.PathLike, skip: Iterable[str] = (),
-                   alongside: Iterable[Callable[[], object]] = ()) -> dict[str, list[int]]:
+def build_manifest(folder: str | os.PathLike,
+                   skip: Iterable[str] = ()) -> dict[str, list[int]]:
     """``{relative path: [size, crc32]}`` of every file under ``folder`` but ``skip``.
-
-    Files under :data:`SMALL_FILE` bytes are summed in the calling thread (handing them
-    to the pool costs more than summing them); larger ones on the I/O pool.
 
     Args:
         folder: The checkpoint folder (all writers have finished).
         skip: Relative paths left out (the state file, which holds the manifest).
-        alongside: Other I/O to run in the same concurrent batch (a save fsyncs the
-            files while they are summed).
 
     Returns:
         The manifest, paths with ``/`` separators, sorted.
     """
+    return start_manifest(folder, skip)[1]()
+
+
+def start_manifest(folder: str | os.PathLike, skip: Iterable[str] = ()
+                   ) -> tuple[list[str], Callable[[], dict[str, list[int]]]]:
+    """Start summing the files of :func:`build_manifest`; return the function that ends it.
+
+    Files of :data:`SMALL_FILE` bytes and more are summed on the I/O pool from now on
+    (other I/O started after this call, a save's fsyncs, queues behind them); the small
+    ones are summed by the returned function, in the calling thread (handing them to the
+    pool costs more than summing them).
+
+    Returns:
+        ``(the large files' relative paths, a function returning the manifest once every
+        sum is done)``.
+    """
     folder = Path(folder)
     names = _files(folder, skip)
     small, large = _by_size(names, lambda name: os.stat(folder / name).st_size)
-    sums = {name: file_checksum(folder / name) for name in small}
-    found = run_all([*(partial(file_checksum, folder / name) for name in large), *alongside])
-    sums.update(zip(large, found))
-    return {name: list(sums[name]) for name in names}
+    waiting = start_all(partial(file_checksum, folder / name) for name in large)
+
+    def finish() -> dict[str, list[int]]:
+        sums = {name: file_checksum(folder / name) for name in small}
+        sums.update(zip(large, waiting()))
+        return {name: list(sums[name]) for name in names}
+
+    return large, finish
 
 
 def _by_size(names: Iterable[str], size_of: Callable[[str], int]) -> tuple[list[str], list[str]]:

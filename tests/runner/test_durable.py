@@ -1,7 +1,8 @@
-"""Durability of checkpoint writes: the files Accelerate wrote are fsync'ed, concurrently,
-before the rename that publishes them; the pointer moves only afterwards; the state file
-(which holds the manifest that catches a file lost to a power loss), the folders and the
-pointer are synced in one round after the renames, before ``save`` returns.
+"""Durability of checkpoint writes: the fsyncs of the files Accelerate wrote start before
+the rename that publishes them and run while it happens; the pointer moves after the
+rename; the state file (which holds the manifest that catches a file lost to a power
+loss), the folders and the pointer are synced alongside, after the renames; every one
+has finished before ``save`` returns. A sync that fails takes the new folder back out.
 
 ``os.fsync``/``os.rename``/``os.replace`` are wrapped by a recorder that still calls the
 real function, so the tests see what reaches the kernel and in which order.
@@ -16,7 +17,7 @@ import pytest
 
 from accelwrap.runner import durable
 from accelwrap.runner.durable import fsync_all, tree_paths
-from tests.runner.helpers import run
+from tests.runner.helpers import resumed, run
 
 
 class Recorder:
@@ -89,27 +90,69 @@ def test_fsync_all_reports_a_failure_after_syncing_the_rest(tmp_path, monkeypatc
     assert sorted(recorder.fsynced()) == sorted(p.stat().st_ino for p in good)
 
 
-def test_checkpoint_is_durable_before_it_is_published(tmp_path, monkeypatch):
+def _record_returns(monkeypatch, recorder):
+    """Log ("saved", folder) when ``CheckpointManager.save`` returns."""
+    from accelwrap.runner.checkpoint import CheckpointManager
+
+    real_save = CheckpointManager.save
+
+    def save(self, *args, **kwargs):
+        folder = real_save(self, *args, **kwargs)
+        recorder.events.append(("saved", (None, os.fspath(folder))))
+        return folder
+
+    monkeypatch.setattr(CheckpointManager, "save", save)
+
+
+def test_checkpoint_is_durable_before_save_returns(tmp_path, monkeypatch):
     recorder = Recorder(monkeypatch)
+    _record_returns(monkeypatch, recorder)
     run("digits_sgd_multistep", tmp_path, "train_cfg.max_epochs=1")
     checkpoints = tmp_path / "checkpoints"
     final = checkpoints / "epoch_1"
     published = recorder.index("rename", final)
     pointer_moved = recorder.index("replace", checkpoints / "latest")
-    assert published < pointer_moved
-    # Renames keep inodes: every file Accelerate wrote was synced before the folder got
-    # its final name (the state file, whose manifest would catch their loss, after).
-    state = final / "runner_state.json"
-    written = {p.stat().st_ino for p in tree_paths(final) if p.is_file() and p != state}
+    returned = recorder.index("saved", final)
+    assert published < pointer_moved < returned
+    # Renames keep inodes: every file and folder of the checkpoint, the pointer and the
+    # checkpoints folder were synced before save returned.
+    inside = {p.stat().st_ino for p in tree_paths(final)}
     assert {"model.safetensors", "optimizer.bin"} <= {p.name for p in final.iterdir()}
-    assert written <= set(recorder.fsynced_before(published))
-    # Then one round: the state file, the folder, the pointer's content and the
-    # checkpoints folder (both renames), all after the pointer moved.
-    after = [inode for kind, inode in recorder.events[pointer_moved:] if kind == "fsync"]
-    for path in (state, final, checkpoints / "latest", checkpoints):
+    assert inside <= set(recorder.fsynced_before(returned))
+    # The state file, the folder, the pointer's content and the checkpoints folder (both
+    # renames) were synced after the pointer moved.
+    after = recorder.fsynced_before(returned)[len(recorder.fsynced_before(pointer_moved)):]
+    for path in (final / "runner_state.json", final, checkpoints / "latest", checkpoints):
         assert path.stat().st_ino in after, path
     assert (checkpoints / "latest").read_text() == "epoch_1\n"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_1", "latest"]
+
+
+def test_a_failed_sync_takes_the_new_checkpoint_back_out(tmp_path, monkeypatch):
+    """The disk reports an error while the new folder's files are synced: the folder is
+    withdrawn, one clear error names the previous checkpoint, which stays the newest."""
+    from accelwrap.errors import CheckpointWriteError
+    from accelwrap.runner.checkpoint import find_latest, resolve_resume
+
+    run("digits_sgd_multistep", tmp_path, "train_cfg.max_epochs=1",
+        "train_dataloader.batch_size=256")
+    checkpoints = tmp_path / "checkpoints"
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == "optimizer.bin":
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(CheckpointWriteError) as raised:
+        resumed("digits_sgd_multistep", tmp_path, "auto", "train_cfg.max_epochs=2",
+                "train_dataloader.batch_size=256").train()
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert "epoch_1" in str(raised.value) and "Input/output error" in str(raised.value)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_1"]
+    assert find_latest(checkpoints) == checkpoints / "epoch_1"
+    assert resolve_resume("auto", checkpoints) == checkpoints / "epoch_1"
 
 
 def test_a_checkpoint_whose_state_file_never_reached_the_disk_is_skipped(tmp_path):
