@@ -46,25 +46,21 @@ needs_deepspeed = pytest.mark.skipif(IMPORT_ERROR is not None,
                                      reason=f"deepspeed does not import: {IMPORT_ERROR}")
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    cache: dict[tuple[int, int], list[dict]] = {}
-
-    def run(stage: int, counts: int) -> list[dict]:
-        if (stage, counts) not in cache:
-            out = tmp_path_factory.mktemp(f"zero{stage}_counts{counts}")
-            env = {"DS_ACCELERATOR": "cpu", "ACCELERATE_USE_CPU": "0"}
-            accelerate_launch(out, WORKER, CONFIG, args=[str(stage), str(counts)], env=env,
-                              timeout=600)
-            cache[stage, counts] = read_results(out)
-        return cache[stage, counts]
-
-    return run
-
-
 CASES = [pytest.param(2, 1, id="zero2-counts1"),
          pytest.param(2, 3, id="zero2-counts3"),
          pytest.param(1, 3, id="zero1-counts3")]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every case in one launch (the worker runs them one after another, a fresh
+    Accelerator and engine each); ``runs(stage, counts)``: that case's per-rank results."""
+    out = tmp_path_factory.mktemp("zero")
+    env = {"DS_ACCELERATOR": "cpu", "ACCELERATE_USE_CPU": "0"}
+    args = [str(number) for case in CASES for number in case.values]
+    accelerate_launch(out, WORKER, CONFIG, args=args, env=env, timeout=600)
+    results = read_results(out)
+    return lambda stage, counts: [rank[f"{stage}:{counts}"] for rank in results]
 
 
 @needs_deepspeed

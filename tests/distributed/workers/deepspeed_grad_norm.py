@@ -1,7 +1,11 @@
 """Worker: the grad norm accelwrap reports under DeepSpeed ZeRO equals the unsharded norm.
 
 Usage: accelerate launch --config_file launch_configs/deepspeed_cpu.yaml
-       deepspeed_grad_norm.py STAGE COUNTS
+       deepspeed_grad_norm.py STAGE COUNTS [STAGE COUNTS ...]
+
+Each ``STAGE COUNTS`` pair is one case, run one after the other in the same launch (a
+fresh Accelerator and engine each; the process group stays), so a launch's start-up is
+paid once for all of them.
 
 Each rank trains a tiny MLP on its own micro-batches (a mean loss per micro-batch) with
 ``accumulative_counts=COUNTS`` and ``clip_grad=dict(max_norm=MAX_NORM)``, 5 iterations.
@@ -18,6 +22,7 @@ import importlib
 import sys
 
 import torch
+from accelerate.state import AcceleratorState, GradientState
 from torch import nn
 
 from accelwrap.optim import OptimWrapper, make_accelerator, prepare
@@ -80,9 +85,10 @@ def skip_shm_build() -> None:
     importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 
-def main() -> None:
-    stage, counts = int(sys.argv[1]), int(sys.argv[2])
-    skip_shm_build()
+def run_case(stage: int, counts: int) -> dict:
+    """One case: train under ZeRO ``stage`` with ``accumulative_counts=counts``."""
+    AcceleratorState._reset_state()  # a new DeepSpeed plugin; the process group stays
+    GradientState._reset_state()
     accelerator = make_accelerator()
     plugin = accelerator.state.deepspeed_plugin
     plugin.deepspeed_config["zero_optimization"]["stage"] = stage
@@ -103,14 +109,23 @@ def main() -> None:
             before.append(wrapper.grad_norm)
             after.append(wrapper.grad_norm_clipped)
             engine_norms.append(float(model.get_global_grad_norm()))
-    write_result({"rank": rank, "world": world,
-                  "distributed_type": str(accelerator.distributed_type),
-                  "backend": str(torch.distributed.get_backend()),
-                  "zero_stage": model.zero_optimization_stage(),
-                  "gradient_clipping": model.gradient_clipping(),
-                  "before": before, "after": after, "engine_norms": engine_norms,
-                  "params": tc.flat_params(model),
-                  "reference": reference(world, counts), "refusals": refusals(accelerator)})
+    return {"rank": rank, "world": world,
+            "distributed_type": str(accelerator.distributed_type),
+            "backend": str(torch.distributed.get_backend()),
+            "zero_stage": model.zero_optimization_stage(),
+            "gradient_clipping": model.gradient_clipping(),
+            "before": before, "after": after, "engine_norms": engine_norms,
+            "params": tc.flat_params(model),
+            "reference": reference(world, counts), "refusals": refusals(accelerator)}
+
+
+def main() -> None:
+    """Run every ``STAGE COUNTS`` case of the command line; one result, keyed ``S:C``."""
+    numbers = [int(arg) for arg in sys.argv[1:]]
+    skip_shm_build()
+    results = {f"{stage}:{counts}": run_case(stage, counts)
+               for stage, counts in zip(numbers[::2], numbers[1::2])}
+    write_result(results)
 
 
 if __name__ == "__main__":
