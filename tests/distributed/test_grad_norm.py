@@ -18,11 +18,19 @@ from tests.distributed.launch import read_results, torchrun
 WORKER = Path(__file__).parent / "workers" / "grad_norm.py"
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list[dict]:
+    """Both backends in one job (DDP first: FSDP2's CPU override changes the process state);
+    per rank, ``{backend: result}``."""
+    return read_results(torchrun(tmp_path_factory.mktemp("grad_norm"), WORKER, nproc=2,
+                                 args=["ddp", "fsdp2"]))
+
+
 @pytest.mark.distributed
 @pytest.mark.parametrize("backend,kind,grad_type", [("ddp", "MULTI_CPU", "Tensor"),
                                                     ("fsdp2", "FSDP", "DTensor")])
-def test_reported_norms_equal_the_unsharded_norms(tmp_path, backend, kind, grad_type):
-    results = read_results(torchrun(tmp_path, WORKER, nproc=2, args=[backend]))
+def test_reported_norms_equal_the_unsharded_norms(runs, backend, kind, grad_type):
+    results = [rank[backend] for rank in runs]
     assert [r["rank"] for r in results] == [0, 1]
     for result in results:
         assert result["distributed_type"].endswith(kind) and result["world"] == 2

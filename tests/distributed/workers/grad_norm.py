@@ -1,6 +1,9 @@
 """Worker: the reported grad norm under DDP or FSDP2 equals the unsharded one-process norm.
 
-Usage: torchrun --nproc_per_node 2 grad_norm.py {ddp|fsdp2}
+Usage: torchrun --nproc_per_node 2 grad_norm.py {ddp|fsdp2} [...]
+
+Each backend named is one case, run one after the other in the same job (a fresh
+Accelerator each; the process group stays); the result is keyed by backend.
 
 Each rank trains on its own variable-length micro-batches with
 ``loss_normalization='tokens'``, ``accumulative_counts=3`` and norm clipping, 5 iterations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import sys
 
 import torch
+from accelerate.state import AcceleratorState, GradientState
 
 from accelwrap.optim import OptimWrapper, make_accelerator, prepare
 from tests.distributed.launch import finish_worker, write_result
@@ -52,8 +56,10 @@ def full_params(model) -> list[list[float]]:
     return out
 
 
-def main() -> None:
-    backend = sys.argv[1]
+def run_case(backend: str) -> dict:
+    """One case: train under ``backend`` (``ddp`` or ``fsdp2``)."""
+    AcceleratorState._reset_state()  # a new plugin; the process group stays
+    GradientState._reset_state()
     accelerator = make_backend_accelerator(backend)
     rank, world = accelerator.process_index, accelerator.num_processes
     model = tc.make_token_model()
@@ -72,10 +78,15 @@ def main() -> None:
             before.append(wrapper.grad_norm)
             after.append(wrapper.grad_norm_clipped)
             wrapper.zero_grad()
-    write_result({"rank": rank, "world": world,
-                  "distributed_type": str(accelerator.distributed_type),
-                  "grad_types": sorted(grad_types), "before": before, "after": after,
-                  "params": full_params(model), "reference": reference(world)})
+    return {"rank": rank, "world": world, "distributed_type": str(accelerator.distributed_type),
+            "grad_types": sorted(grad_types), "before": before, "after": after,
+            "params": full_params(model), "reference": reference(world)}
+
+
+def main() -> None:
+    """Run every backend of the command line (FSDP2's CPU override last: it changes the
+    process's state); one result, keyed by backend."""
+    write_result({backend: run_case(backend) for backend in sys.argv[1:]})
 
 
 if __name__ == "__main__":
