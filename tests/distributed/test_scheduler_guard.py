@@ -9,9 +9,16 @@ from tests.distributed.launch import read_results, torchrun
 WORKER = Path(__file__).parent / "workers" / "sched_multistep.py"
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list[dict]:
+    """Both modes in one 2-process job; per rank, ``{mode: result}``."""
+    return read_results(torchrun(tmp_path_factory.mktemp("sched"), WORKER, nproc=2,
+                                 args=["default", "safe"]))
+
+
 @pytest.mark.distributed
-def test_multistepping_accelerated_scheduler_is_refused_before_changing_the_lr(tmp_path):
-    results = read_results(torchrun(tmp_path / "default", WORKER, nproc=2, args=["default"]))
+def test_multistepping_accelerated_scheduler_is_refused_before_changing_the_lr(runs):
+    results = [rank["default"] for rank in runs]
     assert [r["world"] for r in results] == [2, 2]
     for result in results:
         assert "step it 2 times per call" in result["error"]
@@ -20,7 +27,8 @@ def test_multistepping_accelerated_scheduler_is_refused_before_changing_the_lr(t
 
 
 @pytest.mark.distributed
-def test_once_per_call_stepping_is_accepted(tmp_path):
-    results = read_results(torchrun(tmp_path / "safe", WORKER, nproc=2, args=["safe"]))
+def test_once_per_call_stepping_is_accepted(runs):
+    results = [rank["safe"] for rank in runs]
+    assert [r["world"] for r in results] == [2, 2]
     for result in results:
         assert result["error"] is None and result["lr"] == 0.5
