@@ -245,7 +245,7 @@ def _check_and_publish(manager: Any, tmp: Path, final: Path, state: dict[str, An
     manager._check_written(tmp, final)
     pointer = manager._pointer(final)
     manager._publish(tmp, final, pointer, new_directory, replaces,
-                     *manager._seal(tmp, final, state, pointer))
+                     *manager._seal(tmp, final, state))
 
 
 def _snapshot_now(manager: Any, tmp: Path, loop: Any) -> Callable[[], None]:

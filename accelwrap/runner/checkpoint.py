@@ -11,17 +11,18 @@ folders (finding them is :mod:`accelwrap.runner.checkpoint_find`). Layout of
     latest                 text file: the name of the newest complete checkpoint
     .tmp-iter_48/          a save in progress (or killed mid-way): never loaded
 
-A save writes everything into ``.tmp-<name>``; fsyncs every file and sub-folder while
-summing it (concurrently: see :mod:`accelwrap.runner.durable`); writes
+A save writes everything into ``.tmp-<name>``; sums every file (the large ones while
+their fsyncs already run: see :mod:`accelwrap.runner.durable`); writes
 ``runner_state.json`` last, holding the size and CRC-32 of every other file
-(:mod:`accelwrap.runner.manifest`), and the new pointer into ``.tmp-latest``; renames
-the folder into place and swaps the pointer; then fsyncs the state file, the folder, the
-pointer and the checkpoints folder in one round, and only then prunes, before ``save``
-returns. A process killed at any moment leaves the previous checkpoint loadable and
-``latest`` pointing at a complete one; a power loss inside that last round can leave the
-new folder incomplete or damaged, which loading detects (``resume='auto'`` then takes
-the previous one, not yet pruned). A write that fails (disk full, permissions)
-removes the temporary folder and, on every process at once, raises one clear
+(:mod:`accelwrap.runner.manifest`); renames the folder into place and rewrites
+``latest`` (in place: :func:`~accelwrap.runner.checkpoint_find.write_pointer`); then
+fsyncs every other file, the folders, the pointer and the checkpoints folder in one
+concurrent round, and only then prunes, before ``save`` returns. A process killed at any
+moment leaves the previous checkpoint loadable and ``latest`` pointing at a complete
+one; a power loss inside that round can leave the new folder incomplete or damaged,
+which loading detects (``resume='auto'`` then takes the previous one, not yet pruned),
+and a sync that fails takes the new folder back out. A write that fails (disk full,
+permissions) removes the temporary folder and, on every process at once, raises one clear
 :class:`~accelwrap.errors.CheckpointWriteError` or, with ``on_error='warn'``, logs it
 and lets training go on (:mod:`accelwrap.runner.save_failure`). A load verifies every
 file against the manifest before Accelerate reads any of them.
@@ -64,6 +65,7 @@ from accelwrap.runner.checkpoint_find import (
     read_state,
     resolve_resume,
     wants_resume,
+    write_pointer,
 )
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_load import load_verified, refuse_mismatch
@@ -282,9 +284,8 @@ class CheckpointManager:
                                       + missing_message(missing, self.layout))
 
     def _pointer(self, final: Path) -> Path | None:
-        """The staged ``latest`` of a save; None for a best checkpoint (``latest`` stays)."""
-        return (None if final.name.startswith(BEST_PREFIX)
-                else self.directory / f"{TMP_PREFIX}{LATEST_FILE}")
+        """The ``latest`` a save moves; None for a best checkpoint (``latest`` stays)."""
+        return None if final.name.startswith(BEST_PREFIX) else self.directory / LATEST_FILE
 
     def _finish(self, tmp: Path, final: Path, state: dict[str, Any], replaces: str | None,
                 new_directory: bool) -> None:
@@ -294,12 +295,12 @@ class CheckpointManager:
         kill_point("save", int(state["iter"]))
         pointer = self._pointer(final)
         self._stage(lambda: main and self._publish(tmp, final, pointer, new_directory, replaces,
-                                                   *self._seal(tmp, final, state, pointer)), tmp)
+                                                   *self._seal(tmp, final, state)), tmp)
 
-    def _seal(self, tmp: Path, final: Path, state: dict[str, Any],
-              pointer: Path | None) -> tuple[Callable[[], None], set[Path]]:
-        """Sum every written file and write the state file with the manifest; stage the
-        pointer. The large files' fsyncs start at once, overlapping their summing.
+    def _seal(self, tmp: Path, final: Path,
+              state: dict[str, Any]) -> tuple[Callable[[], None], set[Path]]:
+        """Sum every written file and write the state file with the manifest. The large
+        files' fsyncs start at once, overlapping their summing.
 
         Returns:
             ``(the wait for those fsyncs, the large files' paths once published)``.
@@ -309,8 +310,6 @@ class CheckpointManager:
         try:
             manifest = summed()
             (tmp / STATE_FILE).write_text(sealed_text({**state, MANIFEST_KEY: manifest}))
-            if pointer is not None:
-                pointer.write_text(final.name + "\n")
         except BaseException:
             with suppress(OSError):
                 synced()
@@ -320,7 +319,7 @@ class CheckpointManager:
     def _publish(self, tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
                  replaces: str | None, synced: Callable[[], None],
                  syncing: set[Path]) -> None:
-        """Rename the checkpoint into place and swap the pointer while the large files'
+        """Rename the checkpoint into place and point ``latest`` at it while the large files'
         fsyncs (``synced``; ``syncing``: their final paths) run; sync everything else (the
         small files, the folders, the pointer) in one concurrent round and wait for all of
         it; only then discard what it replaces and prune.
@@ -337,21 +336,20 @@ class CheckpointManager:
             _wait_all(synced, start_fsync(tree_paths(tmp)))
             synced = _nothing
             _discard(final)
-        # os.rename/os.replace, not Path methods: test_durable.py records these calls (on
-        # Python 3.10, Path.rename holds its own reference to the function).
+        # os.rename, not Path.rename: test_durable.py records these calls (on Python
+        # 3.10, Path.rename holds its own reference to the function).
         os.rename(tmp, final)
-        latest = self.directory / LATEST_FILE
         if pointer is not None:
-            os.replace(pointer, latest)
-        # The checkpoints folder holds both renames (on a first save, its parent holds it).
+            write_pointer(self.directory, final.name)
+        # The checkpoints folder holds the rename (on a first save, its parent holds it).
         rest = start_fsync([*(path for path in tree_paths(final) if path not in syncing),
-                            *([latest] if pointer is not None else []), self.directory,
+                            *([pointer] if pointer is not None else []), self.directory,
                             *([self.directory.parent] if new_directory else [])])
         try:
             _wait_all(synced, rest)
         except BaseException:
             if not replacing:
-                self._withdraw(final, latest if pointer is not None else None)
+                self._withdraw(final, pointer)
             raise
         if replaces and replaces != final.name and is_complete(self.directory / replaces):
             _discard(self.directory / replaces)
@@ -368,10 +366,6 @@ class CheckpointManager:
     def _remove_partial(self, tmp: Path) -> None:
         if self.accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-            try:
-                (self.directory / f"{TMP_PREFIX}{LATEST_FILE}").unlink(missing_ok=True)
-            except OSError:  # a read-only folder: nothing was staged there either
-                pass
 
     def prune(self) -> None:
         """Delete the oldest complete checkpoints beyond ``max_keep`` (never ``latest``,

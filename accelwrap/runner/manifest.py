@@ -4,9 +4,9 @@ A save records ``[size, crc32]`` of every file of the checkpoint folder (files i
 sub-folders, such as FSDP shards, included) except the state file itself
 (:func:`build_manifest`). The manifest is stored *in* the state file
 (``runner_state.json``, key ``manifest``), which is still written last, so "a folder
-holding the state file is complete" stays true; :func:`sealed_text` adds the CRC-32 of
-the state's own canonical JSON (key ``state_crc32``), so an edited or damaged state
-file is caught as well. :func:`read_sealed` checks the state file and
+holding the state file is complete" stays true; :func:`sealed_text` ends it with the
+CRC-32 of all its other text (key ``state_crc32``), so an edited or damaged state file
+is caught as well. :func:`read_sealed` checks the state file and
 :func:`verify_files` every file the manifest lists: a missing, truncated, grown or
 changed file is a :class:`~accelwrap.errors.DamagedCheckpointError` naming it.
 :func:`start_verify` splits that check for a load: what is cheap now (presence, sizes,
@@ -168,23 +168,33 @@ def _by_size(names: Iterable[str], size_of: Callable[[str], int]) -> tuple[list[
 
 
 def _canonical_crc(plain: Mapping[str, Any]) -> int:
-    # ``plain`` has been through JSON already (tuples are lists, keys strings), so the
-    # seal written and the seal checked see the same values.
+    # The seal of state files written before the seal line came last: the CRC-32 of the
+    # canonical JSON of the parsed content (read_sealed still accepts it).
     body = {key: value for key, value in plain.items() if key != SEAL_KEY}
     return zlib.crc32(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
 
 
-def sealed_text(state: Mapping[str, Any]) -> str:
-    """The state file's text: ``state`` plus the CRC-32 of its canonical JSON.
+_SEAL_LINE = f',\n"{SEAL_KEY}": '
 
-    One top-level key per line (readable, and written by ``json``'s C encoder, which an
-    ``indent`` would replace by the pure-Python one).
+
+def _text_crc(text: str) -> int | None:
+    """The CRC-32 of a state file's text before its last line (the seal line), or None
+    when the text does not end with one."""
+    body, found, _ = text.rpartition(_SEAL_LINE)
+    return zlib.crc32(body.encode()) if found else None
+
+
+def sealed_text(state: Mapping[str, Any]) -> str:
+    """The state file's text: ``state``, one top-level key per line in sorted order, then
+    the seal line: the CRC-32 of all the text before it (key ``state_crc32``).
+
+    Written by ``json``'s C encoder (an ``indent`` would replace it by the pure-Python
+    one); the seal is a sum of the text, so no second serialization is needed.
     """
-    plain = json.loads(json.dumps(state))
-    plain[SEAL_KEY] = _canonical_crc(plain)
-    lines = (f"{json.dumps(key)}: {json.dumps(plain[key], sort_keys=True)}"
-             for key in sorted(plain))
-    return "{\n" + ",\n".join(lines) + "\n}\n"
+    lines = (f"{json.dumps(key)}: {json.dumps(state[key], sort_keys=True)}"
+             for key in sorted(state) if key != SEAL_KEY)
+    body = "{\n" + ",\n".join(lines)
+    return f"{body}{_SEAL_LINE}{zlib.crc32(body.encode())}\n}}\n"
 
 
 def read_sealed(path: str | os.PathLike) -> dict[str, Any]:
@@ -213,7 +223,8 @@ def read_sealed(path: str | os.PathLike) -> dict[str, Any]:
             from err
     if not isinstance(state, dict):
         raise damaged(f"holds a JSON {type(state).__name__} instead of an object")
-    if SEAL_KEY in state and state[SEAL_KEY] != _canonical_crc(state):
+    if SEAL_KEY in state and state[SEAL_KEY] != _text_crc(text) \
+            and state[SEAL_KEY] != _canonical_crc(state):
         raise damaged("was changed after it was written (its content does not match its "
                       f"{SEAL_KEY} seal)")
     return state

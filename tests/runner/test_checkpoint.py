@@ -35,6 +35,20 @@ def test_latest_pointer_wins_and_a_stale_pointer_falls_back(tmp_path):
     assert find_latest(tmp_path) == tmp_path / "iter_10"
 
 
+def test_the_pointer_is_rewritten_in_place_and_never_names_a_longer_old_name(tmp_path):
+    from accelwrap.runner.checkpoint_find import read_pointer, write_pointer
+
+    _fake(tmp_path, "iter_100", 100)
+    _fake(tmp_path, "epoch_1", 5)
+    pointer = write_pointer(tmp_path, "iter_100")
+    inode = pointer.stat().st_ino
+    write_pointer(tmp_path, "epoch_1")  # shorter: the old tail is blanked, not left
+    assert read_pointer(tmp_path) == ("epoch_1", None)
+    assert pointer.read_bytes() == b"epoch_1\n "
+    assert pointer.stat().st_ino == inode  # the same file, not a replacement
+    assert find_latest(tmp_path) == tmp_path / "epoch_1"
+
+
 def test_prune_keeps_the_newest_n(tmp_path):
     for i in (3, 6, 9, 12):
         _fake(tmp_path, f"iter_{i}", i)
