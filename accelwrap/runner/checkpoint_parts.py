@@ -136,7 +136,7 @@ PARTS: tuple[CheckpointPart, ...] = (
     CheckpointPart(
         "manifest", ACCELWRAP,
         "Size and CRC-32 of every other file of the folder, and the CRC-32 of this file's own "
-        "content: every file is verified before anything loads (see `manifest.py`).",
+        "text: every file is verified when the checkpoint loads (see `manifest.py`).",
         files=_STATE, keys=(MANIFEST_KEY, SEAL_KEY)),
     CheckpointPart(
         "data position", ACCELWRAP,

@@ -9,9 +9,8 @@ CRC-32 of all its other text (key ``state_crc32``), so an edited or damaged stat
 is caught as well. :func:`read_sealed` checks the state file and
 :func:`verify_files` every file the manifest lists: a missing, truncated, grown or
 changed file is a :class:`~accelwrap.errors.DamagedCheckpointError` naming it.
-:func:`start_verify` splits that check for a load: what is cheap now (presence, sizes,
-files under :data:`SMALL_FILE`), the large files' contents on the I/O pool while the
-caller reads them.
+:func:`start_verify` splits that check for a load: what is cheap now (presence, sizes),
+the contents on the I/O pool while the caller reads the files.
 
 CRC-32 (``zlib.crc32``, about 2-3 GB/s per core here, and it releases the GIL; large files
 are summed concurrently on :func:`~accelwrap.runner.durable.start_all`'s pool, and a
@@ -40,6 +39,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import stat
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -253,11 +253,12 @@ def verify_files(folder: str | os.PathLike,
 
 def start_verify(folder: str | os.PathLike, manifest: Mapping[str, Any]
                  ) -> tuple[list[tuple[str, str]], Callable[[], list[tuple[str, str]]]]:
-    """Check now what is cheap; start the content checks of the large files.
+    """Check now what is cheap; start the content checks.
 
-    Now: every entry's form, every file's presence and size, and the content of files
-    under :data:`SMALL_FILE` bytes. Started on the I/O pool: the content of the larger
-    files (``zlib.crc32`` releases the GIL, so it runs while the caller reads them).
+    Now: every entry's form, every file's presence and size (one ``stat`` each). Started
+    on the I/O pool: the contents, the files under :data:`SMALL_FILE` bytes in one task
+    and each larger one in its own (``zlib.crc32`` releases the GIL, so they run while
+    the caller reads the files).
 
     Returns:
         ``(problems found now, a function that waits for the content checks and returns
@@ -270,14 +271,15 @@ def start_verify(folder: str | os.PathLike, manifest: Mapping[str, Any]
     if problems:
         return problems, list
     small, large = _by_size(names, lambda name: manifest[name][0])
-    problems = [(name, problem) for name in small
-                if (problem := _content_problem(folder / name, manifest[name]))]
-    if problems:
-        return problems, list
-    waiting = start_all(partial(_content_problem, folder / name, manifest[name])
-                        for name in large)
-    return [], lambda: [(name, problem) for name, problem in zip(large, waiting())
-                        if problem]
+    waiting = start_all(partial(_content_problems, folder, manifest, group)
+                        for group in (small, *([name] for name in large)) if group)
+    return [], lambda: [problem for found in waiting() for problem in found]
+
+
+def _content_problems(folder: Path, manifest: Mapping[str, Any],
+                      names: Iterable[str]) -> list[tuple[str, str]]:
+    return [(name, problem) for name in names
+            if (problem := _content_problem(folder / name, manifest[name]))]
 
 
 def _entry_problem(path: Path, record: Any) -> str | None:
@@ -285,10 +287,13 @@ def _entry_problem(path: Path, record: Any) -> str | None:
             and all(isinstance(v, int) and not isinstance(v, bool) for v in record)):
         return f"has a malformed manifest entry {record!r} (expected [size, crc32])"
     try:
-        return _size_problem(os.stat(path).st_size, record[0]) if path.is_file() \
-            else "is missing"
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "is missing"
     except OSError as err:
         return f"cannot be read ({err.strerror or err})"
+    return _size_problem(info.st_size, record[0]) if stat.S_ISREG(info.st_mode) \
+        else "is missing"
 
 
 def _size_problem(actual: int, saved: int) -> str | None:
