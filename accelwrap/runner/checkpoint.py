@@ -25,8 +25,8 @@ and a sync that fails takes the new folder back out. A write that fails (disk fu
 permissions) removes the temporary folder and, on every process at once, raises one clear
 :class:`~accelwrap.errors.CheckpointWriteError` or, with ``on_error='warn'``, logs it
 and lets training go on (:mod:`accelwrap.runner.save_failure`). A load verifies every
-file against the manifest: sizes before Accelerate reads any of them, contents while it
-does (:mod:`accelwrap.runner.checkpoint_load`).
+file against the manifest: sizes and small files before Accelerate reads any of them,
+the large files' contents while it does (:mod:`accelwrap.runner.checkpoint_load`).
 
 What loads how: the weights are safetensors; ``optimizer*.bin``, ``scheduler*.bin`` and
 ``scaler.pt`` load with a plain ``torch.load(path, weights_only=True)``;

@@ -97,9 +97,10 @@ def start_verification(path: str | os.PathLike,
                        state: dict[str, Any]) -> Callable[[], None]:
     """Check now what is cheap in checkpoint ``path``; start checking the rest.
 
-    Checked before this returns: the manifest's form, every file's presence and size
-    (:func:`~accelwrap.runner.manifest.start_verify`). The contents are summed on the
-    I/O pool meanwhile; the returned function waits for them.
+    Checked before this returns: the manifest's form, every file's presence and size,
+    and the content of the small files (:func:`~accelwrap.runner.manifest.start_verify`).
+    The content of the large files is summed on the I/O pool meanwhile; the returned
+    function waits for it.
 
     Args:
         path: A complete checkpoint folder.

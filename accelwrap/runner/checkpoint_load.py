@@ -66,12 +66,12 @@ def load_verified(accelerator: Any, path: str | os.PathLike, state: dict[str, An
                   loop: Any = None) -> None:
     """Load checkpoint ``path`` into the prepared objects, its files verified.
 
-    The state file and every file's presence and size are checked before anything
-    loads; the contents are summed on the I/O pool while Accelerate reads the files,
-    and checked before accelwrap's own part files load. A changed byte is therefore
-    raised after ``load_state``, the objects holding part of the checkpoint: load
-    another one or stop (``resume='auto'`` checks every file of its candidate before
-    anything loads).
+    The state file, every file's presence and size and the small files' contents are
+    checked before anything loads; the content of files of 1 MiB and more is summed
+    on the I/O pool while Accelerate reads them, and checked before accelwrap's own
+    part files load. A changed byte in a large file is therefore raised after
+    ``load_state``, the objects holding part of the checkpoint: load another one (as
+    ``resume='auto'`` does) or stop.
 
     Raises:
         DamagedCheckpointError: A file fails its manifest check (names it and its part).

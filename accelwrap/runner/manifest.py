@@ -9,8 +9,9 @@ CRC-32 of all its other text (key ``state_crc32``), so an edited or damaged stat
 is caught as well. :func:`read_sealed` checks the state file and
 :func:`verify_files` every file the manifest lists: a missing, truncated, grown or
 changed file is a :class:`~accelwrap.errors.DamagedCheckpointError` naming it.
-:func:`start_verify` splits that check for a load: what is cheap now (presence, sizes),
-the contents on the I/O pool while the caller reads the files.
+:func:`start_verify` splits that check for a load: what is cheap now (presence, sizes,
+files under :data:`SMALL_FILE`), the large files' contents on the I/O pool while the
+caller reads them.
 
 CRC-32 (``zlib.crc32``, about 2-3 GB/s per core here, and it releases the GIL; large files
 are summed concurrently on :func:`~accelwrap.runner.durable.start_all`'s pool, and a
@@ -253,12 +254,13 @@ def verify_files(folder: str | os.PathLike,
 
 def start_verify(folder: str | os.PathLike, manifest: Mapping[str, Any]
                  ) -> tuple[list[tuple[str, str]], Callable[[], list[tuple[str, str]]]]:
-    """Check now what is cheap; start the content checks.
+    """Check now what is cheap; start the content checks of the large files.
 
-    Now: every entry's form, every file's presence and size (one ``stat`` each). Started
-    on the I/O pool: the contents, the files under :data:`SMALL_FILE` bytes in one task
-    and each larger one in its own (``zlib.crc32`` releases the GIL, so they run while
-    the caller reads the files).
+    Now: every entry's form, every file's presence and size (one ``stat`` each), and the
+    content of files under :data:`SMALL_FILE` bytes (on the pool they would cost more:
+    their threads contend for the GIL with the caller's load). Started on the I/O pool:
+    the content of the larger files (``zlib.crc32`` releases the GIL, so it runs while
+    the caller reads them).
 
     Returns:
         ``(problems found now, a function that waits for the content checks and returns
@@ -271,15 +273,14 @@ def start_verify(folder: str | os.PathLike, manifest: Mapping[str, Any]
     if problems:
         return problems, list
     small, large = _by_size(names, lambda name: manifest[name][0])
-    waiting = start_all(partial(_content_problems, folder, manifest, group)
-                        for group in (small, *([name] for name in large)) if group)
-    return [], lambda: [problem for found in waiting() for problem in found]
-
-
-def _content_problems(folder: Path, manifest: Mapping[str, Any],
-                      names: Iterable[str]) -> list[tuple[str, str]]:
-    return [(name, problem) for name in names
-            if (problem := _content_problem(folder / name, manifest[name]))]
+    problems = [(name, problem) for name in small
+                if (problem := _content_problem(folder / name, manifest[name]))]
+    if problems:
+        return problems, list
+    waiting = start_all(partial(_content_problem, folder / name, manifest[name])
+                        for name in large)
+    return [], lambda: [(name, problem) for name, problem in zip(large, waiting())
+                        if problem]
 
 
 def _entry_problem(path: Path, record: Any) -> str | None:
