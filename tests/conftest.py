@@ -1,20 +1,10 @@
-"""Shared pytest set-up: keep every test single-threaded and free of Accelerate singletons.
-
-Under ``PYTHONDONTWRITEBYTECODE`` every Python the tests start (train.py, each rank of a
-launch) would compile accelwrap, the tests and any uncompiled dependency again (0.5-1 s of CPU
-a start); their bytecode is cached outside the checkout instead (``PYTHONPYCACHEPREFIX``),
-so the source tree still gets no ``__pycache__``.
-"""
+"""Shared pytest set-up: keep every test single-threaded and free of Accelerate singletons."""
 
 import os
-import tempfile
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
-    os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(
-        tempfile.gettempdir(), f"accelwrap-tests-pycache-{getattr(os, 'getuid', str)()}"))
 
 
 @pytest.fixture(autouse=True)
