@@ -24,7 +24,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Callable, NoReturn
+
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,6 +99,35 @@ def accelerate_launch(result_dir: Path, script: str | Path, config_file: str | P
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(config_file), str(script), *args]
     return _run(cmd, Path(result_dir), env, timeout, check)
+
+
+def once_per_session(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
+    """``make(folder)`` run once per pytest session, even across xdist workers; ``folder``.
+
+    A module-scoped fixture runs once in each xdist worker that runs one of its tests;
+    a job behind one (a launch) then runs twice under ``-n 2``. The first worker here
+    runs ``make`` under a file lock and marks ``folder`` done; the others wait and reuse
+    it (if ``make`` raised, the next one tries again and reports its own failure).
+
+    Args:
+        tmp_path_factory: pytest's fixture (its base folder is per worker; the session's
+            is the one above it under xdist).
+        name: The folder's name, unique in the session.
+        make: Writes the results into the folder it is given.
+
+    Returns:
+        The folder ``make`` wrote into.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            folder.mkdir(exist_ok=True)
+            make(folder)
+            done.touch()
+    return folder
 
 
 def write_result(data: dict, rank: int | None = None) -> None:

@@ -23,7 +23,7 @@ import torch
 from accelwrap.optim import OptimWrapper
 from accelwrap.optim import _accelerate_compat as glue
 from accelwrap.optim.accelerator import _deepspeed_max_norm
-from tests.distributed.launch import REPO, accelerate_launch, read_results
+from tests.distributed.launch import REPO, accelerate_launch, once_per_session, read_results
 
 WORKER = Path(__file__).parent / "workers" / "deepspeed_grad_norm.py"
 CONFIG = REPO / "launch_configs" / "deepspeed_cpu.yaml"
@@ -53,12 +53,13 @@ CASES = [pytest.param(2, 1, id="zero2-counts1"),
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Every case in one launch (the worker runs them one after another, a fresh
-    Accelerator and engine each); ``runs(stage, counts)``: that case's per-rank results."""
-    out = tmp_path_factory.mktemp("zero")
+    """Every case in one launch per session (the worker runs them one after another, a
+    fresh Accelerator and engine each); ``runs(stage, counts)``: that case's per-rank
+    results."""
     env = {"DS_ACCELERATOR": "cpu", "ACCELERATE_USE_CPU": "0"}
     args = [str(number) for case in CASES for number in case.values]
-    accelerate_launch(out, WORKER, CONFIG, args=args, env=env, timeout=600)
+    out = once_per_session(tmp_path_factory, "deepspeed_zero", lambda folder: accelerate_launch(
+        folder, WORKER, CONFIG, args=args, env=env, timeout=600))
     results = read_results(out)
     return lambda stage, counts: [rank[f"{stage}:{counts}"] for rank in results]
 

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.distributed.launch import read_results, torchrun
+from tests.distributed.launch import once_per_session, read_results, torchrun
 
 WORKER = Path(__file__).parent / "workers" / "grad_norm.py"
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> list[dict]:
-    """Both backends in one job (DDP first: FSDP2's CPU override changes the process state);
-    per rank, ``{backend: result}``."""
-    return read_results(torchrun(tmp_path_factory.mktemp("grad_norm"), WORKER, nproc=2,
-                                 args=["ddp", "fsdp2"]))
+    """Both backends in one job per session (DDP first: FSDP2's CPU override changes the
+    process state); per rank, ``{backend: result}``."""
+    return read_results(once_per_session(tmp_path_factory, "grad_norm", lambda folder: torchrun(
+        folder, WORKER, nproc=2, args=["ddp", "fsdp2"])))
 
 
 @pytest.mark.distributed

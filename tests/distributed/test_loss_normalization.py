@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.distributed.launch import read_results, torchrun
+from tests.distributed.launch import once_per_session, read_results, torchrun
 
 WORKER = Path(__file__).parent / "workers" / "loss_normalization_ddp.py"
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    out = read_results(torchrun(tmp_path_factory.mktemp("tokens"), WORKER, nproc=2))
+    out = read_results(once_per_session(tmp_path_factory, "loss_normalization", lambda folder:
+                                        torchrun(folder, WORKER, nproc=2)))
     assert [r["rank"] for r in out] == [0, 1]
     assert all(r["distributed_type"].endswith("MULTI_CPU") and r["world"] == 2 for r in out)
     return out

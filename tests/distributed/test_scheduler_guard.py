@@ -4,16 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.distributed.launch import read_results, torchrun
+from tests.distributed.launch import once_per_session, read_results, torchrun
 
 WORKER = Path(__file__).parent / "workers" / "sched_multistep.py"
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> list[dict]:
-    """Both modes in one 2-process job; per rank, ``{mode: result}``."""
-    return read_results(torchrun(tmp_path_factory.mktemp("sched"), WORKER, nproc=2,
-                                 args=["default", "safe"]))
+    """Both modes in one 2-process job per session; per rank, ``{mode: result}``."""
+    return read_results(once_per_session(tmp_path_factory, "sched_multistep", lambda folder:
+                                         torchrun(folder, WORKER, nproc=2,
+                                                  args=["default", "safe"])))
 
 
 @pytest.mark.distributed
