@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from accelwrap.runner.checkpoint_find import verify_checkpoint
-from tests.distributed.launch import accelerate_launch
+from tests.distributed.launch import accelerate_launch, once_per_session
 from tests.distributed.train_cli import CPU_2PROC, TRAIN, tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
@@ -70,13 +70,16 @@ def _weights(work, name: str) -> dict[str, bytes]:
     return files
 
 
+def _reference_runs(root) -> None:
+    _launch(root, "run", 3)
+    _launch(root, "run", 4, "--resume", "auto")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The same two commands (3 epochs, then ``--resume auto`` to 4) where nothing fails:
-    the files of epoch_3 and epoch_4 every variant must reach."""
-    root = tmp_path_factory.mktemp("reference")
-    work, _ = _launch(root, "run", 3)
-    _launch(root, "run", 4, "--resume", "auto")
+    """The same two commands (3 epochs, then ``--resume auto`` to 4) where nothing fails,
+    once per session: the files of epoch_3 and epoch_4 every variant must reach."""
+    work = once_per_session(tmp_path_factory, "save_failure_reference", _reference_runs) / "run"
     return {name: _weights(work, name) for name in ("epoch_3", "epoch_4")}
 
 
