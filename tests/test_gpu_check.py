@@ -82,3 +82,14 @@ def test_without_cuda_and_without_dry_run_it_refuses_and_names_the_dry_run(tmp_p
     assert done.returncode == 2, done.stdout + done.stderr
     assert "sees no CUDA GPU; GPU_CHECK_DRY_RUN=1 runs the CPU dry run" in done.stdout
     assert not list((tmp_path / "status").iterdir())  # no step ran
+
+
+def test_a_config_selection_naming_no_shipped_config_is_refused(tmp_path):
+    env = {**os.environ, "GPU_CHECK_DRY_RUN": "1", "GPU_CHECK_PYTHON": sys.executable,
+           "OUT": str(tmp_path), "GPU_CHECK_CONFIGS": f"{TRAINED},seq_gru_token"}
+    done = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert ("GPU_CHECK_CONFIGS names seq_gru_token, not a shipped config: "
+            + " ".join(SHIPPED)) in done.stdout
+    assert not list((tmp_path / "status").iterdir())  # no step ran
