@@ -46,6 +46,7 @@ from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_parts import save_own_files
 from accelwrap.runner.fault_points import kill_point
 from accelwrap.runner.manifest import without_zip_crc
+from accelwrap.runner.publish import seal
 from accelwrap.runner.save_failure import describe_error, is_write_error
 
 __all__ = ["AsyncSaveFailed", "AsyncWriter", "async_refusal", "save_in_background", "snapshot",
@@ -243,9 +244,7 @@ def _check_and_publish(manager: Any, tmp: Path, final: Path, state: dict[str, An
                        replaces: str | None, new_directory: bool) -> None:
     """Rank 0, background: the files are all there; seal and publish (as a sync save)."""
     manager._check_written(tmp, final)
-    pointer = manager._pointer(final)
-    manager._publish(tmp, final, pointer, new_directory, replaces,
-                     *manager._seal(tmp, final, state))
+    manager._publish(tmp, final, replaces, new_directory, *seal(tmp, final, state))
 
 
 def _snapshot_now(manager: Any, tmp: Path, loop: Any) -> Callable[[], None]:

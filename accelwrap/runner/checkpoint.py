@@ -11,22 +11,21 @@ folders (finding them is :mod:`accelwrap.runner.checkpoint_find`). Layout of
     latest                 text file: the name of the newest complete checkpoint
     .tmp-iter_48/          a save in progress (or killed mid-way): never loaded
 
-A save writes everything into ``.tmp-<name>``; sums every file (the large ones while
-their fsyncs already run: see :mod:`accelwrap.runner.durable`); writes
-``runner_state.json`` last, holding the size and CRC-32 of every other file
-(:mod:`accelwrap.runner.manifest`); renames the folder into place and rewrites
-``latest`` (in place: :func:`~accelwrap.runner.checkpoint_find.write_pointer`); then
-fsyncs every other file, the folders, the pointer and the checkpoints folder in one
-concurrent round, and only then prunes, before ``save`` returns. A process killed at any
-moment leaves the previous checkpoint loadable and ``latest`` pointing at a complete
-one; a power loss inside that round can leave the new folder incomplete or damaged,
-which loading detects (``resume='auto'`` then takes the previous one, not yet pruned),
-and a sync that fails takes the new folder back out. A write that fails (disk full,
-permissions) removes the temporary folder and, on every process at once, raises one clear
-:class:`~accelwrap.errors.CheckpointWriteError` or, with ``on_error='warn'``, logs it
-and lets training go on (:mod:`accelwrap.runner.save_failure`). A load verifies every
-file against the manifest: sizes and small files before Accelerate reads any of them,
-the large files' contents while it does (:mod:`accelwrap.runner.checkpoint_load`).
+A save writes everything into ``.tmp-<name>``, then seals and publishes it
+(:mod:`accelwrap.runner.publish`): ``runner_state.json`` written last, holding the size
+and CRC-32 of every other file (:mod:`accelwrap.runner.manifest`); the folder renamed
+into place and ``latest`` rewritten; every file, the folders and the pointer synced in
+one concurrent round; only then older checkpoints pruned, before ``save`` returns. A
+process killed at any moment leaves the previous checkpoint loadable and ``latest``
+pointing at a complete one; a power loss inside that round can leave the new folder
+incomplete or damaged, which loading detects (``resume='auto'`` then takes the previous
+one, not yet pruned), and a sync that fails takes the new folder back out. A write that
+fails (disk full, permissions) removes the temporary folder and, on every process at
+once, raises one clear :class:`~accelwrap.errors.CheckpointWriteError` or, with
+``on_error='warn'``, logs it and lets training go on (:mod:`accelwrap.runner.save_failure`).
+A load verifies every file against the manifest: sizes and small files before Accelerate
+reads any of them, the large files' contents while it does
+(:mod:`accelwrap.runner.checkpoint_load`).
 
 What loads how: the weights are safetensors; ``optimizer*.bin``, ``scheduler*.bin`` and
 ``scaler.pt`` load with a plain ``torch.load(path, weights_only=True)``;
@@ -49,7 +48,6 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +63,8 @@ from accelwrap.runner.checkpoint_find import (
     is_complete,
     read_state,
     resolve_resume,
+    resolve_resume_verified,
     wants_resume,
-    write_pointer,
 )
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.checkpoint_load import load_verified, refuse_mismatch
@@ -76,14 +74,9 @@ from accelwrap.runner.checkpoint_parts import (
     missing_message,
     save_own_files,
 )
-from accelwrap.runner.durable import start_fsync, tree_paths
 from accelwrap.runner.fault_points import kill_point
-from accelwrap.runner.manifest import (
-    MANIFEST_KEY,
-    sealed_text,
-    start_manifest,
-    without_zip_crc,
-)
+from accelwrap.runner.manifest import without_zip_crc
+from accelwrap.runner.publish import discard, publish, seal
 from accelwrap.runner.save_failure import (
     POLICIES,
     agree,
@@ -100,31 +93,6 @@ __all__ = ["LATEST_FILE", "OLD_PREFIX", "STATE_FILE", "TMP_PREFIX", "CheckpointM
            "wants_resume"]
 
 logger = logging.getLogger("accelwrap")
-
-
-def _wait_all(*waits: Callable[[], None]) -> None:
-    """Call every wait; raise the first failure after all of them returned."""
-    errors = []
-    for wait in waits:
-        try:
-            wait()
-        except OSError as err:
-            errors.append(err)
-    if errors:
-        raise errors[0]
-
-
-def _nothing() -> None:
-    """A wait with nothing to wait for."""
-
-
-def _discard(path: Path) -> None:
-    """Delete a checkpoint folder; renamed first, so a kill mid-delete never leaves a
-    gutted folder that still holds runner_state.json (it would look complete)."""
-    old = path.with_name(f"{OLD_PREFIX}{path.name}")
-    shutil.rmtree(old, ignore_errors=True)
-    os.rename(path, old)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class _SaveFailed(Exception):
@@ -171,6 +139,7 @@ class CheckpointManager:
         self.layout = layout
         self.on_error = on_error
         self._reported: set[Path] = set()
+        self._verified: Path | None = None  # the folder resolve() read every file of
         self._writer = AsyncWriter()  # default_hooks.checkpoint.async (async_save.py)
         self._refused_async = False
 
@@ -294,75 +263,21 @@ class CheckpointManager:
         main = self.accelerator.is_main_process
         self._check_written(tmp, final)  # every rank (all raise together) before the rename
         kill_point("save", int(state["iter"]))
-        pointer = self._pointer(final)
-        self._stage(lambda: main and self._publish(tmp, final, pointer, new_directory, replaces,
-                                                   *self._seal(tmp, final, state)), tmp)
+        sealed: list[Any] = []  # main: the fsyncs seal() started, for _publish to wait for
+        self._stage(lambda: main and sealed.extend(seal(tmp, final, state)), tmp)
+        # A barrier: every rank checked the temporary folder before it is renamed.
+        self._stage(lambda: main and self._publish(tmp, final, replaces, new_directory,
+                                                   *sealed), tmp)
 
-    def _seal(self, tmp: Path, final: Path,
-              state: dict[str, Any]) -> tuple[Callable[[], None], set[Path]]:
-        """Sum every written file and write the state file with the manifest. The large
-        files' fsyncs start at once, overlapping their summing.
-
-        Returns:
-            ``(the wait for those fsyncs, the large files' paths once published)``.
-        """
-        large, summed = start_manifest(tmp, skip=(STATE_FILE,))
-        synced = start_fsync([tmp / name for name in large])
-        try:
-            manifest = summed()
-            (tmp / STATE_FILE).write_text(sealed_text({**state, MANIFEST_KEY: manifest}))
-        except BaseException:
-            with suppress(OSError):
-                synced()
-            raise
-        return synced, {final / name for name in large}
-
-    def _publish(self, tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
-                 replaces: str | None, synced: Callable[[], None],
-                 syncing: set[Path]) -> None:
-        """Rename the checkpoint into place and point ``latest`` at it while the large files'
-        fsyncs (``synced``; ``syncing``: their final paths) run; sync everything else (the
-        small files, the folders, the pointer) in one concurrent round and wait for all of
-        it; only then discard what it replaces and prune.
-
-        Until that wait ends, a power loss may leave the new folder with a lost or
-        damaged file, or ``latest`` damaged; the manifest check catches either, and
-        ``resume='auto'`` then takes the previous checkpoint, not yet pruned. A killed
-        process loses nothing (the page cache outlives it). A sync that fails takes the
-        new folder back out (the previous checkpoint stays the newest). A folder of the
-        same name is replaced only once the new content is durable.
-        """
-        replacing = final.exists()
-        if replacing:  # the new content is durable before the folder of that name goes
-            _wait_all(synced, start_fsync(tree_paths(tmp)))
-            synced = _nothing
-            _discard(final)
-        # os.rename, not Path.rename: test_durable.py records these calls (on Python
-        # 3.10, Path.rename holds its own reference to the function).
-        os.rename(tmp, final)
-        if pointer is not None:
-            write_pointer(self.directory, final.name)
-        # The checkpoints folder holds the rename (on a first save, its parent holds it).
-        rest = start_fsync([*(path for path in tree_paths(final) if path not in syncing),
-                            *([pointer] if pointer is not None else []), self.directory,
-                            *([self.directory.parent] if new_directory else [])])
-        try:
-            _wait_all(synced, rest)
-        except BaseException:
-            if not replacing:
-                self._withdraw(final, pointer)
-            raise
+    def _publish(self, tmp: Path, final: Path, replaces: str | None, new_directory: bool,
+                 synced: Callable[[], None], syncing: set[Path]) -> None:
+        """Main process: publish the sealed folder (:mod:`accelwrap.runner.publish`; the
+        last two arguments are what ``seal`` returned); only then discard what it
+        replaces and prune."""
+        publish(tmp, final, self._pointer(final), new_directory, synced, syncing)
         if replaces and replaces != final.name and is_complete(self.directory / replaces):
-            _discard(self.directory / replaces)
+            discard(self.directory / replaces)
         self.prune()
-
-    @staticmethod
-    def _withdraw(final: Path, latest: Path | None) -> None:
-        """Take back a published folder whose files could not be made durable."""
-        with suppress(OSError):
-            _discard(final)
-            if latest is not None:
-                latest.unlink()  # named ``final``: the newest complete one is found instead
 
     def _remove_partial(self, tmp: Path) -> None:
         if self.accelerator.is_main_process:
@@ -384,7 +299,7 @@ class CheckpointManager:
         kept = [path for _, path in found if not path.name.startswith(BEST_PREFIX)]
         for path in kept[:-self.max_keep]:
             if path != latest:
-                _discard(path)
+                discard(path)
 
     def clean_partial(self) -> None:
         """Remove leftovers of killed saves (``.tmp-*``/``.old-*`` folders, a staged
@@ -400,8 +315,13 @@ class CheckpointManager:
                 child.unlink(missing_ok=True)
 
     def resolve(self, resume: bool | str | os.PathLike | None) -> Path | None:
-        """Turn a ``resume`` setting into a checkpoint folder (see :func:`resolve_resume`)."""
-        return resolve_resume(resume, self.directory)
+        """Turn a ``resume`` setting into a checkpoint folder (see :func:`resolve_resume`).
+
+        A folder ``'auto'`` picked had every file read to pick it: :meth:`load` does not
+        read them again."""
+        path, verified = resolve_resume_verified(resume, self.directory)
+        self._verified = path if verified else None
+        return path
 
     def load(self, path: str | os.PathLike, fingerprint: dict[str, list[int]] | None = None,
              loop: Any = None) -> dict[str, Any]:
@@ -428,5 +348,6 @@ class CheckpointManager:
         state = read_state(path)
         refuse_mismatch(path, state, self.layout, fingerprint)
         self.wait()
-        load_verified(self.accelerator, path, state, loop)
+        load_verified(self.accelerator, path, state, loop,
+                      verified=self._verified is not None and Path(path) == self._verified)
         return state

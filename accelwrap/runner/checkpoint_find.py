@@ -28,8 +28,8 @@ from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, start_verify, v
 
 __all__ = ["LATEST_FILE", "OLD_PREFIX", "TMP_PREFIX", "checkpoints_by_iter", "find_latest",
            "is_complete", "newest_intact", "read_pointer", "read_state", "resolve_resume",
-           "start_verification", "state_or_problem", "verify_before_reading",
-           "verify_checkpoint", "wants_resume", "write_pointer"]
+           "resolve_resume_verified", "start_verification", "state_or_problem",
+           "verify_before_reading", "verify_checkpoint", "wants_resume", "write_pointer"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -371,17 +371,34 @@ def resolve_resume(resume: bool | str | os.PathLike | None,
         >>> resolve_resume('auto', '/nonexistent/checkpoints') is None  # nothing saved yet
         True
     """
+    return resolve_resume_verified(resume, directory)[0]
+
+
+def resolve_resume_verified(resume: bool | str | os.PathLike | None,
+                            directory: str | os.PathLike) -> tuple[Path | None, bool]:
+    """:func:`resolve_resume`, and whether every file of the folder was verified.
+
+    ``'auto'`` (or a folder of checkpoints) reads every file of the folder it picks
+    (:func:`newest_intact`); a load right after need not read them again.
+
+    Returns:
+        ``(the folder to load or None, whether its files were all verified just now)``.
+
+    Raises:
+        Exception: As :func:`resolve_resume`.
+    """
     if not wants_resume(resume):
-        return None
+        return None, False
     if resume is True or resume in ("auto", "true"):
-        return _auto(Path(directory), resume)
+        path = _auto(Path(directory), resume)
+        return path, path is not None
     path = Path(resume)
     if is_complete(path):
         read_state(path)  # its state file now (every other file when it loads)
-        return path
+        return path, False
     inner = _auto(path, resume) if path.is_dir() else None
     if inner is not None:
-        return inner
+        return inner, True
     reason = "does not exist" if not path.exists() else f"contains no {STATE_FILE}"
     raise FileNotFoundError(f"resume={str(resume)!r}: the path {reason}; expected a checkpoint "
                             f"folder such as {str(Path(directory) / 'iter_100')!r}, or 'auto'")

@@ -63,7 +63,7 @@ def refuse_mismatch(path: str | os.PathLike, state: dict[str, Any], layout: Layo
 
 
 def load_verified(accelerator: Any, path: str | os.PathLike, state: dict[str, Any],
-                  loop: Any = None) -> None:
+                  loop: Any = None, verified: bool = False) -> None:
     """Load checkpoint ``path`` into the prepared objects, its files verified.
 
     The state file, every file's presence and size and the small files' contents are
@@ -71,22 +71,25 @@ def load_verified(accelerator: Any, path: str | os.PathLike, state: dict[str, An
     on the I/O pool while Accelerate reads them, and checked before accelwrap's own
     part files load. A changed byte in a large file is therefore raised after
     ``load_state``, the objects holding part of the checkpoint: load another one (as
-    ``resume='auto'`` does) or stop.
+    ``resume='auto'`` does) or stop. With ``verified`` (every file of ``path`` was just
+    read and checked, as ``resume='auto'`` does to pick it), the files are not read again.
 
     Raises:
         DamagedCheckpointError: A file fails its manifest check (names it and its part).
         CheckpointError: Accelerate could not load the checkpoint (names the folder,
             the error and its type).
     """
-    verified = start_verification(path, state)
+    checked = None if verified else start_verification(path, state)
     try:
         accelerator.load_state(str(path))
     except Exception as err:
-        verified()  # a damaged file explains a failed load best
+        if checked is not None:
+            checked()  # a damaged file explains a failed load best
         if not (is_write_error(err) or isinstance(err, (KeyError, ValueError, EOFError))
                 or type(err).__name__ == "UnpicklingError"):
             raise
         raise CheckpointError(f"loading checkpoint {str(path)!r} failed: "
                               f"{type(err).__name__}: {err}") from err
-    verified()
+    if checked is not None:
+        checked()
     load_own_files(loop, Path(path))

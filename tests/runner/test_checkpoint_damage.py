@@ -190,3 +190,30 @@ def test_what_loads_with_weights_only_as_the_readme_says(saved):
     with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
         states = torch.load(checkpoint / "random_states_0.pkl", weights_only=True)
     assert set(states) >= {"random_state", "numpy_random_seed", "torch_manual_seed"}
+
+
+def _count_reads(monkeypatch, folder: Path) -> dict[str, int]:
+    """Count the content reads (``manifest.file_checksum``) of the files in ``folder``."""
+    from accelwrap.runner import manifest
+
+    reads: dict[str, int] = {}
+    real = manifest.file_checksum
+
+    def counted(path):
+        if Path(path).parent == folder:
+            reads[Path(path).name] = reads.get(Path(path).name, 0) + 1
+        return real(path)
+
+    monkeypatch.setattr(manifest, "file_checksum", counted)
+    return reads
+
+
+@pytest.mark.parametrize("resume", ["auto", "explicit"])
+def test_a_resume_reads_each_file_of_its_checkpoint_once(work, monkeypatch, resume):
+    """``auto`` picks the checkpoint by verifying every file and does not read them again
+    to load it; an explicit path has them read while it loads."""
+    folder = work / "checkpoints" / "epoch_2"
+    reads = _count_reads(monkeypatch, folder)
+    _runner(work, "auto" if resume == "auto" else str(folder)).train()
+    assert set(reads) == set(FILES) - {"runner_state.json"}, reads
+    assert set(reads.values()) == {1}, reads

@@ -1,0 +1,139 @@
+"""Publishing a written checkpoint folder: seal it, rename it into place, make it durable.
+
+:func:`seal` sums every file of the temporary folder and writes ``runner_state.json``
+last, holding the manifest (:mod:`accelwrap.runner.manifest`); the large files' fsyncs
+start at once, overlapping their summing. :func:`publish` renames the folder into place,
+rewrites ``latest`` in place (:func:`~accelwrap.runner.checkpoint_find.write_pointer`)
+and syncs everything else (the small files, the state file, the folders, the pointer) in
+one concurrent round alongside the large files' fsyncs (:mod:`accelwrap.runner.durable`),
+returning once all of it is durable. Until then a power loss may leave the new folder
+with a lost or damaged file, or ``latest`` damaged: the manifest check catches either,
+and ``resume='auto'`` takes the previous checkpoint, which the caller prunes only after
+:func:`publish` returns. A killed process loses nothing (the page cache outlives it). A
+sync that fails takes the new folder back out, so the previous checkpoint stays the
+newest. :func:`discard` deletes a checkpoint folder so that no kill leaves half of one.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> checkpoints = Path(tempfile.mkdtemp())
+    >>> tmp = checkpoints / '.tmp-iter_4'; tmp.mkdir()
+    >>> _ = (tmp / 'model.safetensors').write_bytes(b'weights')
+    >>> final = checkpoints / 'iter_4'
+    >>> publish(tmp, final, checkpoints / 'latest', False, *seal(tmp, final, {'iter': 4}))
+    >>> sorted(p.name for p in final.iterdir()), (checkpoints / 'latest').read_text()
+    (['model.safetensors', 'runner_state.json'], 'iter_4\\n')
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from accelwrap.runner.checkpoint_find import OLD_PREFIX, write_pointer
+from accelwrap.runner.checkpoint_parts import STATE_FILE
+from accelwrap.runner.durable import start_fsync, tree_paths
+from accelwrap.runner.manifest import MANIFEST_KEY, sealed_text, start_manifest
+
+__all__ = ["discard", "publish", "seal"]
+
+
+def seal(tmp: Path, final: Path, state: dict[str, Any]) -> tuple[Callable[[], None], set[Path]]:
+    """Sum every file of ``tmp`` and write its state file (``state`` plus the manifest).
+
+    Args:
+        tmp: The temporary folder, every writer finished.
+        final: The name it will be published under.
+        state: The runner state (JSON values).
+
+    Returns:
+        ``(the wait for the large files' fsyncs, started now; their paths once published)``.
+    """
+    large, summed = start_manifest(tmp, skip=(STATE_FILE,))
+    synced = start_fsync([tmp / name for name in large])
+    try:
+        manifest = summed()
+        (tmp / STATE_FILE).write_text(sealed_text({**state, MANIFEST_KEY: manifest}))
+    except BaseException:
+        with suppress(OSError):
+            synced()
+        raise
+    return synced, {final / name for name in large}
+
+
+def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
+            synced: Callable[[], None], syncing: set[Path]) -> None:
+    """Rename ``tmp`` to ``final``, point ``latest`` at it, and return once it is durable.
+
+    Args:
+        tmp: The sealed temporary folder (:func:`seal`).
+        final: Its published path (a folder of that name is replaced only once the new
+            content is durable).
+        pointer: ``latest`` to rewrite, or None (a best checkpoint leaves it alone).
+        new_directory: The checkpoints folder was created by this save (its parent
+            holds that entry and is synced too).
+        synced: The wait :func:`seal` returned.
+        syncing: The paths :func:`seal` returned (already syncing).
+
+    Raises:
+        OSError: A rename or a sync failed (after a failed sync ``final`` is removed
+            again and ``latest`` with it when it named it).
+    """
+    directory = final.parent
+    replacing = final.exists()
+    if replacing:  # the new content is durable before the folder of that name goes
+        _wait_all(synced, start_fsync(tree_paths(tmp)))
+        synced = _nothing
+        discard(final)
+    # os.rename, not Path.rename: test_durable.py records these calls (on Python 3.10,
+    # Path.rename holds its own reference to the function).
+    os.rename(tmp, final)
+    if pointer is not None:
+        write_pointer(directory, final.name)
+    # The checkpoints folder holds the rename (on a first save, its parent holds it).
+    rest = start_fsync([*(path for path in tree_paths(final) if path not in syncing),
+                        *([pointer] if pointer is not None else []), directory,
+                        *([directory.parent] if new_directory else [])])
+    try:
+        _wait_all(synced, rest)
+    except BaseException:
+        if not replacing:
+            _withdraw(final, pointer)
+        raise
+
+
+def discard(path: Path) -> None:
+    """Delete a checkpoint folder; renamed first, so a kill mid-delete never leaves a
+    gutted folder that still holds runner_state.json (it would look complete)."""
+    old = path.with_name(f"{OLD_PREFIX}{path.name}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(path, old)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _withdraw(final: Path, latest: Path | None) -> None:
+    """Take back a published folder whose files could not be made durable."""
+    with suppress(OSError):
+        discard(final)
+        if latest is not None:
+            latest.unlink()  # it named ``final``: the newest complete one is found instead
+
+
+def _wait_all(*waits: Callable[[], None]) -> None:
+    """Call every wait; raise the first failure after all of them returned."""
+    errors = []
+    for wait in waits:
+        try:
+            wait()
+        except OSError as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
+
+
+def _nothing() -> None:
+    """A wait with nothing to wait for."""
