@@ -6,10 +6,13 @@ checkpoints; the stall is the wall time training spends inside ``CheckpointManag
 run in one job, alternating, into their own folders; the last async write is waited for
 (and timed) at the end. With ``--processes 2`` the job is 2 CPU processes over gloo (DDP,
 started with torchrun as ``accelerate launch`` does); a save's stall is the slowest
-rank's (DDP's next all-reduce makes the others wait for it).
+rank's (DDP's next all-reduce makes the others wait for it). With ``--launch-config
+launch_configs/fsdp.yaml`` the workers are started by ``accelerate launch`` with that file
+instead and the Accelerator is the runner's (FSDP2 over gloo on a machine without CUDA:
+sharded checkpoints, the async save through DCP's ``async_save``).
 
 Run: ``python benchmarks/bench_async_checkpoint.py [--hidden 4096] [--saves 3] [--steps 3]
-[--processes 2]``
+[--processes 2] [--launch-config launch_configs/fsdp.yaml]``
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from types import SimpleNamespace
 import torch
 from accelerate import Accelerator
 
+from accelwrap.runner.build import build_accelerator
 from accelwrap.runner.checkpoint import CheckpointManager
 
 WORKER_ENV = "ACCELWRAP_BENCH_WORKER"
@@ -57,7 +61,7 @@ def _slowest(acc: Accelerator, values: list[float]) -> list[float]:
 def measure(args: argparse.Namespace) -> None:
     """Train and save in both modes; rank 0 prints the markdown table of stalls."""
     torch.manual_seed(0)
-    acc = Accelerator(cpu=True)
+    acc = build_accelerator({}, None, args.root, []) if args.launched else Accelerator(cpu=True)
     model = _model(args.hidden)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model, optimizer = acc.prepare(model, optimizer)
@@ -111,9 +115,11 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--launch-config", help="an accelerate launch config for the workers")
     parser.add_argument("--root", help=argparse.SUPPRESS)  # the workers' shared folder
+    parser.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if os.environ.get(WORKER_ENV) or args.processes <= 1:
+    if os.environ.get(WORKER_ENV) or (args.processes <= 1 and not args.launch_config):
         if args.root:
             return measure(args)
         with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:
@@ -122,9 +128,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:
         env = {**os.environ, WORKER_ENV: "1", "ACCELERATE_USE_CPU": "1",
                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={args.processes}", __file__, "--hidden", str(args.hidden),
-               "--saves", str(args.saves), "--steps", str(args.steps), "--root", root]
+        launcher = (["-m", "accelerate.commands.launch", "--config_file", args.launch_config,
+                     "--num_processes", str(args.processes)] if args.launch_config else
+                    ["-m", "torch.distributed.run", "--standalone",
+                     f"--nproc_per_node={args.processes}"])
+        cmd = [sys.executable, *launcher, __file__, "--hidden", str(args.hidden), "--saves",
+               str(args.saves), "--steps", str(args.steps), "--root", root,
+               *(["--launched"] if args.launch_config else [])]
         sys.exit(subprocess.run(cmd, env=env).returncode)
 
 

@@ -50,7 +50,11 @@ def test_bench_scheduler_prints_accelwrap_and_torch_rows():
 
 
 @pytest.mark.slow
-def test_bench_async_checkpoint_prints_the_sync_and_async_rows():
-    out = _run("bench_async_checkpoint.py", "--hidden", "64", "--saves", "2", "--steps", "2")
+@pytest.mark.parametrize("launch", [[], ["--processes", "2", "--launch-config",
+                                         "launch_configs/fsdp.yaml"]], ids=["1 process", "fsdp2"])
+def test_bench_async_checkpoint_prints_the_sync_and_async_rows(launch):
+    out = _run("bench_async_checkpoint.py", "--hidden", "64", "--saves", "2", "--steps", "2",
+               *launch)
+    assert ("(FSDP)" in out) == bool(launch), out
     for mode in ("sync", "async"):
         assert re.search(rf"^\| {mode} \| [\d.]+ \| {RATIO} \|", out, re.M), (mode, out)

@@ -173,6 +173,7 @@ class AsyncWriter:
         self._on_error: Callable[[BaseException], None] | None = None
         self.groups = WriterGroups()  # the background agreement's and DCP's gloo groups
         self.buffers: list[Any] = []  # host tensors of the last snapshot, reused by the next
+        self.stagers: dict[int, Any] = {}  # FSDP: DCP's stagers, which keep their host copies
 
     @property
     def busy(self) -> bool:
@@ -262,7 +263,7 @@ def _snapshot_now(manager: Any, tmp: Path, loop: Any) -> Callable[[], None]:
     from accelerate.utils import DistributedType
 
     if acc.distributed_type == DistributedType.FSDP:
-        futures = stage_sharded(acc, tmp, manager._writer.groups)
+        futures = stage_sharded(acc, tmp, manager._writer.groups, manager._writer.stagers)
         return lambda: [future.result() for future in futures]
     if not _writes_shared(acc):
         return lambda: None
