@@ -61,7 +61,8 @@ def _slowest(acc: Accelerator, values: list[float]) -> list[float]:
 def measure(args: argparse.Namespace) -> None:
     """Train and save in both modes; rank 0 prints the markdown table of stalls."""
     torch.manual_seed(0)
-    acc = build_accelerator({}, None, args.root, []) if args.launched else Accelerator(cpu=True)
+    launched = args.launch_config is not None  # the runner's Accelerator, as the launch set it
+    acc = build_accelerator({}, None, args.root, []) if launched else Accelerator(cpu=True)
     model = _model(args.hidden)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model, optimizer = acc.prepare(model, optimizer)
@@ -117,7 +118,6 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--launch-config", help="an accelerate launch config for the workers")
     parser.add_argument("--root", help=argparse.SUPPRESS)  # the workers' shared folder
-    parser.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if os.environ.get(WORKER_ENV) or (args.processes <= 1 and not args.launch_config):
         if args.root:
@@ -134,7 +134,7 @@ def main() -> None:
                      f"--nproc_per_node={args.processes}"])
         cmd = [sys.executable, *launcher, __file__, "--hidden", str(args.hidden), "--saves",
                str(args.saves), "--steps", str(args.steps), "--root", root,
-               *(["--launched"] if args.launch_config else [])]
+               *(["--launch-config", args.launch_config] if args.launch_config else [])]
         sys.exit(subprocess.run(cmd, env=env).returncode)
 
 

@@ -29,7 +29,7 @@ from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, start_verify, v
 __all__ = ["LATEST_FILE", "OLD_PREFIX", "TMP_PREFIX", "checkpoints_by_iter", "find_latest",
            "is_complete", "newest_intact", "read_pointer", "read_state", "resolve_resume",
            "resolve_resume_verified", "start_verification", "state_or_problem",
-           "verify_before_reading", "verify_checkpoint", "wants_resume", "write_pointer"]
+           "verify_before_reading", "verify_checkpoint", "wants_resume"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -241,34 +241,6 @@ def read_pointer(directory: str | os.PathLike) -> tuple[str | None, str | None]:
     if not is_complete(Path(directory) / name):
         return None, f"{LATEST_FILE} names {name!r}, which is no complete checkpoint"
     return name, None
-
-
-def write_pointer(directory: str | os.PathLike, name: str) -> Path:
-    """Point ``latest`` in ``directory`` at checkpoint ``name``; return the pointer's path.
-
-    The record (the name, a newline) is one ``pwrite`` over the old one, in place, padded
-    with spaces to the old record's length: the file never shrinks, so there is no
-    truncation, and no old file to free as a rename over it would (each a journal
-    transaction: 0.3 ms of a small model's save here). A killed process cannot tear one
-    write; whatever else leaves the pointer damaged (a power loss before the save's sync
-    of it) is reported by :func:`read_pointer`, and :func:`find_latest` then takes the
-    complete checkpoint with the highest iteration.
-
-    Example:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> _ = write_pointer(folder, 'iter_100'); _ = write_pointer(folder, 'iter_8')
-        >>> (folder / LATEST_FILE).read_text()
-        'iter_8\\n  '
-    """
-    pointer = Path(directory) / LATEST_FILE
-    record = f"{name}\n".encode()
-    fd = os.open(pointer, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.pwrite(fd, record.ljust(os.fstat(fd).st_size, b" "), 0)
-    finally:
-        os.close(fd)
-    return pointer
 
 
 def find_latest(directory: str | os.PathLike) -> Path | None:

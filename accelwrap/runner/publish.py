@@ -3,7 +3,7 @@
 :func:`seal` sums every file of the temporary folder and writes ``runner_state.json``
 last, holding the manifest (:mod:`accelwrap.runner.manifest`); the large files' fsyncs
 start at once, overlapping their summing. :func:`publish` renames the folder into place,
-rewrites ``latest`` in place (:func:`~accelwrap.runner.checkpoint_find.write_pointer`)
+rewrites ``latest`` in place (:func:`write_pointer`)
 and syncs everything else (the small files, the state file, the folders, the pointer) in
 one concurrent round alongside the large files' fsyncs (:mod:`accelwrap.runner.durable`),
 returning once all of it is durable. Until then a power loss may leave the new folder
@@ -34,12 +34,12 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from accelwrap.runner.checkpoint_find import OLD_PREFIX, write_pointer
+from accelwrap.runner.checkpoint_find import LATEST_FILE, OLD_PREFIX
 from accelwrap.runner.checkpoint_parts import STATE_FILE
 from accelwrap.runner.durable import start_fsync, tree_paths
 from accelwrap.runner.manifest import MANIFEST_KEY, sealed_text, start_manifest
 
-__all__ = ["discard", "publish", "seal"]
+__all__ = ["discard", "publish", "seal", "write_pointer"]
 
 
 def seal(tmp: Path, final: Path, state: dict[str, Any]) -> tuple[Callable[[], None], set[Path]]:
@@ -104,6 +104,34 @@ def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
         if not replacing:
             _withdraw(final, pointer)
         raise
+
+
+def write_pointer(directory: str | os.PathLike, name: str) -> Path:
+    """Point ``latest`` in ``directory`` at checkpoint ``name``; return the pointer's path.
+
+    The record (the name, a newline) is one ``pwrite`` over the old one, in place, padded
+    with spaces to the old record's length: the file never shrinks, so there is no
+    truncation, and no old file to free as a rename over it would (each a journal
+    transaction: 0.3 ms of a small model's save here). A killed process cannot tear one
+    write; whatever else leaves the pointer damaged (a power loss before the save's sync
+    of it) is reported by ``checkpoint_find.read_pointer``, and ``find_latest`` then takes
+    the complete checkpoint with the highest iteration.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = write_pointer(folder, 'iter_100'); _ = write_pointer(folder, 'iter_8')
+        >>> (folder / 'latest').read_text()
+        'iter_8\\n  '
+    """
+    pointer = Path(directory) / LATEST_FILE
+    record = f"{name}\n".encode()
+    fd = os.open(pointer, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, record.ljust(os.fstat(fd).st_size, b" "), 0)
+    finally:
+        os.close(fd)
+    return pointer
 
 
 def discard(path: Path) -> None:

@@ -36,7 +36,8 @@ def test_latest_pointer_wins_and_a_stale_pointer_falls_back(tmp_path):
 
 
 def test_the_pointer_is_rewritten_in_place_and_never_names_a_longer_old_name(tmp_path):
-    from accelwrap.runner.checkpoint_find import read_pointer, write_pointer
+    from accelwrap.runner.checkpoint_find import read_pointer
+    from accelwrap.runner.publish import write_pointer
 
     _fake(tmp_path, "iter_100", 100)
     _fake(tmp_path, "epoch_1", 5)
