@@ -13,7 +13,13 @@ the same Accelerator:
   host read;
 * ``nonfinite loss``: ``nonfinite=dict(policy='skip', check='loss')``;
 * ``tokens + skip``: both of the first two together (the scaling and the test in one
-  pass).
+  pass);
+* two references without accelwrap: ``torch``, a hand-written PyTorch loop (its ratio is
+  to ``plain``), and ``torch + check``, the same loop with the least a NaN/inf test can
+  cost (its ratio is to ``torch``): without clipping, one call of the fused kernel
+  ``torch._amp_foreach_non_finite_check_and_unscale_`` over the gradients and one read of
+  its flag; with clipping, one read of the norm ``clip_grad_norm_`` returns. It is the
+  floor of the ``nonfinite`` column.
 
 The median table's ratio is the median over rounds of each round's ratio to its ``plain``
 block (see :func:`ratio`); the best-block table compares the best blocks.
@@ -27,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import statistics
@@ -68,6 +75,46 @@ def build(policy: dict, hidden: int, counts: int, clip: bool,
     return step
 
 
+def build_torch(check: bool, hidden: int, counts: int, clip: bool,
+                accelerator) -> Callable[[tuple], None]:
+    """The same iteration as a hand-written PyTorch loop; with ``check``, the cheapest
+    NaN/inf test before each update (a set flag or a non-finite norm skips it)."""
+    model = make_model(hidden, accelerator.device)
+    optimizer = make_optimizer(model)
+    params = list(model.parameters())
+    found, one = torch.zeros(1), torch.ones(1)
+    calls = [0]
+
+    def finite() -> bool:
+        if clip:
+            return math.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0).item())
+        torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], found, one)
+        if found.item():
+            found.zero_()
+            return False
+        return True
+
+    def step(batch: tuple) -> None:
+        loss = F.mse_loss(model(batch[0]), batch[1])
+        (loss / counts if counts > 1 else loss).backward()
+        calls[0] += 1
+        if calls[0] % counts:
+            return
+        if check:
+            if finite():
+                optimizer.step()
+        else:
+            if clip:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+        optimizer.zero_grad()
+    step.model = model  # for the test that the check really skips
+    return step
+
+
+REFERENCES = {"torch": ("plain", False), "torch + check": ("torch", True)}
+
+
 def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accelerator,
             clock: Callable[[], float]) -> dict[str, list[float]]:
     """Microseconds per iteration of each timed block, per policy (blocks interleaved)."""
@@ -76,6 +123,8 @@ def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accel
             for _ in range(iters)]
     steps = {name: build(policy, hidden, counts, clip, accelerator)
              for name, policy in POLICIES.items()}
+    steps.update((name, build_torch(check, hidden, counts, clip, accelerator))
+                 for name, (_, check) in REFERENCES.items())
     blocks: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     rng = random.Random(0)
@@ -91,26 +140,28 @@ def measure(hidden: int, counts: int, clip: bool, rounds: int, iters: int, accel
 
 
 def ratio(blocks: dict[str, list[float]], name: str, stat: Callable) -> float:
-    """``name``'s cost relative to ``plain``.
+    """``name``'s cost relative to ``plain`` (``torch + check``: to ``torch``).
 
     For the median: the median over rounds of the ratio to the ``plain`` block of the same
     round (every round runs each policy once, back to back, so a change of machine load
     between rounds cancels out); for the best block: the ratio of the best blocks.
     """
+    base = blocks[REFERENCES[name][0] if name in REFERENCES else "plain"]
     if stat is statistics.median:
-        return statistics.median(b / p for b, p in zip(blocks[name], blocks["plain"]))
-    return stat(blocks[name]) / stat(blocks["plain"])
+        return statistics.median(b / p for b, p in zip(blocks[name], base))
+    return stat(blocks[name]) / stat(base)
 
 
 def _row(case: tuple, blocks: dict[str, list[float]], stat: Callable) -> str:
     hidden, counts, clip = case
-    cells = [f"{stat(blocks[name]):.0f} ({ratio(blocks, name, stat):.2f}x)" for name in POLICIES]
+    cells = [f"{stat(blocks[name]):.0f} ({ratio(blocks, name, stat):.2f}x)"
+             for name in (*POLICIES, *REFERENCES)]
     return "| " + " | ".join([str(hidden), str(counts), "on" if clip else "off", *cells]) + " |"
 
 
 def table(rows: list[tuple[tuple, dict[str, list[float]]]], stat: Callable) -> str:
     """Markdown: ``stat`` of each policy's blocks and its :func:`ratio` to ``plain``."""
-    columns = ["hidden", "accum", "clip", *POLICIES]
+    columns = ["hidden", "accum", "clip", *POLICIES, "torch (vs plain)", "torch + check (vs torch)"]
     head = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     return "\n".join(head + [_row(case, blocks, stat) for case, blocks in rows])
 

@@ -28,8 +28,8 @@ def _run(script: str, *args: str) -> str:
 def test_bench_runner_prints_throughput_and_every_checkpoint_reference():
     out = _run("bench_runner.py", "--rounds", "1", "--ckpt-repeats", "1")
     assert re.search(rf"Runner/hand = {RATIO} throughput", out), out
-    for name in ("accelwrap", "bare save_state", "durable save_state", "torch.save",
-                 "durable torch.save"):
+    for name in ("accelwrap", "bare save_state", "durable save_state", "atomic save_state",
+                 "torch.save", "durable torch.save"):
         rows = re.findall(rf"^  {re.escape(name)} +[\d.]+ \+ +[\d.]+ = +[\d.]+ +{RATIO}$", out,
                           re.M)
         assert len(rows) == 3, (name, out)  # the default model, 1M and 4.3M parameters
