@@ -234,6 +234,30 @@ def set_deepspeed_clipping(accelerator: Any, max_norm: float) -> None:
     config["gradient_clipping"] = float(max_norm)
 
 
+def fill_deepspeed_micro_batch(accelerator: Any, objects: tuple) -> None:
+    """Give DeepSpeed its micro-batch size when ``prepare`` gets no dataloader to read it from.
+
+    Accelerate takes ``train_micro_batch_size_per_gpu`` (``'auto'`` in a launch config
+    without a DeepSpeed JSON) from the dataloaders of the same ``prepare`` call and fails
+    without one. A Runner prepares its dataloaders first (their length sizes the
+    schedulers): their per-process batch size is used then.
+
+    Args:
+        accelerator: A DeepSpeed accelerator whose model is not prepared yet.
+        objects: What is about to be prepared.
+    """
+    plugin = accelerator.state.deepspeed_plugin
+    if (any(isinstance(obj, torch.utils.data.DataLoader) for obj in objects)
+            or not plugin.is_auto("train_micro_batch_size_per_gpu")):
+        return
+    for loader in getattr(accelerator, "_dataloaders", ()):  # the first is the training one
+        with contextlib.suppress(AttributeError, TypeError):  # no batch sampler to read
+            per_process = loader.total_batch_size // accelerator.num_processes
+            if per_process > 0:
+                plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = per_process
+                return
+
+
 def install_cpu_scaler(accelerator: Any, scaler_kwargs: Mapping[str, Any]) -> None:
     """Give a CPU fp16 Accelerator the loss scaler (and autocast) Accelerate leaves out.
 

@@ -86,7 +86,9 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
             suit (accumulation steps, mixed precision), or under DeepSpeed a ``clip_grad``
             its engine cannot apply (by value, not L2, two different ``max_norm``).
             Under DeepSpeed the engine's ``gradient_clipping`` is set to the wrappers'
-            ``max_norm`` (0.0 without norm clipping) before the engine is built.
+            ``max_norm`` (0.0 without norm clipping) before the engine is built, and an
+            ``'auto'`` micro-batch size is taken from the dataloaders prepared before
+            when none is among ``objects``.
 
     Example:
         >>> from accelwrap.optim import OptimWrapper
@@ -106,10 +108,14 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
     wrappers = [w for obj in objects for w in _members(obj)]
     for wrapper in wrappers:
         wrapper.validate_accelerator(accelerator)
-    if wrappers and glue.is_deepspeed(accelerator):
+    # Under DeepSpeed, Accelerate's prepare registers only the last scheduler of a call
+    # for save_state: they are registered one by one after the engine is built.
+    apart = glue.is_deepspeed(accelerator)
+    if wrappers and apart:
         glue.set_deepspeed_clipping(accelerator, _deepspeed_max_norm(wrappers))
+        glue.fill_deepspeed_micro_batch(accelerator, objects)
     flat = [w.optimizer for w in wrappers]
-    flat += [obj for obj in objects if not _members(obj)]
+    flat += [obj for obj in objects if not _members(obj) and not (apart and _is_scheduler(obj))]
     prepared = accelerator.prepare(*flat) if flat else ()
     prepared = list(prepared) if len(flat) != 1 else [prepared]
     for wrapper, optimizer in zip(wrappers, prepared):
@@ -118,6 +124,9 @@ def prepare(accelerator: Any, *objects: Any) -> Any:
     result = []
     for obj in objects:
         if _members(obj):
+            result.append(obj)
+        elif apart and _is_scheduler(obj):
+            accelerator.prepare_scheduler(obj)
             result.append(obj)
         else:
             out = next(rest)

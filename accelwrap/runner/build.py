@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from accelwrap.errors import LaunchError
+from accelwrap.optim import _accelerate_compat as glue
 from accelwrap.optim.accelerator import make_accelerator
 from accelwrap.optim.optimizer.builder import SINGLE_KEYS
 from accelwrap.optim.scheduler import build_param_schedulers
@@ -79,7 +80,8 @@ def build_accelerator(settings: Mapping | Any, optim_wrapper: Any, project_dir: 
     kwargs = dict(to_plain(settings) or {})
     fsdp = fsdp_requested(kwargs)
     if not torch.cuda.is_available():
-        kwargs.setdefault("cpu", True)
+        if not glue.deepspeed_requested():  # cpu=True would make Accelerate drop DeepSpeed
+            kwargs.setdefault("cpu", True)
         if fsdp:
             _enable_cpu_fsdp(kwargs)
     loader_cfg = kwargs.pop("dataloader_config", None) or {}

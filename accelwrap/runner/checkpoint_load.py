@@ -55,11 +55,26 @@ def refuse_mismatch(path: str | os.PathLike, state: dict[str, Any], layout: Layo
     if layout is not None:
         # Ranks the saving run did not have start from their seeded RNG (as in Accelerate).
         saved_ranks = int(state.get("world_size", layout.world_size))
+        if layout.engine == "other" and saved_ranks != layout.world_size:
+            raise CheckpointError(_fixed_world_message(path, saved_ranks, layout.world_size))
         layout = replace(layout, world_size=min(saved_ranks, layout.world_size))
         missing = missing_files(path, layout)
         if missing:
             raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "
                                   + missing_message(missing, layout))
+
+
+def _fixed_world_message(path: str | os.PathLike, saved: int, now: int) -> str:
+    """Why a checkpoint of an engine that partitions its state per process (DeepSpeed
+    ZeRO, Megatron-LM, per-rank FSDP state dicts) cannot resume on another world size."""
+    return (f"cannot resume from checkpoint {str(path)!r} on {now} process(es): it was saved "
+            f"by {saved} process(es) with an engine that partitions its state per process "
+            f"(DeepSpeed ZeRO, Megatron-LM or per-rank FSDP state), which cannot be "
+            f"re-partitioned on load. Resume it with {saved} process(es) "
+            f"(accelerate launch --num_processes {saved}); to go on with {now}, start a new "
+            f"run from its weights (DeepSpeed ZeRO 0-2: load_from={str(path)!r}; ZeRO-3: the "
+            f"file its zero_to_fp32.py writes), or train with FSDP2's sharded state, which "
+            f"reshards")
 
 
 def load_verified(accelerator: Any, path: str | os.PathLike, state: dict[str, Any],

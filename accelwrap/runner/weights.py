@@ -19,6 +19,9 @@ from accelwrap.runner.checkpoint_find import verify_before_reading
 
 logger = logging.getLogger("accelwrap")
 
+# Where Accelerate's save_state puts a DeepSpeed engine's module weights (ZeRO 0-2: full).
+DEEPSPEED_MODEL = "pytorch_model/mp_rank_00_model_states.pt"
+
 __all__ = ["fingerprint_problems", "load_weights", "merge_sharded", "shape_map"]
 
 
@@ -28,8 +31,10 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
     Args:
         model: The (unprepared) model.
         source: A checkpoint folder holding ``model.safetensors`` (or
-            ``pytorch_model.bin``), a ``.safetensors`` file, or a torch file
-            (loaded with ``weights_only=True``; a ``state_dict`` key is looked into).
+            ``pytorch_model.bin``, or a DeepSpeed ZeRO 0-2 engine's
+            ``pytorch_model/mp_rank_00_model_states.pt``), a ``.safetensors`` file, or a
+            torch file (loaded with ``weights_only=True``; a ``state_dict`` key is looked
+            into).
 
     Raises:
         FileNotFoundError: Nothing loadable at ``source``.
@@ -47,31 +52,61 @@ def load_weights(model: Any, source: str | os.PathLike) -> None:
         ...
         ValueError: load_from=...: shape mismatch: weight: checkpoint [1, 2] vs model [1, 3]
     """
-    import torch
-
     note = verify_before_reading(source)  # a checkpoint folder, or its manifest entry
     if note:
         logger.warning("%s", note)
+    current = model.state_dict()
     path = Path(source)
+    if path.is_dir() and (path / DEEPSPEED_MODEL).is_file():
+        weights = _deepspeed_weights(source, path / DEEPSPEED_MODEL, current)
+    else:
+        weights = _read_weights(source, path)
+    problems = fingerprint_problems(shape_map(weights), shape_map(current))
+    if problems:
+        raise ValueError(f"load_from={str(source)!r} holds weights of a different model: "
+                         + "; ".join(problems))
+    model.load_state_dict(weights)
+
+
+def _read_weights(source: str | os.PathLike, path: Path) -> Mapping[str, Any]:
+    """The state dict in a weights file, or in a checkpoint folder's weights file."""
+    import torch
+
     if path.is_dir():
         candidates = [path / "model.safetensors", path / "pytorch_model.bin"]
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
             raise FileNotFoundError(f"load_from={str(source)!r}: the folder holds neither "
-                                    "model.safetensors nor pytorch_model.bin")
+                                    f"model.safetensors, pytorch_model.bin nor {DEEPSPEED_MODEL}")
     if not path.is_file():
         raise FileNotFoundError(f"load_from={str(source)!r}: no such file or folder")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
-        weights = load_file(str(path))
-    else:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-        weights = weights.get("state_dict", weights) if isinstance(weights, dict) else weights
-    problems = fingerprint_problems(shape_map(weights), shape_map(model.state_dict()))
-    if problems:
-        raise ValueError(f"load_from={str(source)!r} holds weights of a different model: "
-                         + "; ".join(problems))
-    model.load_state_dict(weights)
+        return load_file(str(path))
+    weights = torch.load(path, map_location="cpu", weights_only=True)
+    return weights.get("state_dict", weights) if isinstance(weights, dict) else weights
+
+
+def _deepspeed_weights(source: str | os.PathLike, file: Path,
+                       current: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The engine's module weights in a DeepSpeed checkpoint folder (Accelerate's layout),
+    read with ``weights_only=True``: complete for ZeRO stages 0-2, whatever the world size
+    that saved them. ZeRO-3 keeps only partitions there: refused with the way out."""
+    import torch
+
+    weights = torch.load(file, map_location="cpu", weights_only=True)["module"]
+    if any(v.numel() == 0 and k in current and current[k].numel() > 0
+           for k, v in weights.items()):
+        raise ValueError(f"load_from={str(source)!r}: a DeepSpeed ZeRO-3 checkpoint keeps only "
+                         "partitions of the weights; consolidate them first with the "
+                         "checkpoint's zero_to_fp32.py and pass the file it writes")
+    cast = sorted({str(v.dtype) for k, v in weights.items()
+                   if k in current and v.is_floating_point() and v.dtype != current[k].dtype})
+    if cast:
+        logger.warning("load_from=%s: DeepSpeed's module weights are %s (its fp32 master "
+                       "weights sit in the partitioned optimizer state; the checkpoint's "
+                       "zero_to_fp32.py writes them)", source, ", ".join(cast))
+    return weights
 
 
 def shape_map(state_dict: Mapping[str, Any]) -> dict[str, list[int]]:

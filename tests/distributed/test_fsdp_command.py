@@ -15,17 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.launch import REPO, _run
+from tests.distributed.train_cli import ENGINE_ARGS as ARGS
 from tests.distributed.train_cli import TRAIN, tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 FSDP = REPO / "launch_configs" / "fsdp.yaml"
-# 1,438 training digits, 64 per process: 12 iterations per epoch on 2 processes.
-ARGS = ["--config", "configs/digits_adamw_cosine.yaml", "train_cfg.max_epochs=2",
-        "train_dataloader.batch_size=64", "val_dataloader.batch_size=512",
-        "param_scheduler.0.end=6", "default_hooks.logger.progress_bar=false",
-        "default_hooks.logger.trackers=null", "+default_hooks.checkpoint.by_epoch=false",
-        "default_hooks.checkpoint.interval=4", "default_hooks.checkpoint.max_keep_ckpts=10"]
 
 
 def launch(work: Path, nproc: int, args: list[str] = (), env: dict | None = None,

@@ -13,6 +13,15 @@ from tests.distributed.launch import REPO, accelerate_launch
 
 TRAIN = REPO / "scripts" / "train.py"
 CPU_2PROC = REPO / "launch_configs" / "cpu_2proc.yaml"
+# The FSDP2 and DeepSpeed command tests' run: 1,438 training digits, 64 per process (12
+# iterations per epoch on 2 processes), two schedulers (linear warm-up, cosine), a
+# checkpoint every 4 iterations, all kept.
+ENGINE_ARGS = ["--config", "configs/digits_adamw_cosine.yaml", "train_cfg.max_epochs=2",
+               "train_dataloader.batch_size=64", "val_dataloader.batch_size=512",
+               "param_scheduler.0.end=6", "default_hooks.logger.progress_bar=false",
+               "default_hooks.logger.trackers=null", "+default_hooks.checkpoint.by_epoch=false",
+               "default_hooks.checkpoint.interval=4",
+               "default_hooks.checkpoint.max_keep_ckpts=10"]
 
 
 def train(work_dir: Path, args: list[str], nproc: int = 1, env: dict[str, str] | None = None,
