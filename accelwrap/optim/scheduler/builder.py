@@ -12,7 +12,10 @@ A config may add ``on: updates`` (default ``on: iterations``, MMEngine's behavio
 iteration-based scheduler: it then ticks only after an iteration whose update was applied
 (its wrapper's ``last_update_applied``), not after accumulation micro-steps nor after
 updates skipped by the fp16 loss scaler, the non-finite policy or the spike rule. Its
-``begin``/``end`` then count updates. See :func:`step_on`. (accelwrap's config loader reads
+``begin``/``end`` then count updates: the default ``end`` is the run's number of updates
+(``ceil(max_iters / accumulative_counts)``), and ``convert_to_iter_based`` converts epochs
+to the updates applied by then (:mod:`~accelwrap.optim.scheduler.updates`). See
+:func:`step_on`. (accelwrap's config loader reads
 YAML 1.2 booleans; a dict from a YAML 1.1 loader, whose unquoted ``on`` key is ``True``, is
 understood too.)
 
@@ -37,6 +40,12 @@ from omegaconf import DictConfig, ListConfig
 from accelwrap.errors import suggest
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import members_of
 from accelwrap.optim.scheduler.base import ParamScheduler
+from accelwrap.optim.scheduler.updates import (
+    UpdateCount,
+    accumulation_of,
+    run_length,
+    to_updates,
+)
 from accelwrap.registry import PARAM_SCHEDULERS, to_plain
 
 SchedulerList = list[ParamScheduler]
@@ -136,6 +145,9 @@ def _build_list(cfgs: Any, target: Any, epoch_length: int | None, max_epochs: in
         cfg = to_plain(item)
         # PyYAML / OmegaConf (YAML 1.1) read an unquoted `on:` key as true: take both
         on = cfg.pop("on", cfg.pop(True, "iterations"))
+        if on == "updates":
+            cfg = _count_updates(cfg, target, f"param_scheduler[{index}]", epoch_length,
+                                 max_epochs, max_iters)
         default_end = max_epochs if cfg.get("by_epoch", True) else max_iters
         if "end" not in cfg and default_end is not None:
             cfg["end"] = default_end
@@ -143,6 +155,31 @@ def _build_list(cfgs: Any, target: Any, epoch_length: int | None, max_epochs: in
             cfg, default_args={"optimizer": target, "epoch_length": epoch_length})
         schedulers.append(step_on(scheduler, on, f"param_scheduler[{index}]"))
     return schedulers
+
+
+def _count_updates(cfg: dict, target: Any, where: str, epoch_length: int | None,
+                   max_epochs: int | None, max_iters: int | None) -> dict:
+    """An ``on: updates`` config whose default ``end`` and epoch counts are in updates."""
+    convert = cfg.get("convert_to_iter_based", False)
+    by_epoch = cfg.get("by_epoch", True)
+    if by_epoch and not convert:
+        return cfg  # step_on refuses it
+    kind = cfg.get("type")
+    cls = PARAM_SCHEDULERS.get(kind) if isinstance(kind, str) else kind
+    name = getattr(cls, "__name__", str(kind))
+    count_args = getattr(cls, "epoch_count_args", ())
+    if (convert and count_args is None) or (not convert and "end" in cfg):
+        return cfg  # nothing counted in iterations (or the registry refuses it)
+    if not convert and max_iters is None:
+        return cfg
+    where = f"{where} {name}"
+    counter = UpdateCount(accumulation_of(target, where),
+                          run_length(max_iters, max_epochs, epoch_length, target))
+    if not convert:
+        return {**cfg, "end": counter.position(max_iters)}
+    if "end" not in cfg and max_epochs is not None:
+        cfg = {**cfg, "end": max_epochs}
+    return to_updates(cfg, tuple(count_args or ()), epoch_length, counter, where)
 
 
 def step_param_schedulers(schedulers: SchedulerList | Mapping[str, SchedulerList], when: str,
