@@ -236,7 +236,9 @@ class MultiStep(Family):
     """Multiply the value by ``gamma`` at every milestone.
 
     Args:
-        milestones: Strictly increasing step indices (counted from ``begin``).
+        milestones: Step indices (counted from ``begin``), in any order; a milestone given
+            ``n`` times multiplies by ``gamma ** n`` there (MMEngine's and torch's
+            ``Counter``), e.g. epochs that ``convert_to_iter_based`` rounds to one iteration.
         gamma: Multiplicative decay at each milestone. Defaults to 0.1.
     """
 
@@ -249,10 +251,7 @@ class MultiStep(Family):
                  gamma: float = 0.1) -> None:
         super().__init__(bases, span)
         values = [integer("each milestone", m, 0) for m in sequence("milestones", milestones)]
-        for before, after in zip(values, values[1:]):
-            if after <= before:
-                raise ValueError(f"milestones must be strictly increasing, got {list(milestones)}")
-        self.sorted_milestones = values
+        self.sorted_milestones = sorted(values)
         self.milestones = Counter(values)  # MMEngine's (and torch's) type
         self.gamma = number("gamma", gamma, 0.0)
 

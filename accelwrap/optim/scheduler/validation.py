@@ -107,7 +107,8 @@ def check_window(begin: Any, end: Any, last_step: Any, by_epoch: Any, owner: str
     """Refuse a window ``[begin, end)`` or a ``last_step`` / ``by_epoch`` a scheduler cannot use.
 
     Args:
-        begin: First step (an integer >= 0).
+        begin: First step (an integer >= 0; MMEngine's negative ``begin`` is refused, see
+            the message).
         end: Step at which the scheduler stops (an integer > ``begin``).
         last_step: Index of the last step taken (an integer >= -1).
         by_epoch: True or False.
@@ -125,8 +126,16 @@ def check_window(begin: Any, end: Any, last_step: Any, by_epoch: Any, owner: str
         LinearLR: end should be larger than begin, but got begin=5, end=5; the window is \
 [begin, end) in iterations, end exclusive
     """
-    _check_int("begin", begin, owner, minimum=0)
+    _check_int("begin", begin, owner)
     _check_int("end", end, owner)
+    if begin < 0:
+        # MMEngine accepts it, but its first step is still step 0: the window only gets
+        # longer, so span-derived defaults (LinearLR/PolyLR total_iters, T_max, total_steps)
+        # count steps that never run and the schedule stops short of its end value.
+        raise ValueError(f"{owner}: begin must be >= 0, got {begin}; a scheduler's first step is "
+                         f"step 0 whatever begin is (MMEngine accepts begin={begin} but only "
+                         "lengthens the window by steps that never run, so e.g. LinearLR stops "
+                         "short of end_factor): use begin=0")
     _check_int("last_step", last_step, owner, minimum=-1, asserted=True)
     if end <= begin:
         raise ValueError(f"{owner}: end should be larger than begin, but got begin={begin}, "

@@ -44,13 +44,6 @@ def test_negative_t_max(opt):
         CosineAnnealingLR(opt, T_max=-3)
 
 
-@pytest.mark.parametrize("milestones", [[5, 3], [3, 3]])
-def test_non_increasing_milestones(opt, milestones):
-    with pytest.raises(ValueError, match=r"MultiStepLR: milestones must be strictly increasing, "
-                                         r"got " + str(milestones).replace("[", r"\[")):
-        MultiStepLR(opt, milestones=milestones)
-
-
 def test_zero_factors_that_would_divide_by_zero(opt):
     with pytest.raises(ValueError, match=r"LinearLR: start_factor must be in \(0.0, 1.0\], got 0"):
         LinearLR(opt, start_factor=0)
