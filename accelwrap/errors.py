@@ -85,8 +85,16 @@ class TypeKeyError(TypeError, SentenceKeyError):
     """A missing or wrong-typed entry for which MMEngine raises ``KeyError``."""
 
 
-class UnknownTypeError(RegistryError):
-    """A ``type`` name that is not in a registry; the message lists close matches."""
+class UnknownTypeError(RegistryError, TypeError):
+    """A ``type`` name that is not in a registry; the message lists close matches.
+
+    Also a ``TypeError``: what MMEngine raises for an unknown optimizer ``type``.
+    """
+
+
+class TypeAttributeError(TypeError, AttributeError):
+    """An argument of the wrong type on which MMEngine fails with ``AttributeError``
+    (e.g. a model given where an optimizer is expected)."""
 
 
 class ConfigError(ValueError):

@@ -36,7 +36,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.optim import Optimizer
 
-from accelwrap.errors import suggest
+from accelwrap.errors import ValueAssertionError, suggest
 from accelwrap.optim.optimizer.paramwise import (
     PARAMWISE_KEYS,
     ParamwiseRules,
@@ -179,8 +179,8 @@ class DefaultOptimWrapperConstructor:
         return any(id(p) in seen for p in param_group["params"])
 
     def _pop_optimizer_cfg(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        if "optimizer" not in cfg:
-            raise ValueError(
+        if "optimizer" not in cfg:  # MMEngine asserts it
+            raise ValueAssertionError(
                 f"{type(self).__name__}: the optim_wrapper config has no 'optimizer' key "
                 f"(keys given: {sorted(map(str, cfg))}). For several optimizers give one "
                 "wrapper config per model member, or a constructor= that builds them")

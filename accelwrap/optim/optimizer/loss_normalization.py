@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,11 +107,25 @@ def _check_tokens(num_tokens: Any, owner: str) -> Any:
         if num_tokens.numel() != 1:
             raise ValueError(f"{owner}: num_tokens must be a count (an int or a 0-d tensor), "
                              f"got a tensor of shape {tuple(num_tokens.shape)}")
-        return num_tokens.detach().reshape(())
-    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
-        raise TypeError(f"{owner}: num_tokens must be a non-negative int or a 0-d tensor, got "
-                        f"{type(num_tokens).__name__} ({num_tokens!r})")
-    return num_tokens
+        if num_tokens.dtype == torch.bool or num_tokens.is_complex():
+            raise TypeError(f"{owner}: num_tokens must be an integer count, got a "
+                            f"{num_tokens.dtype} tensor ({num_tokens!r})")
+        count = num_tokens.detach().reshape(())
+        if count.device.type == "cpu":  # read for free; on a device that would synchronise
+            _check_count(count.item(), owner)
+        return count
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, numbers.Integral):
+        raise TypeError(f"{owner}: num_tokens must be a non-negative integer count (an int or "
+                        f"a 0-d tensor), got {type(num_tokens).__name__} ({num_tokens!r})")
+    return _check_count(int(num_tokens), owner)
+
+
+def _check_count(value: float, owner: str) -> float:
+    """``value`` when it is a non-negative whole number; else a ``ValueError`` naming it."""
+    if not (math.isfinite(value) and value >= 0 and float(value).is_integer()):
+        raise ValueError(f"{owner}: num_tokens={value!r} is not a count: expected a "
+                         "non-negative whole number (the micro-batch's valid tokens or samples)")
+    return value
 
 
 class LossWindow:
@@ -184,6 +200,10 @@ class LossWindow:
         Raises:
             ValueError: ``num_tokens`` is None or not a count.
         """
+        if loss.numel() != 1:  # as backward() without a gradient would refuse it
+            raise ValueError(f"{owner}: loss_normalization='tokens' needs the micro-batch's "
+                             f"summed loss as one number, got a tensor of shape "
+                             f"{tuple(loss.shape)}")
         count = _check_tokens(num_tokens, owner)
         self._divided = True
         if isinstance(count, torch.Tensor):

@@ -25,8 +25,9 @@ window's token count in one collective (a NaN on any rank makes the sum NaN ever
 last ``N`` applied losses by more than ``k`` standard deviations (checked once ``N``
 losses are known), the rule of OLMo-core; skipped updates are counted in ``spike_skips``.
 
-``'warn'`` reads its flag at the next update (or at :meth:`UpdateGuard.progress_state`),
-so it adds no host synchronisation to the step; ``'skip'`` and ``'stop'`` must know
+``'warn'`` reads a flag on an accelerator at the next update (or at
+:meth:`UpdateGuard.progress_state`), so it adds no host synchronisation to the step (a CPU
+flag is read at once: that costs nothing); ``'skip'`` and ``'stop'`` must know
 before stepping and read it at once.
 
 Example:
@@ -283,8 +284,10 @@ class UpdateGuard:
     def _act(self, what: str, value: torch.Tensor | float, iteration: int,
              flag: bool = False) -> bool:
         policy = self.setting.policy
-        if policy == "warn":  # read at the next update: no host sync now
+        if policy == "warn":  # a device value is read at the next update: no host sync now
             self._pending = (what, value, self.updates, iteration, flag)
+            if not isinstance(value, torch.Tensor) or value.device.type == "cpu":
+                self._report_pending()  # reading it costs nothing: warn at once
             return False
         shown = _bad(value, flag)
         if shown is None:
@@ -323,8 +326,9 @@ class UpdateGuard:
         self.updates = int(state.get("updates", self.updates))
         self.nonfinite_skips = int(state.get("nonfinite_skips", self.nonfinite_skips))
         self.spike_skips = int(state.get("spike_skips", self.spike_skips))
-        self._losses.clear()
-        self._losses.extend(float(x) for x in state.get("spike_losses", []))
+        if "spike_losses" in state:
+            self._losses.clear()
+            self._losses.extend(float(x) for x in state["spike_losses"])
 
 
 class UpdateReport:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelwrap.errors import TypeAttributeError
 from accelwrap.optim import _accelerate_compat as glue
 from accelwrap.optim.optimizer.accumulation import AccumulationCount
 from accelwrap.optim.optimizer.base import BaseOptimWrapper
@@ -90,12 +91,16 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
                  loss_normalization: str = "mean", nonfinite: dict | None = None,
                  spike: dict | None = None) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"{type(self).__name__}: optimizer must be a torch.optim.Optimizer, "
-                            f"got {type(optimizer).__name__} ({optimizer!r})")
+            raise TypeAttributeError(f"{type(self).__name__}: optimizer must be a "
+                                     f"torch.optim.Optimizer, got {type(optimizer).__name__} "
+                                     f"({optimizer!r})")
         self._accumulative_counts = check_accumulative_counts(accumulative_counts)
         self._clip = parse_clip_grad(clip_grad)
         self._by_norm = self._clip is not None and self._clip.kind == "norm"
         self.clip_grad_kwargs = dict(self._clip.kwargs) if self._clip else None
+        if self._clip is not None:  # MMEngine's attributes, set only with clipping as there
+            self.clip_func = self._clip.function
+            self.grad_name = "grad_norm" if self._by_norm else "grad_value"
         super().__init__(optimizer)
         self._inner_count = 0
         self._max_counts = -1
@@ -204,7 +209,10 @@ class OptimWrapper(AccumulationCount, UpdateReport, BaseOptimWrapper):
             num_tokens: The micro-batch's valid tokens or samples (an int or a 0-d
                 tensor); required in ``'tokens'`` mode, ignored in ``'mean'`` mode.
         """
-        self.backward(self.scale_loss(loss), num_tokens=num_tokens)
+        if num_tokens is None:  # a subclass's backward(loss, **kwargs) may pass kwargs on
+            self.backward(self.scale_loss(loss))
+        else:
+            self.backward(self.scale_loss(loss), num_tokens=num_tokens)
         if self.should_update():
             self.step(**(step_kwargs or {}))
             self.zero_grad(**(zero_kwargs or {}))

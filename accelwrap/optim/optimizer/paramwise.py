@@ -15,7 +15,8 @@ The rules and their precedence are MMEngine's ``DefaultOptimWrapperConstructor``
 
 Beyond MMEngine: unknown keys and wrong value types are reported together with close
 matches; a ``*_decay_mult`` or ``*_lr_mult`` without the optimizer's ``weight_decay`` /
-``lr`` is an error naming the key (MMEngine silently ignores ``flat_decay_mult``).
+``lr`` is an error naming the key, except ``flat_decay_mult``, which MMEngine silently
+ignores then: accelwrap ignores it too, with a warning.
 
 Example:
     >>> rules = ParamwiseRules.from_cfg(dict(bias_lr_mult=2.0), dict(type='SGD', lr=0.1))
@@ -27,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ import torch
 from torch import nn
 
 from accelwrap.errors import ConfigError, suggest
+
+logger = logging.getLogger("accelwrap")
 
 MULT_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
              "flat_decay_mult", "dcn_offset_lr_mult")
@@ -120,6 +124,10 @@ class ParamwiseRules:
             if key in cfg and not isinstance(cfg[key], bool):
                 problems.append(f"paramwise_cfg.{key}: expected true or false, got {cfg[key]!r}")
         problems += _base_problems(cfg, base_lr, base_wd, optimizer_cfg)
+        if "flat_decay_mult" in cfg and base_wd is None:  # MMEngine ignores it: so do we
+            logger.warning("paramwise_cfg.flat_decay_mult=%r is ignored: the optimizer config "
+                           "sets no weight_decay to multiply (as in MMEngine)",
+                           cfg["flat_decay_mult"])
         if problems:
             raise ParamwiseConfigError(problems)
         custom = cfg.get("custom_keys") or {}
@@ -223,7 +231,8 @@ def _custom_key_problems(custom: Any) -> list[str]:
 def _base_problems(cfg: Mapping[str, Any], base_lr: Any, base_wd: Any,
                    optimizer_cfg: Mapping[str, Any]) -> list[str]:
     """Multipliers whose base value the optimizer config does not set."""
-    needs = [(key, "weight_decay") for key in MULT_KEYS if key.endswith("decay_mult")]
+    needs = [(key, "weight_decay") for key in MULT_KEYS
+             if key.endswith("decay_mult") and key != "flat_decay_mult"]  # that one: a warning
     needs += [(key, "lr") for key in MULT_KEYS if key.endswith("lr_mult")]
     used = [(f"paramwise_cfg.{key}", base) for key, base in needs if key in cfg]
     custom = cfg.get("custom_keys")

@@ -30,7 +30,7 @@ def test_bench_update_policies_prints_a_row_per_case_and_policy():
 
 @pytest.mark.parametrize("clip", [False, True], ids=["kernel", "clip norm"])
 def test_the_torch_check_reference_skips_a_nan_update_and_applies_a_finite_one(clip):
-    """The floor column must really test: a NaN batch leaves the weights, a finite one moves them."""
+    """The floor column really tests: a NaN batch leaves the weights, a finite one moves them."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_update_policies import build_torch
 

@@ -4,6 +4,7 @@ subclasses."""
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import torch
@@ -123,8 +124,21 @@ def test_ddp_and_compiled_wrappers_are_looked_through_but_not_a_child_called_mod
     assert settings_of(groups, model)["other.weight"]["lr"] == 0.0
 
 
-@pytest.mark.parametrize("key", ["bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
-                                 "flat_decay_mult"])
+def test_flat_decay_mult_without_weight_decay_is_ignored_with_a_warning_as_in_mmengine(caplog):
+    from mmengine.optim import build_optim_wrapper as mmengine_build
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    cfg = {"optimizer": {"type": "SGD", "lr": 0.1}, "paramwise_cfg": {"flat_decay_mult": 0.0}}
+    with caplog.at_level(logging.WARNING, logger="accelwrap"):
+        ours = build_optim_wrapper(model, cfg)
+    assert "paramwise_cfg.flat_decay_mult=0.0 is ignored" in caplog.text
+    theirs = mmengine_build(model, cfg)
+    assert ([{k: v for k, v in g.items() if k != "params"} for g in ours.optimizer.param_groups]
+            == [{k: v for k, v in g.items() if k != "params"}
+                for g in theirs.optimizer.param_groups])
+
+
+@pytest.mark.parametrize("key", ["bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult"])
 def test_decay_mult_without_weight_decay_names_the_key(key):
     with pytest.raises(ValueError) as info:
         groups_of({key: 0.5}, optimizer={"type": "SGD", "lr": 0.1})
