@@ -252,14 +252,20 @@ class ParamScheduler(LRScheduler):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the progress saved by :meth:`state_dict`.
 
+        A state dict saved by MMEngine's scheduler (its ``__dict__``: ``last_step``,
+        ``_global_step``, ``_last_value``, ``base_values`` and the configuration) loads too:
+        the keys accelwrap adds are derived from those (:meth:`_from_mmengine`), and the
+        following steps give MMEngine's values.
+
         Args:
-            state_dict: A dict from :meth:`state_dict`.
+            state_dict: A dict from :meth:`state_dict`, or from MMEngine's.
 
         Raises:
             ValueError: Keys are missing, or it was saved for a different number of
                 param groups.
         """
         owner = type(self).__name__
+        state_dict = self._from_mmengine(state_dict)
         missing = [key for key in self._state_keys if key not in state_dict]
         if missing:
             raise ValueError(f"{owner}.load_state_dict: missing keys {missing}; got "
@@ -276,6 +282,31 @@ class ParamScheduler(LRScheduler):
         if offset is not None and self._step_at_construction:
             self.last_step = int(offset) + self._steps_in_window()
             self._resume_value()
+
+    def _from_mmengine(self, state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``state_dict`` with accelwrap's derived keys added when it was saved by MMEngine.
+
+        MMEngine counts ``_global_step`` as accelwrap does; ``_step_count`` (calls to
+        :meth:`step`, the one at construction included) follows from it; a missing
+        ``base_values`` (ReduceOnPlateau) is this scheduler's own. A dict that is
+        not MMEngine's (it has ``_step_count``, or lacks one of MMEngine's keys) is
+        returned as it is.
+        """
+        mmengine_keys = ("last_step", "_global_step", "_last_value")
+        if "_step_count" in state_dict or any(k not in state_dict for k in mmengine_keys):
+            return state_dict
+        derived = dict(state_dict)
+        if "base_values" not in derived:  # MMEngine's ReduceOnPlateau keeps none
+            last = list(state_dict["_last_value"])
+            derived["base_values"] = (list(self.base_values)
+                                      if len(last) == len(self.base_values) else last)
+        derived["_step_count"] = int(state_dict["_global_step"]) + self._step_at_construction
+        derived.update(self._derived_state(derived))
+        return derived
+
+    def _derived_state(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """Subclasses' own keys, derived from an MMEngine state dict (none here)."""
+        return {}
 
     def _resume_value(self) -> None:
         """After a load: put this step's value of the (possibly edited) schedule in place.

@@ -124,6 +124,14 @@ class ChainableScheduler(ParamScheduler):
         self._cache = []
         super().load_state_dict(state_dict)
 
+    def _derived_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """MMEngine keeps no anchor: the next step re-anchors on the value it finds.
+
+        That is MMEngine's own recursive rule (see the module docstring), so the steps
+        after loading an MMEngine state give MMEngine's values.
+        """
+        return {"_anchor": None, "_written": None}
+
     def _resume_value(self) -> None:
         groups = self.optimizer.param_groups
         # Only a value this scheduler wrote last is redone: one that another (overlapping or
