@@ -119,7 +119,7 @@ class ParamScheduler(LRScheduler):
 
     need_val_args: bool = False
     #: ``'iterations'`` or ``'updates'`` (set by ``builder.step_on``): what an iteration-based
-    #: scheduler ticks on when the runner steps it.
+    #: scheduler ticks on, whether stepped by :meth:`step` or by the runner.
     on: str = "iterations"
     #: Attributes that describe the configuration (besides the window), MMEngine's names.
     setting_names: tuple[str, ...] = ()
@@ -187,8 +187,15 @@ class ParamScheduler(LRScheduler):
         raise NotImplementedError(f"{type(self).__name__} must implement _get_value()")
 
     def step(self) -> None:
-        """Advance one step (epoch or iteration) and update the param groups in the window."""
+        """Advance one step (epoch or iteration) and update the param groups in the window.
+
+        A scheduler with ``on='updates'`` (set by ``builder.step_on``) does nothing after
+        an iteration whose update was not applied (its wrapper's ``last_update_applied``
+        is False), so calling ``step()`` after every iteration is right for it too.
+        """
         check_not_multistepped()
+        if self.on == "updates" and not getattr(self.optimizer, "last_update_applied", True):
+            return
         if self._global_step == 0 and self._counts_steps:
             warn_if_optimizer_not_stepped(self.optimizer)
         self._step_count += 1

@@ -11,13 +11,14 @@ MMEngine's ``ParamSchedulerHook`` does.
 A config may add ``on: updates`` (default ``on: iterations``, MMEngine's behaviour) to an
 iteration-based scheduler: it then ticks only after an iteration whose update was applied
 (its wrapper's ``last_update_applied``), not after accumulation micro-steps nor after
-updates skipped by the fp16 loss scaler, the non-finite policy or the spike rule. Its
-``begin``/``end`` then count updates: the default ``end`` is the run's number of updates
-(``ceil(max_iters / accumulative_counts)``), and ``convert_to_iter_based`` converts epochs
-to the updates applied by then (:mod:`~accelwrap.optim.scheduler.updates`). See
-:func:`step_on`. (accelwrap's config loader reads
-YAML 1.2 booleans; a dict from a YAML 1.1 loader, whose unquoted ``on`` key is ``True``, is
-understood too.)
+updates skipped by the fp16 loss scaler, the non-finite policy or the spike rule;
+:meth:`ParamScheduler.step` checks it, so a loop that calls ``scheduler.step()`` itself
+gets the same. Its ``begin``/``end`` then count updates: the default ``end`` is the run's
+number of updates (``ceil(max_iters / accumulative_counts)``), and
+``convert_to_iter_based`` converts epochs to the updates applied by then
+(:mod:`~accelwrap.optim.scheduler.updates`). See :func:`step_on`. (accelwrap's config
+loader reads YAML 1.2 booleans; a dict from a YAML 1.1 loader, whose unquoted ``on`` key
+is ``True``, is understood too.)
 
 Example:
     >>> import torch
@@ -214,10 +215,7 @@ def step_param_schedulers(schedulers: SchedulerList | Mapping[str, SchedulerList
     for group in lists:
         for scheduler in group:
             if when == "iter" and not scheduler.by_epoch:
-                if (getattr(scheduler, "on", "iterations") == "updates"
-                        and not scheduler.optimizer.last_update_applied):
-                    continue
-                scheduler.step()
+                scheduler.step()  # an on='updates' one skips an iteration without update
             elif when == "epoch" and scheduler.by_epoch:
                 scheduler.step()
             elif (when == "val" and scheduler.by_epoch

@@ -108,3 +108,21 @@ def test_explicit_end_is_kept_in_updates():
     (sched,) = build_param_schedulers(
         [dict(type="LinearLR", by_epoch=False, end=3, on="updates")], wrapper, max_iters=40)
     assert (sched.begin, sched.end) == (0, 3)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_scheduler_step_honours_on_updates(k):
+    """A loop calling ``scheduler.step()`` itself ticks once per update, as the helper does."""
+    iters, gamma = 12, 0.5
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=BASE), accumulative_counts=k)
+    (sched,) = build_param_schedulers(
+        [dict(type="StepLR", step_size=1, gamma=gamma, by_epoch=False, end=100, on="updates")],
+        wrapper)
+    for _ in range(iters):
+        with wrapper.optim_context(model):
+            loss = model(torch.ones(3, 2)).sum()
+        wrapper.update_params(loss)
+        sched.step()
+    assert wrapper.param_groups[0]["lr"] == pytest.approx(BASE * gamma ** (iters // k))
