@@ -126,3 +126,23 @@ def test_scheduler_step_honours_on_updates(k):
         wrapper.update_params(loss)
         sched.step()
     assert wrapper.param_groups[0]["lr"] == pytest.approx(BASE * gamma ** (iters // k))
+
+
+def test_converted_step_size_decays_the_first_update_after_each_epoch():
+    length, k, epochs, gamma = 8, 4, 3, 0.5
+    cfg = dict(type="StepLR", by_epoch=True, convert_to_iter_based=True, step_size=1,
+               gamma=gamma)
+    used = run(cfg, epochs * length, k, epoch_length=length, max_epochs=epochs)
+    assert [lr for _, lr in used] == pytest.approx(
+        [BASE * gamma ** ((iteration - 1) // length) for iteration, _ in used])
+
+
+def test_converted_step_size_that_is_not_whole_updates_warns():
+    wrapper = OptimWrapper(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1),
+                           accumulative_counts=4)
+    with pytest.warns(UserWarning, match=r"param_scheduler\[0\] StepLR: step_size=1 epochs is "
+                                         r"6 iterations, not a multiple of accumulative_counts=4"):
+        (sched,) = build_param_schedulers(
+            [dict(type="StepLR", convert_to_iter_based=True, step_size=1, on="updates")],
+            wrapper, epoch_length=6, max_epochs=2)
+    assert (sched.end, sched.step_size) == (3, 2)
