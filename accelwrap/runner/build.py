@@ -29,7 +29,7 @@ from accelwrap.registry import OPTIMIZERS, to_plain
 from accelwrap.runner.models import MODELS
 from accelwrap.runner.train_cfg import TrainSchedule
 
-__all__ = ["build_accelerator", "build_model", "build_schedulers", "scale_lr"]
+__all__ = ["build_accelerator", "build_model", "build_schedulers", "scale_lr", "scheduler_kinds"]
 
 def build_model(cfg: Mapping | nn.Module) -> nn.Module:
     """Build a model from a ``MODELS`` config, or return a module as is."""
@@ -269,3 +269,38 @@ original LR by 0.5.
                                                         f"optim_wrapper.{name}.optimizer")
     return out, (f"LR is set based on batch size of {base} and the current batch size is "
                  f"{real}. Scaling the original LR by {ratio}.")
+
+
+def scheduler_kinds(cfg: Any, schedulers: Any) -> list[str]:
+    """How each built scheduler counts, in the runner's flat order.
+
+    ``'converted'`` (by-epoch, ``convert_to_iter_based``), ``'epoch'`` (stepped per epoch)
+    or ``'iter'`` (stepped per iteration).
+
+    Args:
+        cfg: The ``param_scheduler`` config the schedulers were built from.
+        schedulers: What :func:`~accelwrap.runner.build.build_schedulers` returned.
+
+    Example:
+        >>> scheduler_kinds([dict(type='LinearLR', by_epoch=False),
+        ...                  dict(type='CosineAnnealingLR', convert_to_iter_based=True)], [1, 2])
+        ['iter', 'converted']
+    """
+    plain = to_plain(cfg) if cfg is not None else []
+    if isinstance(schedulers, Mapping):
+        per_member = isinstance(plain, Mapping) and "type" not in plain
+        lists = [(plain.get(name, []) if per_member else plain, built)
+                 for name, built in schedulers.items()]
+    else:
+        lists = [(plain, schedulers)]
+    kinds = []
+    for items, built in lists:
+        items = list(items) if isinstance(items, (list, tuple)) else [items]
+        for item, scheduler in zip(items, built):
+            if isinstance(item, Mapping):
+                by_epoch = item.get("by_epoch", True)
+                converted = by_epoch and item.get("convert_to_iter_based", False)
+                kinds.append("converted" if converted else "epoch" if by_epoch else "iter")
+            else:
+                kinds.append("epoch" if getattr(scheduler, "by_epoch", True) else "iter")
+    return kinds

@@ -41,11 +41,9 @@ from typing import Any
 from torch.utils.data import BatchSampler, IterableDataset, SequentialSampler
 
 from accelwrap.errors import CheckpointError
-from accelwrap.registry import to_plain
 
 __all__ = ["RESUME_DATA", "DataLayout", "LayoutChange", "epoch_loader", "position_state",
-           "restore_position", "resume_policy", "samples_done",
-           "scheduler_kinds", "tail_loader"]
+           "restore_position", "resume_policy", "samples_done", "tail_loader"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -342,56 +340,31 @@ def restore_position(loop: Any, state: Mapping[str, Any], schedulers: Sequence[A
             loop.batch_in_epoch = 0
         return
     change = _plan(runner, state)
-    if change is None:
-        return
-    loop.batch_in_epoch = change.batch
-    loop.data_origin = (loop.epoch, change.samples, change.batch) if change.exact else None
-    left = runner.epoch_length - change.batch
-    old_max = runner.max_iters
-    if runner.schedule.by_epoch:
-        runner.max_iters = (loop.iter + left
+    if change is not None:
+        loop.batch_in_epoch = change.batch
+        loop.data_origin = (loop.epoch, change.samples, change.batch) if change.exact else None
+    if runner.schedule.by_epoch:  # also after an earlier layout change that now lines up
+        runner.max_iters = (loop.iter + runner.epoch_length - loop.batch_in_epoch
                             + (runner.schedule.max_epochs - loop.epoch - 1) * runner.epoch_length)
+    if change is not None:
+        _report_change(loop, state, change, schedulers)
+
+
+def _report_change(loop: Any, state: Mapping[str, Any], change: LayoutChange,
+                   schedulers: Sequence[Any]) -> None:
+    """Log what a resume on another layout changed (and move converted schedulers)."""
+    runner = loop.runner
+    left = runner.epoch_length - change.batch
     position = loop.epoch * runner.epoch_length + change.batch
-    lines = [f"saved with {change.saved.describe()}; now {change.current.describe()}",
-             f"epoch {loop.epoch} continues at sample {change.samples} of "
+    same = (change.saved.samples_per_iter, change.saved.epoch_length) == (
+        change.current.samples_per_iter, change.current.epoch_length)
+    lines = [f"this epoch began with another layout; now {change.current.describe()}" if same
+             else f"saved with {change.saved.describe()}; now {change.current.describe()}",
+             f"epoch {loop.epoch + 1} continues at sample {change.samples} of "
              f"{change.current.epoch_samples} of its order"
              + ("" if change.exact else " (approximate: rounded down to a whole batch)")
              + f": {left} iterations left in it",
-             f"the run ends at iteration {runner.max_iters} (was {old_max})"]
+             f"the run ends at iteration {runner.max_iters} (the checkpoint's run was to end "
+             f"at {state.get('max_iters', '?')})"]
     lines += _reposition(schedulers, getattr(runner, "scheduler_kinds", ()), position, loop.iter)
     logger.warning("resuming on another layout:\n  %s", "\n  ".join(lines))
-
-
-def scheduler_kinds(cfg: Any, schedulers: Any) -> list[str]:
-    """How each built scheduler counts, in the runner's flat order.
-
-    ``'converted'`` (by-epoch, ``convert_to_iter_based``), ``'epoch'`` (stepped per epoch)
-    or ``'iter'`` (stepped per iteration).
-
-    Args:
-        cfg: The ``param_scheduler`` config the schedulers were built from.
-        schedulers: What :func:`~accelwrap.runner.build.build_schedulers` returned.
-
-    Example:
-        >>> scheduler_kinds([dict(type='LinearLR', by_epoch=False),
-        ...                  dict(type='CosineAnnealingLR', convert_to_iter_based=True)], [1, 2])
-        ['iter', 'converted']
-    """
-    plain = to_plain(cfg) if cfg is not None else []
-    if isinstance(schedulers, Mapping):
-        per_member = isinstance(plain, Mapping) and "type" not in plain
-        lists = [(plain.get(name, []) if per_member else plain, built)
-                 for name, built in schedulers.items()]
-    else:
-        lists = [(plain, schedulers)]
-    kinds = []
-    for items, built in lists:
-        items = list(items) if isinstance(items, (list, tuple)) else [items]
-        for item, scheduler in zip(items, built):
-            if isinstance(item, Mapping):
-                by_epoch = item.get("by_epoch", True)
-                converted = by_epoch and item.get("convert_to_iter_based", False)
-                kinds.append("converted" if converted else "epoch" if by_epoch else "iter")
-            else:
-                kinds.append("epoch" if getattr(scheduler, "by_epoch", True) else "iter")
-    return kinds

@@ -41,7 +41,7 @@ from accelwrap.runner import build, preflight
 from accelwrap.runner.checkpoint import CheckpointManager, wants_resume
 from accelwrap.runner.checkpoint_layout import Layout
 from accelwrap.runner.data import build_dataloader
-from accelwrap.runner.data_position import resume_policy, scheduler_kinds
+from accelwrap.runner.data_position import resume_policy
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.log_output import flat_config, init_trackers
@@ -238,7 +238,7 @@ class Runner:
         self.param_schedulers = schedulers
         # Read when a checkpoint of another world size or batch size is resumed.
         self.resume_data = resume_policy(train_loader)
-        self.scheduler_kinds = scheduler_kinds(scheduler_cfg, schedulers)
+        self.scheduler_kinds = build.scheduler_kinds(scheduler_cfg, schedulers)
         # What Accelerate now saves, so that saves and loads check the declared files.
         self.checkpoints.layout = Layout.of(
             acc, models=len(names), optimizers=len(named_members(wrapper)),

@@ -111,10 +111,34 @@ def report_scheduler_edits(loop: Any, state: Mapping[str, Any]) -> None:
     saved = state.get("schedulers")
     if saved is None:  # a checkpoint from before settings were recorded
         return
-    changes = settings_changes(saved, run_scheduler_settings(loop)[0])
+    current = run_scheduler_settings(loop)[0]
+    old_length, new_length = state.get("epoch_length"), loop.runner.epoch_length
+    if old_length and old_length != new_length:  # another layout: not an edit by the user
+        kinds = getattr(loop.runner, "scheduler_kinds", ())
+        saved = [_same_epochs(old, new, old_length, new_length) if kind == "converted" else old
+                 for old, new, kind in zip(saved, current, kinds)] + saved[len(kinds):]
+    changes = settings_changes(saved, current)
     if changes:
         logger.warning("resuming with an edited schedule; the run follows the new settings "
                        "from this iteration on:\n  %s", "\n  ".join(changes))
+
+
+def _same_epochs(old: Mapping[str, Any], new: Mapping[str, Any], old_length: int,
+                 new_length: int) -> dict[str, Any]:
+    """``old`` settings of a by-epoch scheduler converted to iterations, with each value
+    that is the same number of epochs as ``new``'s (within an iteration of either layout:
+    the conversion truncates) replaced by ``new``'s: what a layout change alone moves."""
+    slack = 1.0 / min(old_length, new_length)
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        numbers = (int, float)
+        return (isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool)
+                and abs(a / old_length - b / new_length) <= slack)
+
+    return {key: new[key] if key in new and same(value, new[key]) else value
+            for key, value in old.items()}
 
 
 def jsonable(value: Any) -> bool:

@@ -140,3 +140,29 @@ def test_unmappable_order_stops_naming_both_world_sizes_unless_approximate(tmp_p
     # 32 samples consumed = 4 whole batches of 8 in the new layout: 8 left in epoch 0.
     assert len(second[0]) == 8 + (EPOCHS - 1) * SAMPLES // BATCH
     assert "approximate" in proc.stdout + proc.stderr
+
+
+def test_a_second_resume_after_a_layout_change_keeps_the_run_length(tmp_path):
+    """2 -> 1 processes, killed again after a checkpoint of the new layout whose position
+    lines up with its batches, resumed again: the run still ends after EPOCHS epochs (the
+    end is recomputed from the position, not from scratch), a further resume has nothing
+    to do, and the layout change alone is not reported as an edited schedule."""
+    (tmp_path / "cfg.yaml").write_text(CONFIG)
+    work = tmp_path / "work"
+    _run(tmp_path, "first", 2, work, [], kill="iter:2")  # checkpoint iter_2: 32 samples
+    _, second = _run(tmp_path, "second", 1, work, ["--resume", "auto"], kill="iter:5")
+    per_epoch = SAMPLES // BATCH  # 12 on 1 process
+    end = 2 + (SAMPLES - 2 * 2 * BATCH) // BATCH + (EPOCHS - 1) * per_epoch  # 2 + 8 + 24
+    out = second.stdout + second.stderr
+    assert f"the run ends at iteration {end} (the checkpoint's run was to end at 18)" in out
+    assert "epoch 1 continues at sample 32" in out
+    third, proc = _run(tmp_path, "third", 1, work, ["--resume", "auto"])  # from iter_4
+    assert len(third[0]) == end - 4
+    final = work / "checkpoints" / (work / "checkpoints" / "latest").read_text().strip()
+    state = json.loads((final / "runner_state.json").read_text())
+    assert (state["iter"], state["max_iters"]) == (end, end)
+    for ran in (second, proc):
+        assert "edited schedule" not in ran.stdout + ran.stderr
+    again = train(work, ["--config", str(tmp_path / "cfg.yaml"), "--resume", "auto"],
+                  env={"IDS_DIR": str(tmp_path), "PYTHONPATH": str(REPO)})
+    assert f"already finished at iter {end}; nothing to do" in again.stdout + again.stderr
