@@ -61,7 +61,21 @@ def refuse_mismatch(path: str | os.PathLike, state: dict[str, Any], layout: Layo
         missing = missing_files(path, layout)
         if missing:
             raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "
-                                  + missing_message(missing, layout))
+                                  + missing_message(missing, layout) + _engine_hint(path))
+
+
+def _engine_hint(path: str | os.PathLike) -> str:
+    """What a checkpoint written by another engine needs, judged by its files ('' if none)."""
+    folder = Path(path)
+    if (folder / "pytorch_model_fsdp_0").is_dir():
+        return (". It holds FSDP sharded state (pytorch_model_fsdp_0/): resume it under FSDP "
+                "(accelerate launch --config_file launch_configs/fsdp.yaml), or start a new run "
+                "from its weights: accelwrap merge-shards CHECKPOINT OUT_DIR writes "
+                "model.safetensors for load_from")
+    if (folder / "pytorch_model" / "mp_rank_00_model_states.pt").is_file():
+        return (". It is a DeepSpeed checkpoint (pytorch_model/): resume it under DeepSpeed "
+                "with its world size, or start a new run from its weights with load_from")
+    return ""
 
 
 def _fixed_world_message(path: str | os.PathLike, saved: int, now: int) -> str:

@@ -89,3 +89,18 @@ def test_plain_and_resharding_engines_are_not_refused_for_the_world_size(tmp_pat
     for engine in ("plain", "fsdp_sharded"):
         layout = Layout(models=0, optimizers=0, schedulers=0, world_size=1, engine=engine)
         refuse_mismatch(tmp_path, {"iter": 8, "world_size": 2}, layout, None)  # no raise
+
+
+@pytest.mark.parametrize("engine_files, hint", [
+    (("pytorch_model_fsdp_0/__0_0.distcp",), "It holds FSDP sharded state"),
+    ((DEEPSPEED_MODEL,), "It is a DeepSpeed checkpoint"),
+], ids=["fsdp", "deepspeed"])
+def test_another_engines_checkpoint_resumed_plainly_says_what_it_needs(tmp_path, engine_files,
+                                                                       hint):
+    for name in ("random_states_0.pkl", "runner_state.json", *engine_files):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    layout = Layout(models=1, optimizers=1, schedulers=0, world_size=1, engine="plain")
+    with pytest.raises(CheckpointError) as err:
+        refuse_mismatch(tmp_path, {"iter": 8, "world_size": 1}, layout, None)
+    assert "lacks model.safetensors" in str(err.value) and hint in str(err.value)
