@@ -114,6 +114,11 @@ def trial_problems(target: Callable, build: Callable[[dict], Any], args: Mapping
     if not blamed:
         alone = {key: _try(build, {key: value}) for key, value in args.items()}
         blamed = {key: err for key, err in alone.items() if isinstance(err, Exception)}
+        # Its reason again beside the config's other (sound) values, not their defaults.
+        for key in blamed:
+            err = _try(build, {k: v for k, v in args.items() if k == key or k not in blamed})
+            if isinstance(err, Exception):
+                blamed[key] = err
     if not blamed:
         return [f"{path}: {name}({_call(args)}) is refused by {name}: {_reason(name, error)}"]
     return [_blame(target, path, key, args[key], _reason(name, err))

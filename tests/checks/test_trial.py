@@ -104,3 +104,24 @@ def test_wrappers_judge_their_own_settings():
         """Not accelwrap's: never built by a check."""
 
     assert wrapper_trial(Outside, {"anything": -1}, "w") == []
+
+
+def test_a_key_refused_beside_another_bad_one_is_explained_with_the_configs_values():
+    """Two bad keys: each reason is given with the config's other sound values (here
+    ``end`` and ``by_epoch``), not with their defaults."""
+    from accelwrap.checks.trial import trial_problems
+
+    def window(begin=0, end=10, factor=0.5, by_epoch=True):
+        if not 0 < factor <= 1:
+            raise ValueError(f"factor must be in (0, 1], got {factor}")
+        if end <= begin:
+            unit = "epochs" if by_epoch else "iterations"
+            raise ValueError(f"end must be larger than begin, got begin={begin}, end={end} "
+                             f"in {unit}")
+
+    args = {"begin": 10, "end": 5, "factor": 2.0, "by_epoch": False}
+    problems = trial_problems(window, lambda a: window(**a), args, "param_scheduler.0")
+    assert len(problems) == 2, problems
+    begin = next(p for p in problems if p.startswith("param_scheduler.0.begin: 10"))
+    assert "got begin=10, end=5 in iterations" in begin
+    assert any(p.startswith("param_scheduler.0.factor: 2.0") for p in problems)
