@@ -107,3 +107,18 @@ def test_save_config_round_trips_and_leaves_no_temp_files(tree, tmp_path):
     out = save_config(cfg, tmp_path / "work" / "config.yaml")
     assert load_config(out) == cfg
     assert [p.name for p in out.parent.iterdir()] == ["config.yaml"]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("param_scheduler.5.gamma=1", "no 'param_scheduler.5': param_scheduler is a list of 2 "
+                                  "item(s) (indices 0 to 1, or -1 for the last)"),
+    ("+param_scheduler.5.gamma=1", "no 'param_scheduler.5': param_scheduler is a list of 2"),
+    ("optim.lr.x=1", "no 'optim.lr.x': optim.lr is a value (0.1), not a mapping"),
+    ("+optim.lr.x=1", "no 'optim.lr.x': optim.lr is a value (0.1), not a mapping"),
+])
+def test_an_override_under_a_list_or_a_value_says_what_is_there(override, expected):
+    cfg = OmegaConf.create({"param_scheduler": [{"type": "A"}, {"type": "B"}],
+                            "optim": {"lr": 0.1}})
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(cfg, [override])
+    assert expected in str(err.value)
