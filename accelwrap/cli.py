@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 
 from accelwrap.errors import ConfigError
+from accelwrap.runner.save_failure import LastSaveFailed
 from accelwrap.tools.check import run_check
 from accelwrap.tools.convert import CONVERT_HELP, run_convert
 from accelwrap.tools.groups import run_groups
@@ -87,14 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments (without the program name); defaults to ``sys.argv[1:]``.
 
     Returns:
-        The exit status: 0 on success, 1 when the config has problems.
+        The exit status: 0 on success, 1 when the config has problems; ``train`` also 74
+        (its last checkpoint could not be written under ``on_error: warn``) and 75
+        (preempted), as ``scripts/train.py``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, commands = build_parser()
     if not argv or argv[0] not in commands:
         parser.parse_args(argv)  # prints help or the usage error, and exits
     if argv[0] == "train":
-        return run_train(parse_args(argv[1:]))
+        try:
+            return run_train(parse_args(argv[1:]))
+        except LastSaveFailed as stop:  # logged by the runner
+            return stop.code
     # overrides may come before or after options such as --out
     args = commands[argv[0]].parse_intermixed_args(argv[1:])
     args.command = argv[0]

@@ -7,8 +7,11 @@ Usage::
         configs/digits_sgd_multistep.yaml --work-dir work_dirs/ddp [--resume auto|PATH]
 
 ``--config FILE`` also names the config; ``--overwrite`` starts over in a work dir that
-holds checkpoints. Exit status: 0 done, 1 a user error, 75 preempted (a checkpoint was
-written; ``--resume auto`` continues). The logic lives in :mod:`accelwrap.tools.train`.
+holds checkpoints. Exit status: 0 done, 1 a user error (a failed checkpoint write under
+``default_hooks.checkpoint.on_error: raise`` included), 74 trained to the end but its last
+checkpoint could not be written (``on_error: warn``; the last line names the checkpoint
+``--resume auto`` continues from), 75 preempted (a checkpoint was written; ``--resume
+auto`` continues). The logic lives in :mod:`accelwrap.tools.train`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ try:
 except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from accelwrap.tools.train import exit_now, main  # noqa: E402 - after the source-checkout fallback
+from accelwrap.runner.save_failure import LastSaveFailed  # noqa: E402 - after the fallback
+from accelwrap.tools.train import exit_now, main  # noqa: E402
 
 if __name__ == "__main__":
-    exit_now(main())
+    try:
+        status = main()
+    except LastSaveFailed as stop:  # logged by the runner; a status of its own
+        status = stop.code
+    exit_now(status)

@@ -6,7 +6,9 @@ see :mod:`accelwrap.runner.preemption`). Order at an epoch end: epoch-based
 schedulers -> validation -> ``ReduceOnPlateau*`` with the metrics -> checkpoint. A
 checkpoint is written only once every parameter's gradient is cleared (never inside
 an accumulation window, whose partial gradients are not part of the saved state);
-a save that falls inside a window waits for the window to close.
+a save that falls inside a window waits for the window to close. Under
+``default_hooks.checkpoint.on_error: warn`` a run whose last save failed ends with
+:class:`~accelwrap.runner.save_failure.LastSaveFailed` (exit status 74), not as finished.
 
 Example:
     >>> # TrainLoop(runner).run()  -- driven by Runner.train()
@@ -23,6 +25,7 @@ import torch
 from accelwrap.errors import NonFiniteError
 from accelwrap.optim.scheduler import step_param_schedulers
 from accelwrap.runner.best import BestTracker, best_name
+from accelwrap.runner.checkpoint_find import find_latest
 from accelwrap.runner.checkpoint_parts import collect_state, restore_state
 from accelwrap.runner.data_position import epoch_loader
 from accelwrap.runner.fault_points import kill_point
@@ -34,8 +37,9 @@ from accelwrap.runner.log_output import (
 from accelwrap.runner.preemption import Preempted, PreemptionWatch
 from accelwrap.runner.rng import restore_rng
 from accelwrap.runner.run_log import IterTimer
+from accelwrap.runner.save_failure import LastSaveFailed
 
-__all__ = ["TrainLoop", "call_model", "validate"]
+__all__ = ["TrainLoop", "call_model", "train_to_end", "validate"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -80,6 +84,7 @@ class TrainLoop:
         self.batch_in_epoch = 0
         self._pending: str | None = None  # 'iter' or 'epoch': a save is due
         self._last_saved = -1
+        self._last_tried: str | None = None  # the name of the last checkpoint _save wrote
         self.last_checkpoint: str | None = None
         self._last_written = -1  # the iteration of last_checkpoint
         self.held: dict[str, float] = {}  # optimizer scalars as saved, until measured again
@@ -130,6 +135,22 @@ class TrainLoop:
             self._pending = "epoch" if runner.checkpoint_cfg.by_epoch else "iter"
             self._save(force=True)
         runner.checkpoints.wait()  # a background (async) save is published before the end
+        self._check_last_save()
+
+    def _check_last_save(self) -> None:
+        """Raise :class:`LastSaveFailed` when the last save was not published (it failed
+        under ``on_error: warn``, synchronously or in the background; no later save wrote
+        it). ``latest`` is the main process's (broadcast): every process decides alike."""
+        if self._last_tried is None:
+            return
+        acc = self.runner.accelerator
+        latest = find_latest(self.runner.checkpoints.directory) if acc.is_main_process else None
+        if acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            latest = broadcast_object_list([latest], from_process=0)[0]
+        if latest is None or latest.name != self._last_tried:
+            raise LastSaveFailed(self._last_tried, self.iter, latest)
 
     def _run_epoch(self, resume_rng: dict[str, Any] | None) -> None:
         runner = self.runner
@@ -271,7 +292,8 @@ class TrainLoop:
         at_epoch_end = self._pending == "epoch" and self.batch_in_epoch == 0
         name = f"epoch_{self.epoch}" if at_epoch_end else f"iter_{self.iter}"
         path = self.runner.checkpoints.save(name, self.state(), loop=self)
-        self._last_saved = self.iter  # tried: a failed save (on_error='warn') is not redone
+        # tried: a failed save (on_error='warn') is not redone
+        self._last_saved, self._last_tried = self.iter, name
         if path is not None:  # None: the write failed under on_error='warn'
             self._last_written, self.last_checkpoint = self.iter, str(path)
         self._pending = None
@@ -280,6 +302,40 @@ class TrainLoop:
         """Close the log file and the progress bar."""
         if self._logger is not None:
             self._logger.close()
+
+
+def train_to_end(runner: Any, loop: TrainLoop, resume_rng: dict[str, Any] | None) -> None:
+    """Run ``loop`` with the preemption signals watched; end the trackers; log the end.
+
+    Args:
+        runner: The :class:`~accelwrap.runner.Runner`.
+        loop: Its loop, restored from the checkpoint resumed (if any).
+        resume_rng: See :meth:`TrainLoop.run`.
+
+    Raises:
+        Preempted: A preemption checkpoint was written (logged as a warning).
+        LastSaveFailed: The run's last save failed under ``on_error: warn`` (logged as an
+            error, in place of ``finished at iter N``).
+    """
+    try:
+        with PreemptionWatch(runner.accelerator, runner.checkpoint_cfg.preempt_signals) as watch:
+            loop.preemption = watch
+            loop.run(resume_rng)
+    except (Preempted, LastSaveFailed) as stop:
+        _finish_trackers(runner.accelerator)
+        logger.log(logging.WARNING if isinstance(stop, Preempted) else logging.ERROR, "%s",
+                   stop)
+        raise
+    finally:
+        loop.close()
+    runner.accelerator.wait_for_everyone()
+    _finish_trackers(runner.accelerator)
+    logger.info("finished at iter %d; run folder %s", loop.iter, runner.run_dir)
+
+
+def _finish_trackers(accelerator: Any) -> None:
+    for tracker in accelerator.trackers:
+        tracker.finish()
 
 
 def validate(runner: Any, loader: Any = None) -> dict[str, float]:

@@ -45,8 +45,7 @@ from accelwrap.runner.data_position import resume_policy
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
 from accelwrap.runner.log_output import flat_config, init_trackers
-from accelwrap.runner.loops import TrainLoop
-from accelwrap.runner.preemption import Preempted, PreemptionWatch
+from accelwrap.runner.loops import TrainLoop, train_to_end
 from accelwrap.runner.rng import rng_snapshot
 from accelwrap.runner.run_log import (
     RUN_DIR_KEY,
@@ -262,6 +261,8 @@ class Runner:
                 its checkpoints (nothing is written then).
             Preempted: A preemption signal arrived; the checkpoint is written (a
                 ``SystemExit`` with status 75).
+            LastSaveFailed: Under ``on_error: warn`` the run's last save failed; the newest
+                checkpoint that stays is named (a ``SystemExit`` with status 74).
         """
         lock = claim_work_dir(self.accelerator, self.work_dir, self.checkpoints.directory,
                               fresh=self.resume_from is None, overwrite=self.overwrite)
@@ -287,27 +288,10 @@ class Runner:
             self._write_run_files(loop.iter if self.run_dir_reused else None)
             for wrapper in named_members(self.optim_wrapper).values():
                 wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
-            try:
-                with PreemptionWatch(self.accelerator,
-                                     self.checkpoint_cfg.preempt_signals) as watch:
-                    loop.preemption = watch
-                    loop.run(resume_rng)
-            except Preempted as stop:
-                self._finish_trackers()
-                logger.warning("%s", stop)
-                raise
-            finally:
-                loop.close()
-            self.accelerator.wait_for_everyone()
-            self._finish_trackers()
-            logger.info("finished at iter %d; run folder %s", loop.iter, self.run_dir)
+            train_to_end(self, loop, resume_rng)  # logs how it ends (loops.py)
             return self._trained_model()
         finally:
             release_logging(handlers)
-
-    def _finish_trackers(self) -> None:
-        for tracker in self.accelerator.trackers:
-            tracker.finish()
 
     def test(self) -> dict[str, float]:
         """Run ``test_dataloader`` once with the model as built (``load_from``'s weights).

@@ -10,13 +10,21 @@ file or folder, the free space of its file system, and the checkpoint that stays
 
 ``default_hooks.checkpoint.on_error`` decides what follows (:data:`POLICIES`): ``raise``
 (default) stops the run with a :class:`~accelwrap.errors.CheckpointWriteError`,
-``warn`` logs the line and training goes on; the next due save tries again.
+``warn`` logs the line and training goes on; the next due save tries again. Under
+``warn`` a run whose last save failed (no later save wrote it) does not end as if it
+had: :class:`LastSaveFailed` names the newest checkpoint that stays (what ``--resume
+auto`` continues from) and the process exits with :data:`LAST_SAVE_FAILED_EXIT_CODE`
+(74, ``EX_IOERR``).
 
 Example:
     >>> format_bytes(3 * 1024 ** 2)
     '3.0 MiB'
     >>> is_write_error(OSError(28, 'No space left on device')), is_write_error(KeyError('x'))
     (True, False)
+    >>> print(LastSaveFailed('iter_90', 90, None))  # doctest: +NORMALIZE_WHITESPACE
+    training reached iter 90, but its last checkpoint 'iter_90' was not saved (see the
+    warning above); no checkpoint was saved, so --resume auto would start from scratch
+    (exit status 74)
 """
 
 from __future__ import annotations
@@ -28,10 +36,39 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["POLICIES", "agree", "describe_error", "failure_message", "format_bytes",
-           "free_space", "is_write_error"]
+__all__ = ["LAST_SAVE_FAILED_EXIT_CODE", "POLICIES", "LastSaveFailed", "agree",
+           "describe_error", "failure_message", "format_bytes", "free_space", "is_write_error"]
 
 POLICIES = ("raise", "warn")
+LAST_SAVE_FAILED_EXIT_CODE = 74  # EX_IOERR; 1 is a user error, 75 a preemption
+
+
+class LastSaveFailed(SystemExit):
+    """Raised at the end of training when the run's last save failed under ``on_error: warn``.
+
+    A ``SystemExit`` whose ``code`` is :data:`LAST_SAVE_FAILED_EXIT_CODE`: a script that
+    calls ``runner.train()`` exits with 74 (no traceback) unless it catches this. The run
+    trained to its end, but its newest state is not on disk.
+
+    Attributes:
+        name: The checkpoint that was not saved (``'iter_90'``).
+        iteration: The iteration training reached.
+        last_good: The newest checkpoint that stays (``latest``), or None when there is none.
+    """
+
+    def __init__(self, name: str, iteration: int, last_good: str | os.PathLike | None) -> None:
+        super().__init__(LAST_SAVE_FAILED_EXIT_CODE)
+        self.name, self.iteration = name, iteration
+        self.last_good = None if last_good is None else str(last_good)
+
+    def __str__(self) -> str:
+        stays = ("no checkpoint was saved, so --resume auto would start from scratch"
+                 if self.last_good is None else
+                 f"the newest checkpoint that stays is {self.last_good}, which --resume auto "
+                 f"continues from")
+        return (f"training reached iter {self.iteration}, but its last checkpoint "
+                f"{self.name!r} was not saved (see the warning above); {stays} (exit status "
+                f"{LAST_SAVE_FAILED_EXIT_CODE})")
 
 
 def is_write_error(err: BaseException) -> bool:
@@ -152,7 +189,8 @@ def failure_message(name: str, tmp: Path, reports: list[str], last_good: Path | 
     stays = (f"the last good checkpoint {last_good} stays" if last_good is not None
              else "there is no earlier checkpoint")
     then = ("; training continues (default_hooks.checkpoint.on_error: warn) and the next "
-            "save tries again" if policy == "warn" else
+            "save tries again (a run whose last save fails exits with status "
+            f"{LAST_SAVE_FAILED_EXIT_CODE})" if policy == "warn" else
             "; set default_hooks.checkpoint.on_error: warn to keep training without it")
     return (f"checkpoint {name!r} was not saved: {'; '.join(reports)}; "
             f"the file system of {directory} has {free_space(directory)}; {stays}; its "
