@@ -44,7 +44,12 @@ from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.data_position import resume_policy
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
-from accelwrap.runner.log_output import flat_config, init_trackers
+from accelwrap.runner.log_output import (
+    flat_config,
+    init_trackers,
+    keeps_early_records,
+    log_fatal,
+)
 from accelwrap.runner.loops import TrainLoop, train_to_end
 from accelwrap.runner.rng import rng_snapshot
 from accelwrap.runner.run_log import (
@@ -115,6 +120,8 @@ class Runner:
             (a resume, or ``resume='auto'`` before any checkpoint) instead of a new one.
         config_file: The config file the run came from, for the start banner (``accelwrap
             train`` sets it).
+        early_log: What the runner logged before the run's text log opened (a
+            :class:`~accelwrap.runner.log_output.EarlyRecords`), written into it first.
 
     Example:
         >>> # Runner(model=dict(type='MLPClassifier'), work_dir='work_dirs/x',
@@ -123,6 +130,7 @@ class Runner:
         >>> #        train_cfg=dict(by_epoch=True, max_epochs=2)).train()
     """
 
+    @keeps_early_records  # for the text log, which opens in train()
     def __init__(self, model: nn.Module | Mapping, work_dir: str, train_dataloader: Any,
                  optim_wrapper: Any, train_cfg: Mapping, val_dataloader: Any = None,
                  param_scheduler: Any = None, default_hooks: Mapping | None = None,
@@ -264,8 +272,9 @@ class Runner:
             LastSaveFailed: Under ``on_error: warn`` the run's last save failed; the newest
                 checkpoint that stays is named (a ``SystemExit`` with status 74).
         """
-        lock = claim_work_dir(self.accelerator, self.work_dir, self.checkpoints.directory,
-                              fresh=self.resume_from is None, overwrite=self.overwrite)
+        with self.early_log:  # a stale lock taken over, checkpoints deleted (--overwrite)
+            lock = claim_work_dir(self.accelerator, self.work_dir, self.checkpoints.directory,
+                                  fresh=self.resume_from is None, overwrite=self.overwrite)
         try:
             return self._train()
         finally:
@@ -277,6 +286,7 @@ class Runner:
         self.run_dir = self._choose_run_dir(saved)
         main = self.accelerator.is_main_process
         handlers = configure_logging(self.run_dir / f"{self.run_dir.name}.log", main)
+        self.early_log.replay(handlers)  # what __init__ and the lock logged, first
         try:
             logger.info("%s", banner(self, saved))
             loop = TrainLoop(self)
@@ -290,6 +300,9 @@ class Runner:
                 wrapper.initialize_count_status(self.model, loop.iter, self.max_iters)
             train_to_end(self, loop, resume_rng)  # logs how it ends (loops.py)
             return self._trained_model()
+        except (Exception, KeyboardInterrupt) as err:
+            log_fatal(handlers, err)  # the text log says why the run stopped, too
+            raise
         finally:
             release_logging(handlers)
 
