@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 
 from accelwrap.errors import ConfigError
+from accelwrap.runner.preemption import die_with_launcher
 from accelwrap.runner.save_failure import LastSaveFailed
 from accelwrap.tools.check import run_check
 from accelwrap.tools.convert import CONVERT_HELP, run_convert
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in commands:
         parser.parse_args(argv)  # prints help or the usage error, and exits
     if argv[0] == "train":
+        die_with_launcher()  # SIGTERM (a preemption) when a launcher that started it exits
         try:
             return run_train(parse_args(argv[1:]))
         except LastSaveFailed as stop:  # logged by the runner

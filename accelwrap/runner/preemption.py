@@ -22,7 +22,10 @@ synchronously, before the exit (:mod:`accelwrap.runner.async_save`, which reads
 workers (more with ``PET_SIGNALS_TO_HANDLE=SIGTERM,SIGUSR1``) and then reports the job
 as failed, naming each worker's exit code 75; it kills the workers if they take longer
 than ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` (30 s) to save. A one-process ``accelerate
-launch`` does not pass signals on: signal the training process itself.
+launch`` does not pass signals on, and the launcher exits at once (143): on Linux,
+:func:`die_with_launcher` (called by ``scripts/train.py`` and ``accelwrap train``) asks
+the kernel to send the training process SIGTERM when its launcher is gone, so it saves
+and exits 75 instead of training on as an orphan that holds the work dir's lock.
 
 Example:
     >>> parse_preempt_signals(['SIGTERM', 'usr1'])
@@ -35,9 +38,11 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -47,8 +52,8 @@ import torch
 
 from accelwrap.errors import suggest
 
-__all__ = ["DEFAULT_PREEMPT_SIGNALS", "PREEMPTED_EXIT_CODE", "Preempted", "PreemptionWatch",
-           "parse_preempt_signals"]
+__all__ = ["DEFAULT_PREEMPT_SIGNALS", "LAUNCHER_ENV", "PREEMPTED_EXIT_CODE", "Preempted",
+           "PreemptionWatch", "die_with_launcher", "launched_by", "parse_preempt_signals"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -56,6 +61,55 @@ PREEMPTED_EXIT_CODE = 75
 DEFAULT_PREEMPT_SIGNALS = ("SIGTERM",)
 _KEY = "default_hooks.checkpoint.preempt_signals"
 _EXPECTED = "expected a list of signal names such as [SIGTERM, SIGUSR1], or [] for none"
+# Set in the training process's environment by the launcher that started it: torchrun's
+# agent (also accelerate launch with several processes), accelerate launch's one-process
+# launcher (it always sets the dynamo backend, to "no" by default).
+LAUNCHER_ENV = {"TORCHELASTIC_RUN_ID": "torchrun", "ACCELERATE_DYNAMO_BACKEND": "accelerate launch"}
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def launched_by(environ: Any = None) -> str | None:
+    """The launcher that started this process, judged by its environment (None: none).
+
+    Example:
+        >>> launched_by({'ACCELERATE_DYNAMO_BACKEND': 'no'}), launched_by({'RANK': '0'})
+        ('accelerate launch', None)
+    """
+    environ = os.environ if environ is None else environ
+    return next((name for key, name in LAUNCHER_ENV.items() if key in environ), None)
+
+
+def die_with_launcher(parent: int | None = None) -> bool:
+    """Linux, under a launcher: get SIGTERM from the kernel when the launcher exits.
+
+    ``prctl(PR_SET_PDEATHSIG, SIGTERM)``: a launcher killed or gone (a one-process
+    ``accelerate launch`` exits at once on SIGTERM, forwarding nothing) then stops this
+    process as a preemption does (checkpoint, exit 75) instead of leaving it to train on.
+    A launcher that is already gone when this runs (``getppid()`` is no longer
+    ``parent``) sends the signal at once. Nothing happens on other systems, without a
+    launcher (:func:`launched_by`), or where ``prctl`` fails (then False).
+
+    Args:
+        parent: The launcher's pid, read as early as possible (default: ``getppid()`` now).
+
+    Returns:
+        Whether the kernel will send the signal.
+    """
+    if not sys.platform.startswith("linux") or launched_by() is None:
+        return False
+    parent = os.getppid() if parent is None else parent
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        failed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0
+    except (OSError, AttributeError):
+        failed = True
+    if failed:
+        logger.warning("prctl(PR_SET_PDEATHSIG) failed (%s): if the launcher exits, this "
+                       "process trains on", os.strerror(ctypes.get_errno()) or "unavailable")
+        return False
+    if os.getppid() != parent:  # gone before the kernel was asked: it will not signal
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 def parse_preempt_signals(value: Any) -> tuple[str, ...]:
