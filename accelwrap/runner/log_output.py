@@ -11,10 +11,8 @@ TensorBoard by default when it is installed, and every ``logger.interval`` itera
 one MMEngine-style line goes to the ``accelwrap`` logger (the text log and stderr). A
 progress bar is shown only when stderr is a terminal.
 
-The run's text log exists only once the run starts; :class:`EarlyRecords` keeps what the
-runner logged before (the ``--resume auto`` fallback to an older checkpoint, notes of
-the config, a stale lock taken over) for it, and :func:`log_fatal` writes the error that
-stops a run into it before it closes (the command prints that error on the console).
+What the text log gets from outside the run (records logged before it opens, the error
+that stops the run) is :mod:`accelwrap.runner.log_capture`'s.
 
 Example:
     >>> import torch
@@ -27,121 +25,32 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from accelwrap.arguments import to_plain
-from accelwrap.errors import CheckpointError, ConfigError, LaunchError, RegistryError
 from accelwrap.optim.optimizer.optimizer_wrapper_dict import members_of
 from accelwrap.runner.run_log import memory_mb, train_line, val_line
 
 logger = logging.getLogger("accelwrap")
 
-__all__ = ["HELD_KEY", "EarlyRecords", "MetricLogger", "default_trackers", "flat_config",
-           "flatten_values", "init_trackers", "keeps_early_records", "log_fatal", "optim_scalars",
-           "parse_losses"]
+__all__ = ["HELD_KEY", "MetricLogger", "default_trackers", "flat_config", "flatten_values",
+           "init_trackers", "optim_scalars", "parse_losses"]
 
 # runner_state.json key: the optimizer scalars (optim_scalars) when the checkpoint was
 # written. A wrapper measures some of them only when it updates (the gradient norm), and
 # every iteration inside the next accumulation window logs those values; a resumed run
 # logs the saved ones until its first update, as the uninterrupted run does.
 HELD_KEY = "held_scalars"
-
-
-class EarlyRecords(logging.Handler):
-    """Keeps the ``accelwrap`` logger's records while it is entered, for the text log.
-
-    Each ``with`` block adds the handler to the logger and removes it again; the records
-    stay until :meth:`replay` hands them to the handlers of the run's text log (those of
-    ``run_log.configure_logging``, which write them once the file opens). Only records that
-    reach the logger's handlers are kept (the logger's level decides, as for the console).
-
-    Example:
-        >>> early = EarlyRecords()
-        >>> with early:
-        ...     logger.warning('resume auto: skipped %s', 'iter_50')
-        >>> target = logging.handlers.MemoryHandler(10)
-        >>> early.replay([target])
-        >>> [r.getMessage() for r in target.buffer], early.records
-        (['resume auto: skipped iter_50'], [])
-    """
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def __enter__(self) -> EarlyRecords:
-        logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        logger.removeHandler(self)
-
-    def replay(self, handlers: list[logging.Handler]) -> None:
-        """Hand the kept records to ``handlers`` (each as its level allows); forget them."""
-        for handler in handlers:
-            for record in self.records:
-                if record.levelno >= handler.level:
-                    handler.handle(record)
-        self.records.clear()
-
-
-def keeps_early_records(init: Callable[..., None]) -> Callable[..., None]:
-    """Decorate ``Runner.__init__``: what it logs is kept in ``self.early_log``
-    (:class:`EarlyRecords`), for the run's text log."""
-
-    @functools.wraps(init)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
-        self.early_log = EarlyRecords()
-        with self.early_log:
-            init(self, *args, **kwargs)
-
-    return wrapper
-
-
-# What `accelwrap train` prints as one "error:" line (accelwrap.tools.train.run_train);
-# any other error also gets its traceback in the text log.
-_ONE_LINE_ERRORS = (ConfigError, RegistryError, CheckpointError, LaunchError,
-                    FileNotFoundError, ValueError, TypeError)
-
-
-def log_fatal(handlers: list[logging.Handler], err: BaseException) -> None:
-    """Write the error that stops a run into the run's text log (not the console).
-
-    Args:
-        handlers: The text log's handlers (``run_log.open_log_file``'s); a file that is
-            not open yet (the run never started) gets nothing.
-        err: The error, which the command prints on the console itself.
-
-    Example:
-        >>> log_fatal([], ValueError('x'))  # a process without a text log: nothing
-    """
-    files = [h for h in handlers if isinstance(h, logging.FileHandler)]
-    if not files:
-        return
-    text = str(err) or type(err).__name__
-    if isinstance(err, _ONE_LINE_ERRORS):
-        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (text,), None)
-    else:
-        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0,
-                                   "the run stopped: %s: %s", (type(err).__name__, text),
-                                   (type(err), err, err.__traceback__))
-    for handler in files:
-        handler.handle(record)
-        handler.flush()
 
 
 def parse_losses(outputs: torch.Tensor | Mapping[str, Any]
@@ -396,8 +305,10 @@ class MetricLogger:
             self.accelerator.log(scalars, step=step)
 
     def log_train(self, epoch: int, iteration: int, scalars: Mapping[str, Any],
-                  timing: Mapping[str, float] | None = None) -> None:
-        """Record one training iteration's scalars and log its line (with ``timing``)."""
+                  timing: Mapping[str, float] | None = None,
+                  in_epoch: int | None = None) -> None:
+        """Record one training iteration's scalars and log its line (with ``timing``;
+        ``in_epoch``: the iterations of this epoch done, shown as ``[epoch][i/N]``)."""
         record = {"mode": "train", "epoch": epoch, "iter": iteration}
         record.update({k: _to_float(v) for k, v in scalars.items()})
         self._write(record, iteration)
@@ -407,7 +318,7 @@ class MetricLogger:
         if timing is not None:
             timing = {**timing, "memory": memory_mb(self.accelerator.device)}
             logger.info(train_line(values, epoch, iteration, self.epoch_length, self.total,
-                                   self.by_epoch, timing))
+                                   self.by_epoch, timing, in_epoch))
         if self._bar is not None:
             lr = next((v for k, v in record.items() if k.endswith("lr")), None)
             postfix = {"epoch": epoch, "loss": f"{record.get('loss', float('nan')):.4g}"}

@@ -267,11 +267,15 @@ def _position(mode: str, epoch: int, done: int, length: int, by_epoch: bool) -> 
 
 
 def train_line(scalars: Mapping[str, float], epoch: int, iteration: int, epoch_length: int,
-               max_iters: int, by_epoch: bool, timing: Mapping[str, float]) -> str:
-    """One MMEngine-style training line (``epoch``: epochs completed, shown 1-based)."""
+               max_iters: int, by_epoch: bool, timing: Mapping[str, float],
+               in_epoch: int | None = None) -> str:
+    """One MMEngine-style training line (``epoch``: epochs completed, shown 1-based;
+    ``in_epoch``: this epoch's iterations done, by default those of ``iteration`` when
+    every epoch had ``epoch_length`` iterations; after a resume on another layout it is
+    the position in the new layout's epoch)."""
     if by_epoch:
-        head = _position("train", epoch + 1, (iteration - 1) % epoch_length + 1, epoch_length,
-                         True)
+        done = (iteration - 1) % epoch_length + 1 if in_epoch is None else in_epoch
+        head = _position("train", epoch + 1, done, epoch_length, True)
     else:
         head = _position("train", epoch, iteration, max_iters, False)
     items = [_value(k, v) for k, v in scalars.items() if k.endswith("lr")]

@@ -44,12 +44,8 @@ from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.data_position import resume_policy
 from accelwrap.runner.default_hooks import parse_default_hooks
 from accelwrap.runner.ema import parse_custom_hooks
-from accelwrap.runner.log_output import (
-    flat_config,
-    init_trackers,
-    keeps_early_records,
-    log_fatal,
-)
+from accelwrap.runner.log_capture import keeps_early_records, log_fatal
+from accelwrap.runner.log_output import flat_config, init_trackers
 from accelwrap.runner.loops import TrainLoop, train_to_end
 from accelwrap.runner.rng import rng_snapshot
 from accelwrap.runner.run_log import (
@@ -121,7 +117,7 @@ class Runner:
         config_file: The config file the run came from, for the start banner (``accelwrap
             train`` sets it).
         early_log: What the runner logged before the run's text log opened (a
-            :class:`~accelwrap.runner.log_output.EarlyRecords`), written into it first.
+            :class:`~accelwrap.runner.log_capture.EarlyRecords`), written into it first.
 
     Example:
         >>> # Runner(model=dict(type='MLPClassifier'), work_dir='work_dirs/x',

@@ -156,6 +156,8 @@ def test_a_second_resume_after_a_layout_change_keeps_the_run_length(tmp_path):
     out = second.stdout + second.stderr
     assert f"the run ends at iteration {end} (the checkpoint's run was to end at 18)" in out
     assert "epoch 1 continues at sample 32" in out
+    # iteration 3 is the 5th of epoch 1 in the new layout (32 samples = 4 batches of 8 done)
+    assert "Epoch(train) [1][ 5/12]" in out and "Epoch(train) [1][ 3/12]" not in out
     third, proc = _run(tmp_path, "third", 1, work, ["--resume", "auto"])  # from iter_4
     assert len(third[0]) == end - 4
     final = work / "checkpoints" / (work / "checkpoints" / "latest").read_text().strip()
