@@ -12,6 +12,7 @@ import copy
 import math
 import warnings
 from collections.abc import Iterable
+from typing import Any
 
 import mmengine.optim  # noqa: F401 - registers MMEngine's schedulers
 import torch
@@ -113,3 +114,15 @@ def assert_rows_close(expected: list, actual: list, rtol: float = RTOL) -> None:
                 if not math.isclose(w, g, rel_tol=rtol, abs_tol=ATOL):
                     raise AssertionError(f"step {step}, group {group}, {name}: expected {w!r}, "
                                          f"got {g!r}")
+
+
+def stepped_lrs(opt: torch.optim.Optimizer, sched: Any, steps: int) -> list[float]:
+    """The first group's lr before each of ``steps`` optimizer + scheduler steps."""
+    values = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(steps):
+            values.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    return values

@@ -5,29 +5,20 @@ Expected values are MMEngine's ``MultiStepLR`` stepped side by side.
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
 import accelwrap.optim  # noqa: F401 - fills the registry
 from accelwrap.optim.scheduler import LinearLR, MultiStepLR
 from accelwrap.registry import PARAM_SCHEDULERS
+from tests.optim.scheduler.simulate import stepped_lrs
 
 STEPS = 9
 
 
 def lrs(make, steps: int = STEPS) -> list[float]:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = make(opt)
-    values = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(steps):
-            values.append(opt.param_groups[0]["lr"])
-            opt.step()
-            sched.step()
-    return values
+    return stepped_lrs(opt, make(opt), steps)
 
 
 @pytest.mark.parametrize("milestones", [[5, 2], [3, 3], [2, 5, 5, 1], [4, 0, 4, 4], [7, 7, 2]])

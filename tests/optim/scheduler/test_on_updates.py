@@ -8,7 +8,6 @@ for the first update applied after its milestone iteration).
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 
 from accelwrap.optim import OptimWrapper
 from accelwrap.optim.scheduler import build_param_schedulers, step_param_schedulers
+from tests.optim.scheduler.simulate import stepped_lrs
 
 BASE = 1.0
 
@@ -44,15 +44,7 @@ def mmengine_lrs(name: str, updates: int, **kwargs: object) -> list[float]:
     import mmengine.optim.scheduler as mm
 
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=BASE)
-    sched = getattr(mm, name)(opt, by_epoch=False, **kwargs)
-    lrs = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(updates):
-            lrs.append(opt.param_groups[0]["lr"])
-            opt.step()
-            sched.step()
-    return lrs
+    return stepped_lrs(opt, getattr(mm, name)(opt, by_epoch=False, **kwargs), updates)
 
 
 @pytest.mark.parametrize("iters, k", [(40, 4), (10, 4), (16, 3), (7, 1), (9, 2)])
