@@ -97,6 +97,9 @@ class ClosedWindow:
 
 
 def _check_tokens(num_tokens: Any, owner: str) -> Any:
+    """The micro-batch's token count, checked: an int (NumPy's too) or a one-element tensor
+    holding a non-negative whole number. A tensor on an accelerator is not read (that would
+    synchronise the device); only its shape and dtype are checked."""
     if num_tokens is None:
         raise ValueError(f"{owner}: loss_normalization='tokens' needs num_tokens for every "
                          "micro-batch: call update_params(loss_sum, num_tokens=n) (or backward) "
