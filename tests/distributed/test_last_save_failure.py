@@ -10,6 +10,7 @@ text log must end with the line naming the checkpoint that stays.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -39,8 +40,11 @@ def test_both_ranks_exit_74_when_the_last_save_fails(tmp_path):
                           env={**_env(), "ACCELERATE_USE_CPU": "1"}, cwd=REPO,
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 1, proc.stderr[-4000:]  # the launcher's own status
-    assert proc.stderr.count(f"exitcode  : {LAST_SAVE_FAILED_EXIT_CODE}") == 2, \
-        proc.stderr[-4000:]
+    # Each worker leaves with 74; the launcher may stop the slower one first (SIGTERM)
+    # once it sees the first: its report names at least one 74 and no other status.
+    codes = re.findall(r"exitcode  : (-?\d+)", proc.stderr)
+    assert str(LAST_SAVE_FAILED_EXIT_CODE) in codes, proc.stderr[-4000:]
+    assert set(codes) <= {str(LAST_SAVE_FAILED_EXIT_CODE), "-15"}, codes
     assert "finished at iter" not in proc.stderr
     stays = (f"its last checkpoint 'epoch_3' was not saved (see the warning above); the newest "
              f"checkpoint that stays is {checkpoints / 'epoch_1'}, which --resume auto")
