@@ -27,7 +27,6 @@ from collections.abc import Sequence
 
 from accelwrap.errors import ConfigError
 from accelwrap.runner.preemption import die_with_launcher
-from accelwrap.runner.save_failure import LastSaveFailed
 from accelwrap.tools.check import run_check
 from accelwrap.tools.convert import CONVERT_HELP, run_convert
 from accelwrap.tools.groups import run_groups
@@ -99,10 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args(argv)  # prints help or the usage error, and exits
     if argv[0] == "train":
         die_with_launcher()  # SIGTERM (a preemption) when a launcher that started it exits
-        try:
-            return run_train(parse_args(argv[1:]))
-        except LastSaveFailed as stop:  # logged by the runner
-            return stop.code
+        return run_train(parse_args(argv[1:]))
     # overrides may come before or after options such as --out
     args = commands[argv[0]].parse_intermixed_args(argv[1:])
     args.command = argv[0]

@@ -30,13 +30,8 @@ except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accelwrap.runner.preemption import die_with_launcher  # noqa: E402 - after the fallback
-from accelwrap.runner.save_failure import LastSaveFailed  # noqa: E402
 from accelwrap.tools.train import exit_now, main  # noqa: E402
 
 if __name__ == "__main__":
     die_with_launcher(LAUNCHER)
-    try:
-        status = main()
-    except LastSaveFailed as stop:  # logged by the runner; a status of its own
-        status = stop.code
-    exit_now(status)
+    exit_now(main())

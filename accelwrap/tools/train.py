@@ -44,6 +44,7 @@ from accelwrap.errors import CheckpointError, ConfigError, LaunchError, Registry
 from accelwrap.runner import Runner
 from accelwrap.runner.preemption import Preempted
 from accelwrap.runner.run_log import configure_logging
+from accelwrap.runner.save_failure import LastSaveFailed
 from accelwrap.runner.workdir import WorkDirError
 
 __all__ = ["add_train_args", "build_config", "exit_now", "main", "parse_args"]
@@ -128,8 +129,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     Returns:
         0 when the run ended, 1 for a user error (another run holds the work dir
-        included), :data:`~accelwrap.runner.preemption.PREEMPTED_EXIT_CODE` (75) when a
-        preemption signal stopped it after writing a checkpoint.
+        included), 74 when it trained to the end but its last checkpoint could not be
+        written (``on_error: warn``), :data:`~accelwrap.runner.preemption.PREEMPTED_EXIT_CODE`
+        (75) when a preemption signal stopped it after writing a checkpoint.
     """
     configure_logging(main=int(os.environ.get("RANK", "0")) == 0)
     runner = None
@@ -139,7 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
         runner.config_file = args.config
         runner.train()
         runner.accelerator.end_training()
-    except Preempted as stop:
+    except (Preempted, LastSaveFailed) as stop:  # both logged by the runner
         return stop.code
     except (ConfigError, RegistryError, CheckpointError, LaunchError, WorkDirError,
             FileNotFoundError, ValueError, TypeError) as err:
