@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import random
 import statistics
@@ -47,19 +48,34 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
 
-def raw_loop(hidden: int, counts: int, clip: bool, accelerator) -> Callable[[int, tuple], None]:
+def raw_loop(hidden: int, counts: int, clip: bool, accelerator,
+             check: bool = False) -> Callable[[int, tuple], None]:
+    """Plain PyTorch; with ``check``, the cheapest NaN/inf test before each update (the
+    clipping norm read, else one fused kernel over the gradients and its flag read): a
+    non-finite update is skipped."""
     model = make_model(hidden, accelerator.device)
     optimizer = make_optimizer(model)
     params = list(model.parameters())
+    found, one = torch.zeros(1, device=accelerator.device), torch.ones(1, device=accelerator.device)
+
+    def finite(norm: torch.Tensor | None) -> bool:
+        if norm is not None:
+            return math.isfinite(norm.item())
+        torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], found, one)
+        if found.item():
+            found.zero_()
+            return False
+        return True
 
     def step(i: int, batch: tuple) -> None:
         loss = F.mse_loss(model(batch[0]), batch[1])
         (loss / counts if counts > 1 else loss).backward()
         if (i + 1) % counts == 0:
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            norm = torch.nn.utils.clip_grad_norm_(params, 1.0) if clip else None
+            if not check or finite(norm):
+                optimizer.step()
             optimizer.zero_grad()
+    step.model = model  # for the test that the check really skips
     return step
 
 

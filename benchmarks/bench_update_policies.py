@@ -33,7 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
+import itertools
 import os
 import random
 import statistics
@@ -41,7 +41,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from bench_optim_wrapper import BATCH, CLOCKS, IN, OUT, make_model, make_optimizer
+from bench_optim_wrapper import BATCH, CLOCKS, IN, OUT, make_model, make_optimizer, raw_loop
 
 POLICIES: dict[str, dict] = {
     "plain": {},
@@ -77,38 +77,13 @@ def build(policy: dict, hidden: int, counts: int, clip: bool,
 
 def build_torch(check: bool, hidden: int, counts: int, clip: bool,
                 accelerator) -> Callable[[tuple], None]:
-    """The same iteration as a hand-written PyTorch loop; with ``check``, the cheapest
-    NaN/inf test before each update (a set flag or a non-finite norm skips it)."""
-    model = make_model(hidden, accelerator.device)
-    optimizer = make_optimizer(model)
-    params = list(model.parameters())
-    found, one = torch.zeros(1), torch.ones(1)
-    calls = [0]
-
-    def finite() -> bool:
-        if clip:
-            return math.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0).item())
-        torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], found, one)
-        if found.item():
-            found.zero_()
-            return False
-        return True
+    """The same iteration as ``bench_optim_wrapper``'s hand-written PyTorch loop; with
+    ``check``, the cheapest NaN/inf test before each update (a non-finite one is skipped)."""
+    raw, calls = raw_loop(hidden, counts, clip, accelerator, check=check), itertools.count()
 
     def step(batch: tuple) -> None:
-        loss = F.mse_loss(model(batch[0]), batch[1])
-        (loss / counts if counts > 1 else loss).backward()
-        calls[0] += 1
-        if calls[0] % counts:
-            return
-        if check:
-            if finite():
-                optimizer.step()
-        else:
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-        optimizer.zero_grad()
-    step.model = model  # for the test that the check really skips
+        raw(next(calls), batch)
+    step.model = raw.model  # for the test that the check really skips
     return step
 
 
