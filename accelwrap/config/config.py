@@ -227,9 +227,10 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _has_path(cfg: DictConfig, dotted: str) -> tuple[bool, str, str | None]:
-    """Whether ``dotted`` exists; else the first missing part and why it is not there
-    (None when a mapping lacks it: ``+`` may add it there)."""
+def _has_path(cfg: DictConfig, dotted: str) -> tuple[bool, str, list[str] | str]:
+    """Whether ``dotted`` exists; else the first missing part and either the keys of the
+    mapping that lacks it (``+`` may add it there) or why it cannot be there (a sentence:
+    its parent is a list or a value)."""
     node: Any = cfg
     done: list[str] = []
     for part in dotted.split("."):
@@ -241,20 +242,13 @@ def _has_path(cfg: DictConfig, dotted: str) -> tuple[bool, str, str | None]:
         else:
             missing, parent = ".".join([*done, part]), ".".join(done) or "the config"
             if isinstance(node, (DictConfig, dict)):
-                return False, missing, None
+                return False, missing, [str(k) for k in node]
             if isinstance(node, (ListConfig, list)):
                 return False, missing, (f"{parent} is a list of {len(node)} item(s) "
                                         f"(indices 0 to {len(node) - 1}, or -1 for the last)")
             return False, missing, f"{parent} is a value ({node!r}), not a mapping"
         done.append(part)
-    return True, dotted, None
-
-
-def _suggestion(cfg: DictConfig, missing: str) -> str:
-    """Close matches for the last part of ``missing`` among its parent mapping's keys."""
-    parent, _, name = missing.rpartition(".")
-    node = OmegaConf.select(cfg, parent) if parent else cfg
-    return suggest(name, [str(k) for k in node]) if isinstance(node, DictConfig) else ""
+    return True, dotted, []
 
 
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
@@ -290,13 +284,14 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
             problems.append(f"override {item!r}: expected key=value "
                             f"(e.g. optim_wrapper.optimizer.lr=0.1)")
             continue
-        exists, missing, why = _has_path(out, key)
-        if not exists and why is not None:  # under a list or a value: + cannot add it
-            problems.append(f"override {item!r}: the config has no {missing!r}: {why}")
+        exists, missing, siblings = _has_path(out, key)
+        if not exists and isinstance(siblings, str):  # under a list or a value: + cannot add
+            problems.append(f"override {item!r}: the config has no {missing!r}: {siblings}")
             continue
         if not exists and not add:
-            problems.append(f"override {item!r}: the config has no key {missing!r}; "
-                            f"{_suggestion(out, missing)} (write +{key}=... to add a new key)")
+            near = suggest(missing.rsplit(".", 1)[-1], siblings) if siblings else "it is empty"
+            problems.append(f"override {item!r}: the config has no key {missing!r}; {near} "
+                            f"(write +{key}=... to add a new key)")
             continue
         try:
             OmegaConf.update(out, key, _parse_value(raw), merge=False, force_add=add)

@@ -28,7 +28,7 @@ from accelwrap.runner.checkpoint_parts import (
     missing_message,
 )
 from accelwrap.runner.save_failure import is_write_error
-from accelwrap.runner.weights import fingerprint_problems
+from accelwrap.runner.weights import DEEPSPEED_MODEL, fingerprint_problems
 
 __all__ = ["load_verified", "refuse_mismatch"]
 
@@ -72,7 +72,7 @@ def _engine_hint(path: str | os.PathLike) -> str:
                 "(accelerate launch --config_file launch_configs/fsdp.yaml), or start a new run "
                 "from its weights: accelwrap merge-shards CHECKPOINT OUT_DIR writes "
                 "model.safetensors for load_from")
-    if (folder / "pytorch_model" / "mp_rank_00_model_states.pt").is_file():
+    if (folder / DEEPSPEED_MODEL).is_file():
         return (". It is a DeepSpeed checkpoint (pytorch_model/): resume it under DeepSpeed "
                 "with its world size, or start a new run from its weights with load_from")
     return ""

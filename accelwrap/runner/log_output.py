@@ -261,7 +261,7 @@ class MetricLogger:
 
     Example:
         >>> # logger = MetricLogger(accelerator, 'work_dirs/x/20250101_120000', total=100)
-        >>> # logger.log_train(epoch=0, iteration=1, scalars={'loss': 0.3}, timing={})
+        >>> # logger.log_train(epoch=0, iteration=1, in_epoch=1, scalars={'loss': 0.3}, timing={})
     """
 
     def __init__(self, accelerator: Any, run_dir: str | os.PathLike, interval: int = 1,
@@ -304,9 +304,8 @@ class MetricLogger:
         if self.accelerator.trackers:
             self.accelerator.log(scalars, step=step)
 
-    def log_train(self, epoch: int, iteration: int, scalars: Mapping[str, Any],
-                  timing: Mapping[str, float] | None = None,
-                  in_epoch: int | None = None) -> None:
+    def log_train(self, epoch: int, iteration: int, in_epoch: int, scalars: Mapping[str, Any],
+                  timing: Mapping[str, float] | None = None) -> None:
         """Record one training iteration's scalars and log its line (with ``timing``;
         ``in_epoch``: the iterations of this epoch done, shown as ``[epoch][i/N]``)."""
         record = {"mode": "train", "epoch": epoch, "iter": iteration}

@@ -186,8 +186,8 @@ class TrainLoop:
                        **optim_scalars(runner.optim_wrapper, runner.logger_cfg.per_group)}
             for key, value in self.held.items():  # until the resumed wrapper measures again
                 scalars.setdefault(key, value)
-            self._logger.log_train(self.epoch, self.iter, scalars, self._timer.report(self.iter),
-                                   in_epoch=self.batch_in_epoch)
+            self._logger.log_train(self.epoch, self.iter, self.batch_in_epoch, scalars,
+                                   self._timer.report(self.iter))
         step_param_schedulers(self._schedulers, "iter")
         self._logger.advance()
         if not runner.schedule.by_epoch and runner.schedule.val_due(self.iter, runner.max_iters):

@@ -10,8 +10,8 @@ Every ``logger.interval`` iterations one line, as MMEngine writes it::
     Epoch(train) [3][200/5005]  lr: 1.0000e-02  eta: 0:12:34  time: 0.1234  data_time: 0.0123  memory: 1234  loss: 0.4567
 
 Example:
-    >>> train_line({'lr': 0.01, 'loss': 0.45671}, epoch=2, iteration=10, epoch_length=50,
-    ...            max_iters=100, by_epoch=True,
+    >>> train_line({'lr': 0.01, 'loss': 0.45671}, epoch=2, iteration=110, epoch_length=50,
+    ...            max_iters=200, by_epoch=True, in_epoch=10,
     ...            timing={'eta': 12.7, 'time': 0.1234, 'data_time': 0.0123, 'memory': 1234})
     'Epoch(train) [3][10/50]  lr: 1.0000e-02  eta: 0:00:12  time: 0.1234  data_time: 0.0123  memory: 1234  loss: 0.4567'
 """  # noqa: E501
@@ -268,14 +268,12 @@ def _position(mode: str, epoch: int, done: int, length: int, by_epoch: bool) -> 
 
 def train_line(scalars: Mapping[str, float], epoch: int, iteration: int, epoch_length: int,
                max_iters: int, by_epoch: bool, timing: Mapping[str, float],
-               in_epoch: int | None = None) -> str:
+               in_epoch: int) -> str:
     """One MMEngine-style training line (``epoch``: epochs completed, shown 1-based;
-    ``in_epoch``: this epoch's iterations done, by default those of ``iteration`` when
-    every epoch had ``epoch_length`` iterations; after a resume on another layout it is
-    the position in the new layout's epoch)."""
+    ``in_epoch``: this epoch's iterations done, the loop's ``batch_in_epoch``: after a
+    resume on another layout, the position in the new layout's epoch)."""
     if by_epoch:
-        done = (iteration - 1) % epoch_length + 1 if in_epoch is None else in_epoch
-        head = _position("train", epoch + 1, done, epoch_length, True)
+        head = _position("train", epoch + 1, in_epoch, epoch_length, True)
     else:
         head = _position("train", epoch, iteration, max_iters, False)
     items = [_value(k, v) for k, v in scalars.items() if k.endswith("lr")]

@@ -35,7 +35,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,7 +54,7 @@ _KEPT_UNTIL_EXIT: list[Runner] = []  # see run_train
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``accelwrap train`` (and ``scripts/train.py``)."""
     parser.add_argument("config", nargs="?", help="experiment YAML (configs/*.yaml)")
-    parser.add_argument("--config", dest="config_option", metavar="CONFIG", action=_Once,
+    parser.add_argument("--config", dest="config_option", metavar="CONFIG", action="append",
                         help="the experiment YAML, as an option (scripts/train.py's older form)")
     parser.add_argument("--work-dir", help="where checkpoints and logs go "
                         "(default: the config's work_dir, else work_dirs/<config name>)")
@@ -66,17 +65,6 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                         "(a fresh run there is refused otherwise)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted config overrides, e.g. train_cfg.max_epochs=2")
-
-
-class _Once(argparse.Action):
-    """An option that may be given once (argparse would silently keep the last)."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        if getattr(namespace, self.dest, None) is not None:
-            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)!r} and "
-                         f"{values!r}): one run trains one config")
-        setattr(namespace, self.dest, values)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -92,18 +80,18 @@ def _settle_config(parser: argparse.ArgumentParser,
                    args: argparse.Namespace) -> argparse.Namespace:
     """The config is ``--config`` or the first positional word that is not ``key=value``."""
     words = ([args.config] if args.config else []) + list(args.overrides)
-    if args.config_option:
-        paths = [w for w in words if "=" not in w]
-        if paths:
-            parser.error(f"two configs given: --config {args.config_option!r} and "
-                         f"{paths[0]!r}; one run trains one config (overrides are key=value)")
+    given = list(args.config_option or [])  # --config, each time it was given
+    if given:  # a path beside --config is a second config, not an override
+        given += [w for w in words if "=" not in w]
     else:
-        paths = [w for w in words if "=" not in w or Path(w).exists()]
-        if not paths:
-            parser.error("the config file is required (accelwrap train CONFIG [key=value ...])")
-        args.config_option = paths[0]
-        words.remove(paths[0])
-    args.config, args.overrides = args.config_option, words
+        given = [w for w in words if "=" not in w or Path(w).exists()][:1]
+        words = [w for w in words if w not in given]
+    if len(given) > 1:
+        parser.error(f"two configs given ({given[0]!r} and {given[1]!r}): one run trains one "
+                     "config (overrides are key=value)")
+    if not given:
+        parser.error("the config file is required (accelwrap train CONFIG [key=value ...])")
+    args.config, args.overrides = given[0], words
     return args
 
 

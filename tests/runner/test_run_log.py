@@ -55,7 +55,7 @@ def test_banner_names_versions_device_files_resume_point_and_seed(tmp_path):
 
 def test_iteration_based_lines_count_iterations_of_the_run():
     line = train_line({"lr": 0.1, "loss": 1.0}, epoch=0, iteration=20, epoch_length=7,
-                      max_iters=300, by_epoch=False,
+                      max_iters=300, by_epoch=False, in_epoch=6,
                       timing={"eta": 3725.2, "time": 0.5, "data_time": 0.01, "memory": 12})
     assert line == ("Iter(train) [ 20/300]  lr: 1.0000e-01  eta: 1:02:05  time: 0.5000  "
                     "data_time: 0.0100  memory: 12  loss: 1.0000")

@@ -8,8 +8,8 @@ from accelwrap.tools.train import parse_args
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--config", "a.yaml", "--config", "b.yaml"], "--config given twice ('a.yaml' and 'b.yaml')"),
-    (["a.yaml", "--config", "b.yaml"], "two configs given: --config 'b.yaml' and 'a.yaml'"),
+    (["--config", "a.yaml", "--config", "b.yaml"], "two configs given ('a.yaml' and 'b.yaml')"),
+    (["a.yaml", "--config", "b.yaml"], "two configs given ('b.yaml' and 'a.yaml')"),
 ])
 def test_two_configs_are_refused_naming_both(argv, message, capsys):
     with pytest.raises(SystemExit) as done:
