@@ -98,8 +98,9 @@ class ClosedWindow:
 
 def _check_tokens(num_tokens: Any, owner: str) -> Any:
     """The micro-batch's token count, checked: an int (NumPy's too) or a one-element tensor
-    holding a non-negative whole number. A tensor on an accelerator is not read (that would
-    synchronise the device); only its shape and dtype are checked."""
+    holding a non-negative whole number; a CPU tensor is read once and its value used as an
+    int from then on. A tensor on an accelerator is not read (that would synchronise the
+    device); only its shape and dtype are checked, and it stays a tensor."""
     if num_tokens is None:
         raise ValueError(f"{owner}: loss_normalization='tokens' needs num_tokens for every "
                          "micro-batch: call update_params(loss_sum, num_tokens=n) (or backward) "
@@ -113,10 +114,9 @@ def _check_tokens(num_tokens: Any, owner: str) -> Any:
         if num_tokens.dtype == torch.bool or num_tokens.is_complex():
             raise TypeError(f"{owner}: num_tokens must be an integer count, got a "
                             f"{num_tokens.dtype} tensor ({num_tokens!r})")
-        count = num_tokens.detach().reshape(())
-        if count.device.type == "cpu":  # read for free; on a device that would synchronise
-            _check_count(count.item(), owner)
-        return count
+        if num_tokens.device.type == "cpu":  # read for free: checked, then a plain number
+            return int(_check_count(num_tokens.item(), owner))
+        return num_tokens.detach().reshape(())  # on a device a read would synchronise
     if isinstance(num_tokens, bool) or not isinstance(num_tokens, numbers.Integral):
         raise TypeError(f"{owner}: num_tokens must be a non-negative integer count (an int or "
                         f"a 0-d tensor), got {type(num_tokens).__name__} ({num_tokens!r})")
