@@ -240,8 +240,14 @@ class CheckpointManager:
 
     def _make_folder(self, tmp: Path) -> None:
         """Main process: an empty temporary folder (a killed save's leftover removed)."""
-        if self.accelerator.is_main_process:
+        if not self.accelerator.is_main_process:
+            return
+        try:
+            tmp.mkdir()
+        except FileExistsError:
             shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        except FileNotFoundError:  # the first save: the checkpoints folder is new
             tmp.mkdir(parents=True)
 
     def _check_written(self, tmp: Path, final: Path) -> None:
@@ -270,11 +276,11 @@ class CheckpointManager:
                                                    *sealed), tmp)
 
     def _publish(self, tmp: Path, final: Path, replaces: str | None, new_directory: bool,
-                 synced: Callable[[], None], syncing: set[Path]) -> None:
+                 synced: Callable[[], None], unsynced: list[str]) -> None:
         """Main process: publish the sealed folder (:mod:`accelwrap.runner.publish`; the
         last two arguments are what ``seal`` returned); only then discard what it
         replaces and prune."""
-        publish(tmp, final, self._pointer(final), new_directory, synced, syncing)
+        publish(tmp, final, self._pointer(final), new_directory, synced, unsynced)
         if replaces and replaces != final.name and is_complete(self.directory / replaces):
             discard(self.directory / replaces)
         self.prune()

@@ -40,9 +40,8 @@ OLD_PREFIX = ".old-"
 
 def is_complete(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a finished checkpoint folder (renamed into place, state written)."""
-    path = Path(path)
-    return (path.is_dir() and not path.name.startswith((TMP_PREFIX, OLD_PREFIX))
-            and (path / STATE_FILE).is_file())
+    path = Path(path)  # a file inside it means a folder: one stat
+    return not path.name.startswith((TMP_PREFIX, OLD_PREFIX)) and (path / STATE_FILE).is_file()
 
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -54,10 +53,13 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
             or has no integer ``iter``.
     """
     path = Path(path)
-    if not is_complete(path):
+    try:  # what is_complete checks, the state file's stat left to its read
+        if path.name.startswith((TMP_PREFIX, OLD_PREFIX)):
+            raise FileNotFoundError
+        state = read_sealed(path / STATE_FILE)
+    except FileNotFoundError:
         raise FileNotFoundError(f"{str(path)!r} is not a complete accelwrap checkpoint "
-                                f"(a folder containing {STATE_FILE})")
-    state = read_sealed(path / STATE_FILE)
+                                f"(a folder containing {STATE_FILE})") from None
     if not isinstance(state.get("iter"), int) or isinstance(state["iter"], bool):
         raise DamagedCheckpointError(path, STATE_FILE, f"has no integer 'iter' (got "
                                      f"{state.get('iter')!r})")

@@ -57,7 +57,8 @@ def refuse_mismatch(path: str | os.PathLike, state: dict[str, Any], layout: Layo
         saved_ranks = int(state.get("world_size", layout.world_size))
         if layout.engine == "other" and saved_ranks != layout.world_size:
             raise CheckpointError(_fixed_world_message(path, saved_ranks, layout.world_size))
-        layout = replace(layout, world_size=min(saved_ranks, layout.world_size))
+        if saved_ranks < layout.world_size:
+            layout = replace(layout, world_size=saved_ranks)
         missing = missing_files(path, layout)
         if missing:
             raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "

@@ -26,7 +26,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -193,11 +195,16 @@ PARTS: tuple[CheckpointPart, ...] = (
 # ---------------------------------------------------------------- reading the declaration
 def declared_files(layout: Layout, writer: str | None = None) -> list[str]:
     """Names at the top of a checkpoint folder of ``layout`` (only ``writer``'s if given)."""
+    return list(_declared(layout, writer))
+
+
+@functools.lru_cache(maxsize=32)  # every save and load asks, for the run's one layout
+def _declared(layout: Layout, writer: str | None) -> tuple[str, ...]:
     names: list[str] = []
     for part in PARTS:
         if writer is None or part.writer == writer:
             names += [n for files in part.files for n in files.names(layout) if n not in names]
-    return names
+    return tuple(names)
 
 
 def part_of(name: str, layout: Layout) -> CheckpointPart:
@@ -240,7 +247,7 @@ def part_named(name: str) -> CheckpointPart | None:
 
 def missing_files(folder: str | Path, layout: Layout, skip: tuple[str, ...] = ()) -> list[str]:
     """The declared files of a ``layout`` checkpoint that ``folder`` lacks (``skip`` aside)."""
-    present = {child.name for child in Path(folder).iterdir()}
+    present = set(os.listdir(folder))
     return [name for name in declared_files(layout) if name not in present and name not in skip]
 
 

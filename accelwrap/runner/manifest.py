@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import mmap
 import os
@@ -52,8 +53,8 @@ from accelwrap.errors import DamagedCheckpointError
 from accelwrap.runner.durable import start_all
 
 __all__ = ["MANIFEST_KEY", "SEAL_KEY", "SMALL_FILE", "build_manifest", "file_checksum",
-           "read_sealed", "sealed_text", "start_manifest", "start_verify", "verify_files",
-           "without_zip_crc"]
+           "read_file", "read_sealed", "sealed_text", "start_manifest", "start_verify",
+           "verify_files", "without_zip_crc", "write_new"]
 
 MANIFEST_KEY = "manifest"
 SEAL_KEY = "state_crc32"
@@ -63,19 +64,66 @@ SMALL_FILE = 1 << 20
 
 
 def file_checksum(path: str | os.PathLike) -> tuple[int, int]:
-    """``(size in bytes, CRC-32)`` of one file (from :data:`SMALL_FILE` bytes up, read
-    through ``mmap``: no copy).
+    """``(size in bytes, CRC-32)`` of one regular file, from one ``open`` (files under
+    :data:`SMALL_FILE` bytes in one ``read``, larger ones through ``mmap``: no copy).
 
     Raises:
-        OSError: The file cannot be read.
+        OSError: The file cannot be read (``IsADirectoryError`` for a folder).
     """
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size < SMALL_FILE:  # a read is cheaper than setting up a mapping
-            data = handle.read()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", os.fspath(path))
+        if info.st_size < SMALL_FILE:  # a read is cheaper than setting up a mapping
+            data = _read_all(fd, info.st_size)
             return len(data), zlib.crc32(data)
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-            return size, zlib.crc32(view)
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+            return info.st_size, zlib.crc32(view)
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a small file, from one ``open``, ``fstat`` and (usually) one ``read``.
+
+    Raises:
+        OSError: It cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _read_all(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def write_new(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` as the whole content of file ``path`` (created or truncated), with
+    plain ``os`` calls (no buffered file object: one ``write`` for a small file).
+
+    Raises:
+        OSError: It cannot be written (the file may then hold part of ``data``).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Every byte of open file ``fd`` (``size``: its size now); one ``read`` of a regular
+    file returns them all unless it was cut short, when the rest is read until the end.
+    A file that grew meanwhile gives ``size + 1`` bytes (enough to tell)."""
+    data = os.read(fd, size + 1)
+    while len(data) < size:
+        more = os.read(fd, size + 1 - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 @contextmanager
@@ -112,13 +160,22 @@ def without_zip_crc() -> Iterator[None]:
         torch.serialization.set_crc32_options(before)
 
 
-def _files(folder: Path, skip: Iterable[str]) -> list[str]:
-    skipped = set(skip)
-    names = []
-    for root, _, files in os.walk(folder):
-        base = Path(root).relative_to(folder)
-        names += [(base / name).as_posix() for name in files]
-    return sorted(name for name in names if name not in skipped)
+def _scan(folder: str, skip: Iterable[str]) -> dict[str, int]:
+    """``{relative path: size}`` of every file under ``folder`` but ``skip``, sorted
+    (one ``scandir`` per folder; symbolic links to folders are not followed)."""
+    skipped, found = set(skip), {}
+    pending = [(folder, "")]
+    while pending:
+        path, prefix = pending.pop()
+        with os.scandir(path) as entries:
+            for entry in entries:
+                name = prefix + entry.name
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        pending.append((entry.path, f"{name}/"))
+                elif name not in skipped:
+                    found[name] = entry.stat().st_size
+    return dict(sorted(found.items()))
 
 
 def build_manifest(folder: str | os.PathLike,
@@ -148,13 +205,14 @@ def start_manifest(folder: str | os.PathLike, skip: Iterable[str] = ()
         ``(the large files' relative paths, a function returning the manifest once every
         sum is done)``.
     """
-    folder = Path(folder)
-    names = _files(folder, skip)
-    small, large = _by_size(names, lambda name: os.stat(folder / name).st_size)
-    waiting = start_all(partial(file_checksum, folder / name) for name in large)
+    base = os.fspath(folder)
+    sizes = _scan(base, skip)
+    names = list(sizes)
+    small, large = _by_size(names, sizes.__getitem__)
+    waiting = start_all(partial(file_checksum, f"{base}/{name}") for name in large)
 
     def finish() -> dict[str, list[int]]:
-        sums = {name: file_checksum(folder / name) for name in small}
+        sums = {name: file_checksum(f"{base}/{name}") for name in small}
         sums.update(zip(large, waiting()))
         return {name: list(sums[name]) for name in names}
 
@@ -176,13 +234,16 @@ def _canonical_crc(plain: Mapping[str, Any]) -> int:
 
 
 _SEAL_LINE = f',\n"{SEAL_KEY}": '
+#: ``json.dumps(value, sort_keys=True)`` without building an encoder per call.
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+_SEAL_BYTES = _SEAL_LINE.encode()
 
 
-def _text_crc(text: str) -> int | None:
-    """The CRC-32 of a state file's text before its last line (the seal line), or None
-    when the text does not end with one."""
-    body, found, _ = text.rpartition(_SEAL_LINE)
-    return zlib.crc32(body.encode()) if found else None
+def _text_crc(data: bytes) -> int | None:
+    """The CRC-32 of a state file's bytes before its last line (the seal line), or None
+    when they do not end with one."""
+    body, found, _ = data.rpartition(_SEAL_BYTES)
+    return zlib.crc32(body) if found else None
 
 
 def sealed_text(state: Mapping[str, Any]) -> str:
@@ -192,8 +253,8 @@ def sealed_text(state: Mapping[str, Any]) -> str:
     Written by ``json``'s C encoder (an ``indent`` would replace it by the pure-Python
     one); the seal is a sum of the text, so no second serialization is needed.
     """
-    lines = (f"{json.dumps(key)}: {json.dumps(state[key], sort_keys=True)}"
-             for key in sorted(state) if key != SEAL_KEY)
+    encode = _SORTED_JSON.encode
+    lines = (f"{encode(key)}: {encode(state[key])}" for key in sorted(state) if key != SEAL_KEY)
     body = "{\n" + ",\n".join(lines)
     return f"{body}{_SEAL_LINE}{zlib.crc32(body.encode())}\n}}\n"
 
@@ -205,13 +266,17 @@ def read_sealed(path: str | os.PathLike) -> dict[str, Any]:
     as it is.
 
     Raises:
+        FileNotFoundError: There is no such file (or a folder of that name).
         DamagedCheckpointError: The file cannot be read, is not UTF-8, not a JSON object,
             or its content does not match its seal (the message names the file).
     """
     path = Path(path)
     damaged = _damage_reporter(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = read_file(path)
+        text = data.decode("utf-8")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
+        raise FileNotFoundError(errno.ENOENT, "no such state file", str(path)) from err
     except OSError as err:
         raise damaged(f"cannot be read ({err.strerror or err})") from err
     except UnicodeDecodeError as err:
@@ -224,7 +289,7 @@ def read_sealed(path: str | os.PathLike) -> dict[str, Any]:
             from err
     if not isinstance(state, dict):
         raise damaged(f"holds a JSON {type(state).__name__} instead of an object")
-    if SEAL_KEY in state and state[SEAL_KEY] != _text_crc(text) \
+    if SEAL_KEY in state and state[SEAL_KEY] != _text_crc(data) \
             and state[SEAL_KEY] != _canonical_crc(state):
         raise damaged("was changed after it was written (its content does not match its "
                       f"{SEAL_KEY} seal)")
@@ -256,45 +321,66 @@ def start_verify(folder: str | os.PathLike, manifest: Mapping[str, Any]
                  ) -> tuple[list[tuple[str, str]], Callable[[], list[tuple[str, str]]]]:
     """Check now what is cheap; start the content checks of the large files.
 
-    Now: every entry's form, every file's presence and size (one ``stat`` each), and the
-    content of files under :data:`SMALL_FILE` bytes (on the pool they would cost more:
-    their threads contend for the GIL with the caller's load). Started on the I/O pool:
-    the content of the larger files (``zlib.crc32`` releases the GIL, so it runs while
-    the caller reads them).
+    Now: every entry's form, every file's presence and size, and the content of files
+    under :data:`SMALL_FILE` bytes (one ``open`` and ``read`` each, which also gives their
+    presence and size; on the pool they would cost more: their threads contend for the
+    GIL with the caller's load); a ``stat`` of each larger file. Started on the I/O
+    pool: the content of the larger files (``zlib.crc32`` releases the GIL, so it runs
+    while the caller reads them). A missing or resized file is reported before any
+    changed content.
 
     Returns:
         ``(problems found now, a function that waits for the content checks and returns
         their problems)``. When there are problems now, nothing is started.
     """
-    folder = Path(folder)
-    names = list(manifest)
-    problems = [(name, problem) for name in names
-                if (problem := _entry_problem(folder / name, manifest[name]))]
+    base = os.fspath(folder)
+    entries, contents, large = [], [], []
+    for name, record in manifest.items():
+        if not _well_formed(record):
+            entries.append((name, f"has a malformed manifest entry {record!r} "
+                                  "(expected [size, crc32])"))
+        elif record[0] >= SMALL_FILE:
+            large.append(name)
+            entries.append((name, _entry_problem(f"{base}/{name}", record[0])))
+        else:
+            read, changed = _small_file_problems(f"{base}/{name}", record)
+            entries.append((name, read))
+            contents.append((name, changed))
+    problems = [(name, problem) for name, problem in entries if problem] \
+        or [(name, problem) for name, problem in contents if problem]
     if problems:
         return problems, list
-    small, large = _by_size(names, lambda name: manifest[name][0])
-    problems = [(name, problem) for name in small
-                if (problem := _content_problem(folder / name, manifest[name]))]
-    if problems:
-        return problems, list
-    waiting = start_all(partial(_content_problem, folder / name, manifest[name])
+    waiting = start_all(partial(_content_problem, f"{base}/{name}", manifest[name])
                         for name in large)
     return [], lambda: [(name, problem) for name, problem in zip(large, waiting())
                         if problem]
 
 
-def _entry_problem(path: Path, record: Any) -> str | None:
-    if not (isinstance(record, list) and len(record) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in record)):
-        return f"has a malformed manifest entry {record!r} (expected [size, crc32])"
+def _well_formed(record: Any) -> bool:
+    return isinstance(record, list) and len(record) == 2 \
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in record)
+
+
+def _entry_problem(path: str, saved_size: int) -> str | None:
     try:
         info = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return "is missing"
     except OSError as err:
         return f"cannot be read ({err.strerror or err})"
-    return _size_problem(info.st_size, record[0]) if stat.S_ISREG(info.st_mode) \
+    return _size_problem(info.st_size, saved_size) if stat.S_ISREG(info.st_mode) \
         else "is missing"
+
+
+def _small_file_problems(path: str, record: list[int]) -> tuple[str | None, str | None]:
+    """``(presence or size problem, content problem)`` of a small file, from one read."""
+    try:
+        size, crc = file_checksum(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return "is missing", None
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})", None
+    return _size_problem(size, record[0]), _crc_problem(crc, record[1])
 
 
 def _size_problem(actual: int, saved: int) -> str | None:
@@ -305,7 +391,7 @@ def _size_problem(actual: int, saved: int) -> str | None:
     return None
 
 
-def _content_problem(path: Path, record: list[int]) -> str | None:
+def _content_problem(path: str, record: list[int]) -> str | None:
     size, crc = record
     try:
         actual_size, actual_crc = file_checksum(path)
@@ -313,7 +399,10 @@ def _content_problem(path: Path, record: list[int]) -> str | None:
         return f"cannot be read ({err.strerror or err})"
     if actual_size != size:  # changed since its size was checked
         return _size_problem(actual_size, size)
-    if actual_crc != crc:
-        return (f"was changed after the save (CRC-32 0x{actual_crc:08x}, "
-                f"saved 0x{crc:08x})")
+    return _crc_problem(actual_crc, crc)
+
+
+def _crc_problem(actual: int, saved: int) -> str | None:
+    if actual != saved:
+        return f"was changed after the save (CRC-32 0x{actual:08x}, saved 0x{saved:08x})"
     return None

@@ -29,20 +29,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from accelwrap.runner.checkpoint_find import LATEST_FILE, OLD_PREFIX
 from accelwrap.runner.checkpoint_parts import STATE_FILE
-from accelwrap.runner.durable import start_fsync, tree_paths
-from accelwrap.runner.manifest import MANIFEST_KEY, sealed_text, start_manifest
+from accelwrap.runner.durable import start_fsync
+from accelwrap.runner.manifest import MANIFEST_KEY, sealed_text, start_manifest, write_new
 
 __all__ = ["discard", "publish", "seal", "write_pointer"]
 
 
-def seal(tmp: Path, final: Path, state: dict[str, Any]) -> tuple[Callable[[], None], set[Path]]:
+def seal(tmp: Path, final: Path, state: dict[str, Any]) -> tuple[Callable[[], None], list[str]]:
     """Sum every file of ``tmp`` and write its state file (``state`` plus the manifest).
 
     Args:
@@ -51,22 +51,39 @@ def seal(tmp: Path, final: Path, state: dict[str, Any]) -> tuple[Callable[[], No
         state: The runner state (JSON values).
 
     Returns:
-        ``(the wait for the large files' fsyncs, started now; their paths once published)``.
+        ``(the wait for the large files' fsyncs, started now; every other path to sync
+        once published: the folder, its sub-folders, the small files, the state file)``.
     """
     large, summed = start_manifest(tmp, skip=(STATE_FILE,))
-    synced = start_fsync([tmp / name for name in large])
+    synced = start_fsync([f"{os.fspath(tmp)}/{name}" for name in large])
     try:
         manifest = summed()
-        (tmp / STATE_FILE).write_text(sealed_text({**state, MANIFEST_KEY: manifest}))
+        write_new(tmp / STATE_FILE, sealed_text({**state, MANIFEST_KEY: manifest}).encode())
     except BaseException:
         with suppress(OSError):
             synced()
         raise
-    return synced, {final / name for name in large}
+    started, base = set(large), os.fspath(final)
+    rest = [*_folders(manifest), *(name for name in manifest if name not in started), STATE_FILE]
+    return synced, [base, *(f"{base}/{name}" for name in rest)]
+
+
+def _folders(names: Iterable[str]) -> list[str]:
+    """The sub-folders holding ``names`` (relative paths with ``/``), sorted.
+
+    Example:
+        >>> _folders(['a.bin', 'fsdp_0/x/1.distcp', 'fsdp_0/y.distcp'])
+        ['fsdp_0', 'fsdp_0/x']
+    """
+    found = set()
+    for name in names:
+        parts = name.split("/")[:-1]
+        found.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    return sorted(found)
 
 
 def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
-            synced: Callable[[], None], syncing: set[Path]) -> None:
+            synced: Callable[[], None], unsynced: list[str]) -> None:
     """Rename ``tmp`` to ``final``, point ``latest`` at it, and return once it is durable.
 
     Args:
@@ -77,7 +94,7 @@ def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
         new_directory: The checkpoints folder was created by this save (its parent
             holds that entry and is synced too).
         synced: The wait :func:`seal` returned.
-        syncing: The paths :func:`seal` returned (already syncing).
+        unsynced: The paths :func:`seal` returned (``final``'s, not yet syncing).
 
     Raises:
         OSError: A rename or a sync failed (after a failed sync ``final`` is removed
@@ -86,8 +103,9 @@ def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
     directory = final.parent
     replacing = final.exists()
     if replacing:  # the new content is durable before the folder of that name goes
-        _wait_all(synced, start_fsync(tree_paths(tmp)))
-        synced = _nothing
+        base, staged = os.fspath(final), os.fspath(tmp)
+        _wait_all(synced, start_fsync([staged + path[len(base):] for path in unsynced]))
+        synced, unsynced = _nothing, []  # every file and folder of it: synced above
         discard(final)
     # os.rename, not Path.rename: test_durable.py records these calls (on Python 3.10,
     # Path.rename holds its own reference to the function).
@@ -95,8 +113,7 @@ def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
     if pointer is not None:
         write_pointer(directory, final.name)
     # The checkpoints folder holds the rename (on a first save, its parent holds it).
-    rest = start_fsync([*(path for path in tree_paths(final) if path not in syncing),
-                        *([pointer] if pointer is not None else []), directory,
+    rest = start_fsync([*unsynced, *([pointer] if pointer is not None else []), directory,
                         *([directory.parent] if new_directory else [])])
     try:
         _wait_all(synced, rest)

@@ -1,4 +1,5 @@
-"""Damaged checkpoints: every declared file missing, truncated, flipped or replaced.
+"""Damaged checkpoints: every declared file missing, truncated, flipped, replaced, or a
+folder in its place.
 
 A run of two epochs leaves ``epoch_1`` and ``epoch_2``; ``epoch_2`` is damaged in one
 way per case. An explicit resume from it must stop with an error naming the file and
@@ -25,15 +26,17 @@ from tests.runner.helpers import config, copy_of, resumed, run
 
 FILES = ["model.safetensors", "optimizer.bin", "scheduler.bin", "scheduler_1.bin",
          "random_states_0.pkl", "runner_state.json"]
-DAMAGES = ["missing", "truncated", "flipped", "garbage"]
+DAMAGES = ["missing", "truncated", "flipped", "garbage", "folder"]
 SHORT = ("train_dataloader.batch_size=256", "default_hooks.checkpoint.max_keep_ckpts=3")
 
 
 def damage(path: Path, how: str) -> None:
     """Damage one file the way a failing disk, a copy tool or a person would."""
     data = path.read_bytes()
-    if how == "missing":
+    if how in ("missing", "folder"):
         path.unlink()
+        if how == "folder":  # a folder of that name in its place
+            path.mkdir()
     elif how == "truncated":
         path.write_bytes(data[:len(data) // 2])
     elif how == "flipped":

@@ -129,6 +129,28 @@ def test_checkpoint_is_durable_before_save_returns(tmp_path, monkeypatch):
     assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_1", "latest"]
 
 
+@pytest.mark.parametrize("replacing", [False, True])
+def test_publish_syncs_every_file_and_folder_of_a_nested_checkpoint_once(tmp_path, monkeypatch,
+                                                                        replacing):
+    """Sub-folders (FSDP shards), small and large files, the state file, the pointer and
+    the checkpoints folder: each synced exactly once, also when a folder of the same
+    name is replaced."""
+    from accelwrap.runner.manifest import SMALL_FILE
+    from accelwrap.runner.publish import publish, seal
+
+    checkpoints = tmp_path / "checkpoints"
+    tmp = _tree(checkpoints / ".tmp-iter_4")
+    (tmp / "sub" / "large.bin").write_bytes(b"x" * SMALL_FILE)  # summed and synced at once
+    final = checkpoints / "iter_4"
+    if replacing:
+        _tree(final)
+    recorder = Recorder(monkeypatch)
+    publish(tmp, final, checkpoints / "latest", False, *seal(tmp, final, {"iter": 4}))
+    published = [*tree_paths(final), checkpoints / "latest", checkpoints]
+    assert sorted(recorder.fsynced()) == sorted(path.stat().st_ino for path in published)
+    assert (final / "sub" / "deeper" / "d.bin").read_bytes() == bytes([3]) * 1003
+
+
 def test_a_failed_sync_takes_the_new_checkpoint_back_out(tmp_path, monkeypatch):
     """The disk reports an error while the new folder's files are synced: the folder is
     withdrawn, one clear error names the previous checkpoint, which stays the newest."""
