@@ -51,6 +51,7 @@ from typing import Any
 import torch
 
 from accelwrap.errors import suggest
+from accelwrap.runner.run_log import EVERY_RANK
 
 __all__ = ["DEFAULT_PREEMPT_SIGNALS", "LAUNCHER_ENV", "PREEMPTED_EXIT_CODE", "Preempted",
            "PreemptionWatch", "die_with_launcher", "launched_by", "parse_preempt_signals"]
@@ -105,7 +106,8 @@ def die_with_launcher(parent: int | None = None) -> bool:
         failed = True
     if failed:
         logger.warning("prctl(PR_SET_PDEATHSIG) failed (%s): if the launcher exits, this "
-                       "process trains on", os.strerror(ctypes.get_errno()) or "unavailable")
+                       "process trains on", os.strerror(ctypes.get_errno()) or "unavailable",
+                       extra=EVERY_RANK)
         return False
     if os.getppid() != parent:  # gone before the kernel was asked: it will not signal
         os.kill(os.getpid(), signal.SIGTERM)

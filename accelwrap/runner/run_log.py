@@ -36,9 +36,9 @@ import torch
 
 from accelwrap.runner.checkpoint_layout import STATE_FILE
 
-__all__ = ["RUN_DIR_KEY", "IterTimer", "banner", "configure_logging", "latest_run_dir",
-           "memory_mb", "new_run_dir", "open_log_file", "release_logging", "saved_state",
-           "test_line", "train_line", "val_line"]
+__all__ = ["EVERY_RANK", "RUN_DIR_KEY", "IterTimer", "banner", "configure_logging",
+           "latest_run_dir", "memory_mb", "new_run_dir", "open_log_file", "release_logging",
+           "saved_state", "test_line", "train_line", "val_line"]
 
 RUN_DIR_KEY = "run_dir"
 _STAMP = "%Y%m%d_%H%M%S"
@@ -85,14 +85,25 @@ def saved_state(checkpoint: str | Path | None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ handlers
+#: ``extra=`` of a warning that every process prints, not only the main one: it is
+#: about that process alone (``logger.warning('...', extra=EVERY_RANK)``).
+EVERY_RANK = {"every_rank": True}
+
+
+def _own_warnings_and_errors(record: logging.LogRecord) -> bool:
+    """The stderr filter of other processes than the main one."""
+    return record.levelno >= logging.ERROR or getattr(record, "every_rank", False)
+
 def configure_logging(log_file: str | Path | None = None, main: bool = True
                       ) -> list[logging.Handler]:
     """Give the ``accelwrap`` logger a stderr handler (once) and a handler for ``log_file``.
 
     Nothing is configured by ``import accelwrap``; the Runner and ``accelwrap train`` call
     this. The stderr handler is skipped when the application already configured the root
-    logger (its handlers get the records). Other processes than the main one log only
-    warnings, and to no file.
+    logger (its handlers get the records). Other processes than the main one log to no
+    file, and on stderr only errors and the warnings about that process alone (logged
+    with ``extra=EVERY_RANK``): the rest, the same on every process, shows once (MMEngine
+    too shows only errors of other ranks).
 
     Args:
         log_file: The run's text log (appended to), or None.
@@ -113,6 +124,8 @@ def configure_logging(log_file: str | Path | None = None, main: bool = True
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(formatter)
         stream.setLevel(logging.INFO if main else logging.WARNING)
+        if not main:
+            stream.addFilter(_own_warnings_and_errors)
         stream._accelwrap_stderr = True  # type: ignore[attr-defined]
         log.addHandler(stream)
     if log_file is None or not main:

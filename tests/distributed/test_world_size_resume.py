@@ -117,6 +117,7 @@ def test_resume_on_another_world_size_sees_each_sample_once_per_epoch(
     assert (cosine["_global_step"], linear["_global_step"]) == (EPOCHS * per_epoch, updates)
     out = proc.stdout + proc.stderr
     assert "resuming on another layout" in out and f"continues at sample {consumed}" in out
+    assert out.count("resuming on another layout") == 1  # every rank warns; rank 0 shows it
 
 
 def test_unmappable_order_stops_naming_both_world_sizes_unless_approximate(tmp_path):
