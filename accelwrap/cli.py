@@ -8,11 +8,12 @@ the YAML accelwrap reads (:mod:`accelwrap.tools.convert`; it runs the Python fil
 MMEngine does). ``accelwrap check CONFIG`` lists every problem in a config;
 ``accelwrap groups CONFIG`` prints the parameter groups the optimizer will get;
 ``accelwrap schedule CONFIG`` steps the schedulers through the whole run and plots (or
-writes as CSV) every scheduled value. Each takes dotted ``key=value`` overrides after the
-config path, exactly like ``accelwrap train``. ``accelwrap merge-shards CHECKPOINT OUT`` turns an
-FSDP sharded checkpoint's model into one ``model.safetensors``. ``accelwrap test CONFIG
---checkpoint PATH`` runs the test loop once and logs its ``Epoch(test)`` metrics. Each
-command lives in the :mod:`accelwrap.tools` module of its name.
+writes as CSV) every scheduled value. Each takes the config as ``CONFIG`` or ``--config
+CONFIG`` and dotted ``key=value`` overrides, exactly like ``accelwrap train``.
+``accelwrap merge-shards CHECKPOINT OUT`` turns an FSDP sharded checkpoint's model into
+one ``model.safetensors``. ``accelwrap test CONFIG --checkpoint PATH`` runs the test loop
+once and logs its ``Epoch(test)`` metrics. Each command lives in the
+:mod:`accelwrap.tools` module of its name.
 
 Example:
     >>> main(['check', 'configs/does_not_exist.yaml'])  # doctest: +SKIP
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from accelwrap.errors import ConfigError
 from accelwrap.runner.preemption import die_with_launcher
 from accelwrap.tools.check import run_check
+from accelwrap.tools.common import add_config_args, settle_config
 from accelwrap.tools.convert import CONVERT_HELP, run_convert
 from accelwrap.tools.groups import run_groups
 from accelwrap.tools.merge_shards import run_merge_shards
@@ -36,12 +38,6 @@ from accelwrap.tools.test import add_test_args, run_test_command
 from accelwrap.tools.train import add_train_args, parse_args, run_train
 
 __all__ = ["build_parser", "main"]
-
-
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="the experiment YAML (configs/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. optim_wrapper.optimizer.lr=0.1")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -60,13 +56,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     convert.add_argument("-o", "--output", required=True, metavar="NEW.yaml",
                          help="the YAML to write")
     check = commands.add_parser("check", help="report every problem in a config (exit 1 if any)")
-    _add_config_args(check)
+    add_config_args(check)
     groups = commands.add_parser("groups", help="table of parameters and their optimizer settings")
-    _add_config_args(groups)
+    add_config_args(groups)
     groups.add_argument("--merged", action="store_true",
                         help="one row per distinct setting and rule instead of one per parameter")
     schedule = commands.add_parser("schedule", help="preview every scheduled hyperparameter")
-    _add_config_args(schedule)
+    add_config_args(schedule)
     schedule.add_argument("--out", metavar="PNG", help="write a plot (needs matplotlib)")
     schedule.add_argument("--csv", metavar="CSV", help="write iteration-by-iteration values")
     schedule.add_argument("--epoch-length", type=int, metavar="N",
@@ -101,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_train(parse_args(argv[1:]))
     # overrides may come before or after options such as --out
     args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    if "config_option" in args:
+        settle_config(commands[argv[0]], args)
     args.command = argv[0]
     try:
         if args.command == "check":

@@ -8,8 +8,9 @@ a resume checks them: a damaged one is an error naming the file, the checkpoint 
 newest intact checkpoint beside it (a folder without a manifest is tested, with a note).
 
 Example:
-    >>> build_test_parser().parse_args(['c.yaml', '--checkpoint', 'ck']).checkpoint
-    'ck'
+    >>> args = parse_test_args(['--config', 'c.yaml', '--checkpoint', 'ck', 'x=1'])
+    >>> args.config, args.checkpoint, args.overrides
+    ('c.yaml', 'ck', ['x=1'])
 """
 
 from __future__ import annotations
@@ -26,28 +27,27 @@ from accelwrap.config import load_config
 from accelwrap.errors import CheckpointError, ConfigError, RegistryError
 from accelwrap.runner import Runner
 from accelwrap.runner.run_log import configure_logging
+from accelwrap.tools.common import add_config_args, settle_config
 
-__all__ = ["add_test_args", "build_test_parser", "run_test_command"]
+__all__ = ["add_test_args", "parse_test_args", "run_test_command"]
 
 logger = logging.getLogger("accelwrap")
 
 
 def add_test_args(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``accelwrap test``."""
-    parser.add_argument("config", help="the experiment YAML (configs/*.yaml)")
+    add_config_args(parser)
     parser.add_argument("--checkpoint", required=True,
                         help="a checkpoint folder (or weights file) to test")
     parser.add_argument("--work-dir", help="the run's work dir (default: the config's, else "
                         "work_dirs/<config name>)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted config overrides, e.g. test_dataloader.batch_size=64")
 
 
-def build_test_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser for ``accelwrap test``."""
+def parse_test_args(argv: list[str]) -> argparse.Namespace:
+    """Parse ``accelwrap test``'s arguments (overrides may come before or after options)."""
     parser = argparse.ArgumentParser(prog="accelwrap test", description="Test a checkpoint.")
     add_test_args(parser)
-    return parser
+    return settle_config(parser, parser.parse_intermixed_args(argv))
 
 
 def run_test_command(args: argparse.Namespace) -> int:

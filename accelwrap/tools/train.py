@@ -45,6 +45,7 @@ from accelwrap.runner.preemption import Preempted
 from accelwrap.runner.run_log import configure_logging
 from accelwrap.runner.save_failure import LastSaveFailed
 from accelwrap.runner.workdir import WorkDirError
+from accelwrap.tools.common import add_config_args, settle_config
 
 __all__ = ["add_train_args", "build_config", "exit_now", "main", "parse_args"]
 
@@ -53,9 +54,7 @@ _KEPT_UNTIL_EXIT: list[Runner] = []  # see run_train
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``accelwrap train`` (and ``scripts/train.py``)."""
-    parser.add_argument("config", nargs="?", help="experiment YAML (configs/*.yaml)")
-    parser.add_argument("--config", dest="config_option", metavar="CONFIG", action="append",
-                        help="the experiment YAML, as an option (scripts/train.py's older form)")
+    add_config_args(parser)
     parser.add_argument("--work-dir", help="where checkpoints and logs go "
                         "(default: the config's work_dir, else work_dirs/<config name>)")
     parser.add_argument("--resume", help="'auto' (latest complete checkpoint in the work dir, "
@@ -63,8 +62,6 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="start over in a work dir that holds checkpoints, deleting them "
                         "(a fresh run there is refused otherwise)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted config overrides, e.g. train_cfg.max_epochs=2")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -73,26 +70,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                      description="Train with accelwrap from a YAML config.")
     add_train_args(parser)
     args = parser.parse_intermixed_args(argv)
-    return _settle_config(parser, args)
-
-
-def _settle_config(parser: argparse.ArgumentParser,
-                   args: argparse.Namespace) -> argparse.Namespace:
-    """The config is ``--config`` or the first positional word that is not ``key=value``."""
-    words = ([args.config] if args.config else []) + list(args.overrides)
-    given = list(args.config_option or [])  # --config, each time it was given
-    if given:  # a path beside --config is a second config, not an override
-        given += [w for w in words if "=" not in w]
-    else:
-        given = [w for w in words if "=" not in w or Path(w).exists()][:1]
-        words = [w for w in words if w not in given]
-    if len(given) > 1:
-        parser.error(f"two configs given ({given[0]!r} and {given[1]!r}): one run trains one "
-                     "config (overrides are key=value)")
-    if not given:
-        parser.error("the config file is required (accelwrap train CONFIG [key=value ...])")
-    args.config, args.overrides = given[0], words
-    return args
+    return settle_config(parser, args)
 
 
 def build_config(args: argparse.Namespace) -> DictConfig:

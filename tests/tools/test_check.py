@@ -72,6 +72,18 @@ def test_overrides_are_checked_too(tmp_path, capsys):
     assert "did you mean 'lr'?" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["check", "groups", "schedule"])
+def test_the_config_may_be_given_as_in_train(tmp_path, capsys, command):
+    """``--config CONFIG``, with overrides on either side, as ``accelwrap train`` takes it."""
+    path = _write(tmp_path, "optim_wrapper:\n  optimizer: {type: SGD, lr: 0.1}\n")
+    assert main([command, "optim_wrapper.optimizer.lr=fast", "--config", path]) == 1
+    assert "optim_wrapper.optimizer.lr" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main([command, "--config", path, "--config", path])
+    assert done.value.code == 2
+    assert f"accelwrap {command} takes one config" in capsys.readouterr().err
+
+
 def test_nothing_is_built(tmp_path, capsys):
     @MODELS.register_module(name="_ExpensiveModelForCheck", force=True)
     class Expensive(nn.Module):
