@@ -15,8 +15,8 @@ missing library, no GPU here) is never reported.
 
 Example:
     >>> optimizer_trial({'type': 'SGD', 'lr': -0.1, 'momentum': 0.9}, 'optim_wrapper.optimizer')
-    ['optim_wrapper.optimizer.lr: -0.1 is refused by SGD: Invalid learning rate: -0.1 (its \
-default is 0.001)']
+    ['optim_wrapper.optimizer.lr: -0.1 is refused by SGD: Invalid learning rate: -0.1 (lr \
+defaults to 0.001)']
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _default_of(target: Callable, key: str) -> str:
         return ""
     if param is None or param.default is param.empty or param.default is None:
         return ""
-    return f" (its default is {param.default!r})"
+    return f" ({key} defaults to {param.default!r})"
 
 
 def _reason(name: str, err: Exception) -> str:
@@ -102,7 +102,7 @@ def trial_problems(target: Callable, build: Callable[[dict], Any], args: Mapping
         ...     if width < 1:
         ...         raise ValueError(f'width must be >= 1, got {width}')
         >>> trial_problems(positive, lambda a: positive(**a), {'width': 0}, 'model')
-        ['model.width: 0 is refused by positive: width must be >= 1, got 0 (its default is 1)']
+        ['model.width: 0 is refused by positive: width must be >= 1, got 0 (width defaults to 1)']
     """
     args = dict(args)
     error = _try(build, args, _REFUSED_WHOLE)

@@ -32,7 +32,7 @@ def build(args: dict) -> None:
 
 def test_the_key_whose_default_makes_it_build_is_blamed():
     assert trial_problems(window, build, {"mode": "sin", "begin": 1}, "s") == [
-        "s.mode: 'sin' is refused by window: unknown mode 'sin' (its default is 'linear')"]
+        "s.mode: 'sin' is refused by window: unknown mode 'sin' (mode defaults to 'linear')"]
 
 
 def test_of_two_keys_that_each_explain_it_the_ones_the_error_names_are_kept():

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -149,11 +150,20 @@ def _build_list(cfgs: Any, target: Any, epoch_length: int | None, max_epochs: in
         if on == "updates":
             cfg = _count_updates(cfg, target, f"param_scheduler[{index}]", epoch_length,
                                  max_epochs, max_iters)
-        default_end = max_epochs if cfg.get("by_epoch", True) else max_iters
-        if "end" not in cfg and default_end is not None:
+        by_epoch = cfg.get("by_epoch", True)
+        default_end = max_epochs if by_epoch else max_iters
+        defaulted = "end" not in cfg and default_end is not None
+        if defaulted:
             cfg["end"] = default_end
-        scheduler = PARAM_SCHEDULERS.build(
-            cfg, default_args={"optimizer": target, "epoch_length": epoch_length})
+        try:
+            scheduler = PARAM_SCHEDULERS.build(
+                cfg, default_args={"optimizer": target, "epoch_length": epoch_length})
+        except ValueError as err:
+            if defaulted and err.args and re.search(r"\bend\b", str(err.args[0])):
+                source = "train_cfg.max_epochs" if by_epoch else "train_cfg.max_iters"
+                err.args = (f"{err.args[0]} (end={default_end} is {source}, the default end "
+                            f"of a scheduler without one)", *err.args[1:])
+            raise
         schedulers.append(step_on(scheduler, on, f"param_scheduler[{index}]"))
     return schedulers
 

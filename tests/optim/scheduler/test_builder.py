@@ -111,3 +111,19 @@ def test_docstring_examples_run(module):
     for test in finder.find(module, module.__name__, globs={}):
         runner.run(test)
     assert runner.failures == 0
+
+
+@pytest.mark.parametrize("by_epoch, source", [(True, "train_cfg.max_epochs"),
+                                              (False, "train_cfg.max_iters")])
+def test_an_end_taken_from_the_run_length_is_named_when_it_is_refused(by_epoch, source):
+    cfg = [{"type": "MultiStepLR", "milestones": [2], "begin": 12, "by_epoch": by_epoch}]
+    with pytest.raises(ValueError, match=rf"end=10 is {source}, the default end") as raised:
+        build_param_schedulers(cfg, wrapper(), 1, max_epochs=10, max_iters=10)
+    assert "begin=12, end=10" in str(raised.value)
+
+
+def test_an_end_given_in_the_config_gets_no_note():
+    cfg = [{"type": "MultiStepLR", "milestones": [2], "begin": 12, "end": 10}]
+    with pytest.raises(ValueError) as raised:
+        build_param_schedulers(cfg, wrapper(), 1, max_epochs=10)
+    assert "begin=12, end=10" in str(raised.value) and "default end" not in str(raised.value)
