@@ -20,13 +20,14 @@ from typing import Any
 
 from accelwrap.errors import CheckpointError
 from accelwrap.runner.checkpoint_find import start_verification
-from accelwrap.runner.checkpoint_layout import Layout
+from accelwrap.runner.checkpoint_layout import STATE_FILE, Layout
 from accelwrap.runner.checkpoint_parts import (
     FINGERPRINT_KEY,
     load_own_files,
     missing_files,
     missing_message,
 )
+from accelwrap.runner.manifest import MANIFEST_KEY
 from accelwrap.runner.save_failure import is_write_error
 from accelwrap.runner.weights import DEEPSPEED_MODEL, fingerprint_problems
 
@@ -59,10 +60,19 @@ def refuse_mismatch(path: str | os.PathLike, state: dict[str, Any], layout: Layo
             raise CheckpointError(_fixed_world_message(path, saved_ranks, layout.world_size))
         if saved_ranks < layout.world_size:
             layout = replace(layout, world_size=saved_ranks)
-        missing = missing_files(path, layout)
+        missing = missing_files(path, layout, present=_saved_names(state))
         if missing:
             raise CheckpointError(f"cannot resume from checkpoint {str(path)!r}: it lacks "
                                   + missing_message(missing, layout) + _engine_hint(path))
+
+
+def _saved_names(state: dict[str, Any]) -> set[str] | None:
+    """The names at the top of the folder its save wrote, from the manifest (its files'
+    presence is verified before they load), or None without one."""
+    manifest = state.get(MANIFEST_KEY)
+    if not isinstance(manifest, dict):
+        return None
+    return {STATE_FILE, *(str(name).split("/", 1)[0] for name in manifest)}
 
 
 def _engine_hint(path: str | os.PathLike) -> str:

@@ -30,7 +30,7 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,9 +245,13 @@ def part_named(name: str) -> CheckpointPart | None:
     return None
 
 
-def missing_files(folder: str | Path, layout: Layout, skip: tuple[str, ...] = ()) -> list[str]:
-    """The declared files of a ``layout`` checkpoint that ``folder`` lacks (``skip`` aside)."""
-    present = set(os.listdir(folder))
+def missing_files(folder: str | Path, layout: Layout, skip: tuple[str, ...] = (),
+                  present: Iterable[str] | None = None) -> list[str]:
+    """The declared files of a ``layout`` checkpoint that ``folder`` lacks (``skip`` aside).
+
+    ``present``: the names at the top of the folder when known (a manifest's), else the
+    folder is listed."""
+    present = set(os.listdir(folder) if present is None else present)
     return [name for name in declared_files(layout) if name not in present and name not in skip]
 
 

@@ -29,7 +29,7 @@ from accelwrap.runner.checkpoint_parts import (
     declared_files,
     parts_table,
 )
-from accelwrap.runner.manifest import sealed_text
+from accelwrap.runner.manifest import MANIFEST_KEY, read_sealed, sealed_text
 from tests.runner.helpers import config, run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -122,13 +122,21 @@ def _resume(work_dir: Path, checkpoint: Path) -> Runner:
 
 @pytest.mark.parametrize("removed, part", [("scheduler_1.bin", "schedulers"),
                                            ("random_states_0.pkl", "RNG states")])
-def test_resume_names_a_missing_declared_file_and_its_part(trained, removed, part):
+@pytest.mark.parametrize("written", [False, True])
+def test_resume_names_a_missing_declared_file_and_its_part(trained, removed, part, written):
+    """A declared file its save never wrote (not in the manifest: another set-up), or one
+    lost since (in the manifest): either way the file, its part and the checkpoint."""
     checkpoint = latest(trained)
     (checkpoint / removed).unlink()
+    if not written:
+        state = read_sealed(checkpoint / STATE_FILE)
+        del state[MANIFEST_KEY][removed]
+        (checkpoint / STATE_FILE).write_text(sealed_text(state))
     runner = _resume(trained, checkpoint)
     with pytest.raises(CheckpointError) as err:
         runner.train()
-    expected = f"it lacks {removed} (part '{part}', written by Accelerate's save_state)"
+    expected = (f"{removed} (part '{part}') is missing" if written else
+                f"it lacks {removed} (part '{part}', written by Accelerate's save_state)")
     assert expected in str(err.value)
     assert str(checkpoint) in str(err.value)
 
