@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -43,10 +44,13 @@ from torch.utils.data import IterableDataset, default_collate
 
 from accelwrap.checks.engine import check_config
 from accelwrap.errors import ConfigError
+from accelwrap.runner.build import build_model
+from accelwrap.runner.data import build_dataloader
 from accelwrap.runner.loops import call_model
 from accelwrap.runner.rng import restore_rng, rng_snapshot
 
-__all__ = ["MAX_PARAMETERS", "check", "describe_batch", "forward_problems", "sample_batch"]
+__all__ = ["MAX_PARAMETERS", "check", "describe_batch", "forward_problems", "forward_trial",
+           "sample_batch"]
 
 #: Samples in the pre-flight batch (two: a batch dimension that is not 1).
 SAMPLES = 2
@@ -220,3 +224,36 @@ def check(model: nn.Module, model_cfg: Any, loader: Any, optim_wrapper: Any = No
         problems += forward_problems(model, model_cfg, loader)
     if problems:
         raise ConfigError(problems)
+
+
+#: The sections the forward pass is built from: a problem in one of them leaves it out.
+_FORWARD_SECTIONS = ("model", "train_dataloader", "train_cfg", "custom_imports")
+
+
+def forward_trial(cfg: Mapping[str, Any], problems: list[str]) -> list[str]:
+    """The pre-flight's findings for a config that has other ``problems``, for one report.
+
+    When none of ``problems`` concerns a section the forward pass is built from, the
+    model and the train dataloader are built and :func:`forward_problems` runs: a
+    config with a wrong learning rate and a model that does not fit its data gets both
+    in one error, not the second after the first is fixed. A build that fails, a model
+    above :data:`MAX_PARAMETERS` and ``train_cfg.preflight: false`` give nothing here.
+
+    Args:
+        cfg: The plain config.
+        problems: What the config check found (not empty: the run does not start).
+
+    Returns:
+        The model-fit problems (empty when it fits or was not tried).
+    """
+    sections = {re.match(r"[\w-]*", problem).group() for problem in problems}
+    train_cfg = cfg.get("train_cfg")
+    if sections & set(_FORWARD_SECTIONS) or not ("model" in cfg and "train_dataloader" in cfg) \
+            or (isinstance(train_cfg, Mapping) and train_cfg.get("preflight") is False):
+        return []
+    try:
+        model = build_model(cfg["model"])
+        loader = build_dataloader(cfg["train_dataloader"], "train_dataloader")
+    except Exception:  # noqa: BLE001 - reported by the run once the other problems are fixed
+        return []
+    return forward_problems(model, cfg["model"], loader) if _small_enough(model) else []

@@ -194,7 +194,7 @@ class Runner:
         plain = to_plain(cfg)
         problems = runner_config_problems(plain, cls.config_keys(), required=REQUIRED_KEYS)
         if problems:
-            raise ConfigError(problems)
+            raise ConfigError(problems + preflight.forward_trial(plain, problems))
         kwargs, notes = runner_arguments(plain, cls.config_keys())
         for note in notes:
             logger.info(note)

@@ -148,3 +148,21 @@ def test_preflight_must_be_a_boolean():
 
     with pytest.raises(ConfigError, match=r"train_cfg.preflight: expected bool, got 'no'"):
         parse_train_cfg({"max_epochs": 1, "preflight": "no"})
+
+
+def test_a_misfit_model_is_reported_with_the_other_config_problems(tmp_path):
+    """One report: the refused learning rate and the model that does not fit its data."""
+    with pytest.raises(ConfigError) as raised:
+        run("digits_sgd_multistep", tmp_path, *SHORT, "model.in_features=10",
+            "optim_wrapper.optimizer.lr=-0.1")
+    text = str(raised.value)
+    assert "optim_wrapper.optimizer.lr: -0.1 is refused by SGD" in text
+    assert "does not fit the data of train_dataloader" in text
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_no_forward_pass_is_tried_beside_a_problem_in_the_model_section(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        run("digits_sgd_multistep", tmp_path, *SHORT, "model.in_features=ten")
+    assert "model.in_features" in str(raised.value)
+    assert "does not fit" not in str(raised.value)
