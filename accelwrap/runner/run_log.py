@@ -94,6 +94,7 @@ def _own_warnings_and_errors(record: logging.LogRecord) -> bool:
     """The stderr filter of other processes than the main one."""
     return record.levelno >= logging.ERROR or getattr(record, "every_rank", False)
 
+
 def configure_logging(log_file: str | Path | None = None, main: bool = True
                       ) -> list[logging.Handler]:
     """Give the ``accelwrap`` logger a stderr handler (once) and a handler for ``log_file``.
