@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import errno
 import json
-import mmap
 import os
 import stat
 import zlib
@@ -51,79 +50,13 @@ from typing import Any
 
 from accelwrap.errors import DamagedCheckpointError
 from accelwrap.runner.durable import start_all
+from accelwrap.runner.file_io import SMALL_FILE, file_checksum, open_regular, read_file, small_sum
 
-__all__ = ["MANIFEST_KEY", "SEAL_KEY", "SMALL_FILE", "build_manifest", "file_checksum",
-           "read_file", "read_sealed", "sealed_text", "start_manifest", "start_verify",
-           "verify_files", "without_zip_crc", "write_new"]
+__all__ = ["MANIFEST_KEY", "SEAL_KEY", "build_manifest", "read_sealed", "sealed_text",
+           "start_manifest", "start_verify", "verify_files", "without_zip_crc"]
 
 MANIFEST_KEY = "manifest"
 SEAL_KEY = "state_crc32"
-#: Files below this size are summed in the calling thread; larger ones on the I/O pool
-#: (and, on load, while Accelerate reads them).
-SMALL_FILE = 1 << 20
-
-
-def file_checksum(path: str | os.PathLike) -> tuple[int, int]:
-    """``(size in bytes, CRC-32)`` of one regular file, from one ``open`` (files under
-    :data:`SMALL_FILE` bytes in one ``read``, larger ones through ``mmap``: no copy).
-
-    Raises:
-        OSError: The file cannot be read (``IsADirectoryError`` for a folder).
-    """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", os.fspath(path))
-        if info.st_size < SMALL_FILE:  # a read is cheaper than setting up a mapping
-            data = _read_all(fd, info.st_size)
-            return len(data), zlib.crc32(data)
-        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
-            return info.st_size, zlib.crc32(view)
-    finally:
-        os.close(fd)
-
-
-def read_file(path: str | os.PathLike) -> bytes:
-    """The bytes of a small file, from one ``open``, ``fstat`` and (usually) one ``read``.
-
-    Raises:
-        OSError: It cannot be read.
-    """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return _read_all(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-
-
-def write_new(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` as the whole content of file ``path`` (created or truncated), with
-    plain ``os`` calls (no buffered file object: one ``write`` for a small file).
-
-    Raises:
-        OSError: It cannot be written (the file may then hold part of ``data``).
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
-def _read_all(fd: int, size: int) -> bytes:
-    """Every byte of open file ``fd`` (``size``: its size now); one ``read`` of a regular
-    file returns them all unless it was cut short, when the rest is read until the end.
-    A file that grew meanwhile gives ``size + 1`` bytes (enough to tell)."""
-    data = os.read(fd, size + 1)
-    while len(data) < size:
-        more = os.read(fd, size + 1 - len(data))
-        if not more:
-            break
-        data += more
-    return data
 
 
 @contextmanager
@@ -160,10 +93,10 @@ def without_zip_crc() -> Iterator[None]:
         torch.serialization.set_crc32_options(before)
 
 
-def _scan(folder: str, skip: Iterable[str]) -> dict[str, int]:
-    """``{relative path: size}`` of every file under ``folder`` but ``skip``, sorted
-    (one ``scandir`` per folder; symbolic links to folders are not followed)."""
-    skipped, found = set(skip), {}
+def _scan(folder: str, skip: Iterable[str]) -> list[str]:
+    """The relative paths of every file under ``folder`` but ``skip``, sorted (one
+    ``scandir`` per folder, no ``stat``; symbolic links to folders are not followed)."""
+    skipped, found = set(skip), []
     pending = [(folder, "")]
     while pending:
         path, prefix = pending.pop()
@@ -174,8 +107,8 @@ def _scan(folder: str, skip: Iterable[str]) -> dict[str, int]:
                     if not entry.is_symlink():
                         pending.append((entry.path, f"{name}/"))
                 elif name not in skipped:
-                    found[name] = entry.stat().st_size
-    return dict(sorted(found.items()))
+                    found.append(name)
+    return sorted(found)
 
 
 def build_manifest(folder: str | os.PathLike,
@@ -194,36 +127,41 @@ def build_manifest(folder: str | os.PathLike,
 
 def start_manifest(folder: str | os.PathLike, skip: Iterable[str] = ()
                    ) -> tuple[list[str], Callable[[], dict[str, list[int]]]]:
-    """Start summing the files of :func:`build_manifest`; return the function that ends it.
+    """Sum the small files of :func:`build_manifest` now, start the large ones; return
+    the function that ends it.
 
-    Files of :data:`SMALL_FILE` bytes and more are summed on the I/O pool from now on
-    (other I/O started after this call, a save's fsyncs, queues behind them); the small
-    ones are summed by the returned function, in the calling thread (handing them to the
-    pool costs more than summing them).
+    Each file is opened once here: one under :data:`SMALL_FILE` bytes is summed at once,
+    in the calling thread (handing it to the pool costs more than summing it); a larger
+    one is summed on the I/O pool from now on (other I/O started after this call, a
+    save's fsyncs, queues behind it).
 
     Returns:
         ``(the large files' relative paths, a function returning the manifest once every
         sum is done)``.
+
+    Raises:
+        OSError: A file cannot be read.
     """
     base = os.fspath(folder)
-    sizes = _scan(base, skip)
-    names = list(sizes)
-    small, large = _by_size(names, sizes.__getitem__)
+    names = _scan(base, skip)
+    sums: dict[str, tuple[int, int]] = {}
+    large = []
+    for name in names:
+        fd, size = open_regular(f"{base}/{name}")
+        try:
+            if size < SMALL_FILE:
+                sums[name] = small_sum(fd, size)
+            else:
+                large.append(name)
+        finally:
+            os.close(fd)
     waiting = start_all(partial(file_checksum, f"{base}/{name}") for name in large)
 
     def finish() -> dict[str, list[int]]:
-        sums = {name: file_checksum(f"{base}/{name}") for name in small}
         sums.update(zip(large, waiting()))
         return {name: list(sums[name]) for name in names}
 
     return large, finish
-
-
-def _by_size(names: Iterable[str], size_of: Callable[[str], int]) -> tuple[list[str], list[str]]:
-    small, large = [], []
-    for name in names:
-        (small if size_of(name) < SMALL_FILE else large).append(name)
-    return small, large
 
 
 def _canonical_crc(plain: Mapping[str, Any]) -> int:

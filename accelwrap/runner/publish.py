@@ -37,7 +37,8 @@ from typing import Any
 from accelwrap.runner.checkpoint_find import LATEST_FILE, OLD_PREFIX
 from accelwrap.runner.checkpoint_parts import STATE_FILE
 from accelwrap.runner.durable import start_fsync
-from accelwrap.runner.manifest import MANIFEST_KEY, sealed_text, start_manifest, write_new
+from accelwrap.runner.file_io import write_new
+from accelwrap.runner.manifest import MANIFEST_KEY, sealed_text, start_manifest
 
 __all__ = ["discard", "publish", "seal", "write_pointer"]
 

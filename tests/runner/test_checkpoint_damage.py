@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ from omegaconf import OmegaConf
 from accelwrap.errors import CheckpointError, DamagedCheckpointError
 from accelwrap.runner import Runner
 from accelwrap.runner.checkpoint import resolve_resume
+from accelwrap.runner.checkpoint_find import verify_checkpoint
 from tests.runner.helpers import config, copy_of, resumed, run
 
 FILES = ["model.safetensors", "optimizer.bin", "scheduler.bin", "scheduler_1.bin",
@@ -148,6 +152,40 @@ def test_an_edit_that_keeps_the_json_valid_is_caught_by_the_seal(work):
     assert resolve_resume("auto", work / "checkpoints") == work / "checkpoints" / "epoch_1"
 
 
+def _within(seconds: float, work: Callable[[], object], fifo: Path) -> object:
+    """``work()``'s result or error; fails the test when it is still blocked after
+    ``seconds`` (then a writer opens ``fifo`` to release the blocked open)."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            outcome["result"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+        pytest.fail(f"blocked on the FIFO {fifo}")
+    return outcome["result"]
+
+
+@pytest.mark.parametrize("name", ["optimizer.bin", "runner_state.json"])
+def test_a_fifo_in_place_of_a_file_is_an_error_not_a_hang(work, name):
+    checkpoints = work / "checkpoints"
+    fifo = checkpoints / "epoch_2" / name
+    fifo.unlink()
+    os.mkfifo(fifo)
+    err = _within(30, lambda: verify_checkpoint(checkpoints / "epoch_2"), fifo)
+    assert isinstance(err, (DamagedCheckpointError, FileNotFoundError)), err
+    assert _named(err, checkpoints / "epoch_2", name), err
+    assert _within(30, lambda: resolve_resume("auto", checkpoints), fifo) \
+        == checkpoints / "epoch_1"
+
+
 def test_pruning_leaves_a_damaged_old_checkpoint_alone_and_goes_on(work, caplog):
     (work / "checkpoints" / "epoch_1" / "runner_state.json").write_text("{not json")
     cfg = config("digits_sgd_multistep", work, "train_cfg.max_epochs=4",
@@ -197,7 +235,7 @@ def test_what_loads_with_weights_only_as_the_readme_says(saved):
 
 def _count_reads(monkeypatch, folder: Path) -> dict[str, int]:
     """Count the content reads (``manifest.file_checksum``) of the files in ``folder``."""
-    from accelwrap.runner import manifest
+    from accelwrap.runner import manifest  # its file_checksum: every content read of a load
 
     reads: dict[str, int] = {}
     real = manifest.file_checksum

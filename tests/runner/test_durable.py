@@ -135,7 +135,7 @@ def test_publish_syncs_every_file_and_folder_of_a_nested_checkpoint_once(tmp_pat
     """Sub-folders (FSDP shards), small and large files, the state file, the pointer and
     the checkpoints folder: each synced exactly once, also when a folder of the same
     name is replaced."""
-    from accelwrap.runner.manifest import SMALL_FILE
+    from accelwrap.runner.file_io import SMALL_FILE
     from accelwrap.runner.publish import publish, seal
 
     checkpoints = tmp_path / "checkpoints"

@@ -15,7 +15,8 @@ import pytest
 from accelwrap.errors import DamagedCheckpointError
 from accelwrap.runner import Runner
 from accelwrap.runner.checkpoint import resolve_resume
-from accelwrap.runner.manifest import SMALL_FILE, build_manifest, start_verify, verify_files
+from accelwrap.runner.file_io import SMALL_FILE
+from accelwrap.runner.manifest import build_manifest, start_verify, verify_files
 from tests.runner.helpers import copy_of, resumed, run
 
 # 64-960-960-10: model.safetensors and optimizer.bin (SGD momentum) are ~4 MB each.
