@@ -161,8 +161,10 @@ def test_a_misfit_model_is_reported_with_the_other_config_problems(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_no_forward_pass_is_tried_beside_a_problem_in_the_model_section(tmp_path):
+def test_no_forward_pass_is_tried_beside_a_problem_in_a_section_it_is_built_from(tmp_path):
+    """A bad train_cfg (the pass's own switch lives there): only the check's report."""
     with pytest.raises(ConfigError) as raised:
-        run("digits_sgd_multistep", tmp_path, *SHORT, "model.in_features=ten")
-    assert "model.in_features" in str(raised.value)
+        run("digits_sgd_multistep", tmp_path, "train_dataloader.batch_size=256",
+            "model.in_features=10", "train_cfg.max_epochs=-1")
+    assert "train_cfg.max_epochs: expected an integer >= 1, got -1" in str(raised.value)
     assert "does not fit" not in str(raised.value)
