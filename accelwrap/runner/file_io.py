@@ -8,7 +8,7 @@ folder).
 
 Example:
     >>> import tempfile
-    >>> path = tempfile.mktemp()
+    >>> path = os.path.join(tempfile.mkdtemp(), 'latest')
     >>> write_new(path, b'iter_4')
     >>> read_file(path), file_checksum(path)[0]
     (b'iter_4', 6)
