@@ -52,11 +52,11 @@ def seal(tmp: Path, final: Path, state: dict[str, Any]) -> tuple[Callable[[], No
         state: The runner state (JSON values).
 
     Returns:
-        ``(the wait for the large files' fsyncs, started now; every other path to sync
-        once published: the folder, its sub-folders, the small files, the state file)``.
+        ``(the wait for the large files' fsyncs, started now; what is left to sync, as
+        paths inside the folder: its sub-folders, the small files, the state file)``.
     """
     large, summed = start_manifest(tmp, skip=(STATE_FILE,))
-    synced = start_fsync([f"{os.fspath(tmp)}/{name}" for name in large])
+    synced = start_fsync(_inside(tmp, large))
     try:
         manifest = summed()
         write_new(tmp / STATE_FILE, sealed_text({**state, MANIFEST_KEY: manifest}).encode())
@@ -64,9 +64,15 @@ def seal(tmp: Path, final: Path, state: dict[str, Any]) -> tuple[Callable[[], No
         with suppress(OSError):
             synced()
         raise
-    started, base = set(large), os.fspath(final)
-    rest = [*_folders(manifest), *(name for name in manifest if name not in started), STATE_FILE]
-    return synced, [base, *(f"{base}/{name}" for name in rest)]
+    started = set(large)
+    return synced, [*_folders(manifest), *(name for name in manifest if name not in started),
+                    STATE_FILE]
+
+
+def _inside(folder: Path, names: Iterable[str]) -> list[str]:
+    """The paths of ``names`` (relative, with ``/``) inside ``folder``."""
+    base = os.fspath(folder)
+    return [f"{base}/{name}" for name in names]
 
 
 def _folders(names: Iterable[str]) -> list[str]:
@@ -95,7 +101,7 @@ def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
         new_directory: The checkpoints folder was created by this save (its parent
             holds that entry and is synced too).
         synced: The wait :func:`seal` returned.
-        unsynced: The paths :func:`seal` returned (``final``'s, not yet syncing).
+        unsynced: The paths inside the folder :func:`seal` returned (not yet syncing).
 
     Raises:
         OSError: A rename or a sync failed (after a failed sync ``final`` is removed
@@ -104,9 +110,8 @@ def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
     directory = final.parent
     replacing = final.exists()
     if replacing:  # the new content is durable before the folder of that name goes
-        base, staged = os.fspath(final), os.fspath(tmp)
-        _wait_all(synced, start_fsync([staged + path[len(base):] for path in unsynced]))
-        synced, unsynced = _nothing, []  # every file and folder of it: synced above
+        _wait_all(synced, start_fsync([tmp, *_inside(tmp, unsynced)]))
+        synced = _nothing
         discard(final)
     # os.rename, not Path.rename: test_durable.py records these calls (on Python 3.10,
     # Path.rename holds its own reference to the function).
@@ -114,7 +119,8 @@ def publish(tmp: Path, final: Path, pointer: Path | None, new_directory: bool,
     if pointer is not None:
         write_pointer(directory, final.name)
     # The checkpoints folder holds the rename (on a first save, its parent holds it).
-    rest = start_fsync([*unsynced, *([pointer] if pointer is not None else []), directory,
+    contents = [] if replacing else [final, *_inside(final, unsynced)]  # else synced above
+    rest = start_fsync([*contents, *([pointer] if pointer is not None else []), directory,
                         *([directory.parent] if new_directory else [])])
     try:
         _wait_all(synced, rest)
