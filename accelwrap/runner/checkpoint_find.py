@@ -41,7 +41,12 @@ OLD_PREFIX = ".old-"
 def is_complete(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a finished checkpoint folder (renamed into place, state written)."""
     path = Path(path)  # a file inside it means a folder: one stat
-    return not path.name.startswith((TMP_PREFIX, OLD_PREFIX)) and (path / STATE_FILE).is_file()
+    return _published(path) and (path / STATE_FILE).is_file()
+
+
+def _published(path: Path) -> bool:
+    """Whether ``path`` is named as a published folder (not a save or delete in progress)."""
+    return not path.name.startswith((TMP_PREFIX, OLD_PREFIX))
 
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -53,13 +58,14 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
             or has no integer ``iter``.
     """
     path = Path(path)
-    try:  # what is_complete checks, the state file's stat left to its read
-        if path.name.startswith((TMP_PREFIX, OLD_PREFIX)):
-            raise FileNotFoundError
+    incomplete = FileNotFoundError(f"{str(path)!r} is not a complete accelwrap checkpoint "
+                                   f"(a folder containing {STATE_FILE})")
+    if not _published(path):
+        raise incomplete
+    try:  # is_complete's check, the state file's stat left to its read
         state = read_sealed(path / STATE_FILE)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{str(path)!r} is not a complete accelwrap checkpoint "
-                                f"(a folder containing {STATE_FILE})") from None
+        raise incomplete from None
     if not isinstance(state.get("iter"), int) or isinstance(state["iter"], bool):
         raise DamagedCheckpointError(path, STATE_FILE, f"has no integer 'iter' (got "
                                      f"{state.get('iter')!r})")

@@ -10,8 +10,8 @@ is caught as well. :func:`read_sealed` checks the state file and
 :func:`verify_files` every file the manifest lists: a missing, truncated, grown or
 changed file is a :class:`~accelwrap.errors.DamagedCheckpointError` naming it.
 :func:`start_verify` splits that check for a load: what is cheap now (presence, sizes,
-files under :data:`SMALL_FILE`), the large files' contents on the I/O pool while the
-caller reads them.
+files under :data:`~accelwrap.runner.file_io.SMALL_FILE`), the large files' contents on
+the I/O pool while the caller reads them.
 
 CRC-32 (``zlib.crc32``, about 2-3 GB/s per core here, and it releases the GIL; large files
 are summed concurrently on :func:`~accelwrap.runner.durable.start_all`'s pool, and a

@@ -8,8 +8,11 @@ a resume checks them: a damaged one is an error naming the file, the checkpoint 
 newest intact checkpoint beside it (a folder without a manifest is tested, with a note).
 
 Example:
-    >>> args = parse_test_args(['--config', 'c.yaml', '--checkpoint', 'ck', 'x=1'])
-    >>> args.config, args.checkpoint, args.overrides
+    >>> from accelwrap.tools.common import settle_config
+    >>> parser = argparse.ArgumentParser(prog='accelwrap test')
+    >>> add_test_args(parser)
+    >>> args = parser.parse_intermixed_args(['--config', 'c.yaml', '--checkpoint', 'ck', 'x=1'])
+    >>> settle_config(parser, args).config, args.checkpoint, args.overrides
     ('c.yaml', 'ck', ['x=1'])
 """
 
@@ -27,9 +30,9 @@ from accelwrap.config import load_config
 from accelwrap.errors import CheckpointError, ConfigError, RegistryError
 from accelwrap.runner import Runner
 from accelwrap.runner.run_log import configure_logging
-from accelwrap.tools.common import add_config_args, settle_config
+from accelwrap.tools.common import add_config_args
 
-__all__ = ["add_test_args", "parse_test_args", "run_test_command"]
+__all__ = ["add_test_args", "run_test_command"]
 
 logger = logging.getLogger("accelwrap")
 
@@ -41,13 +44,6 @@ def add_test_args(parser: argparse.ArgumentParser) -> None:
                         help="a checkpoint folder (or weights file) to test")
     parser.add_argument("--work-dir", help="the run's work dir (default: the config's, else "
                         "work_dirs/<config name>)")
-
-
-def parse_test_args(argv: list[str]) -> argparse.Namespace:
-    """Parse ``accelwrap test``'s arguments (overrides may come before or after options)."""
-    parser = argparse.ArgumentParser(prog="accelwrap test", description="Test a checkpoint.")
-    add_test_args(parser)
-    return settle_config(parser, parser.parse_intermixed_args(argv))
 
 
 def run_test_command(args: argparse.Namespace) -> int:
