@@ -22,8 +22,7 @@ import os
 import stat
 import zlib
 
-__all__ = ["SMALL_FILE", "file_checksum", "open_regular", "read_all", "read_file", "small_sum",
-           "write_new"]
+__all__ = ["SMALL_FILE", "file_checksum", "open_regular", "read_file", "small_sum", "write_new"]
 
 #: Files below this size are read and summed in one ``read``; larger ones through ``mmap``
 #: (and, in a checkpoint, on the I/O pool: :mod:`accelwrap.runner.manifest`).
@@ -57,7 +56,7 @@ def read_file(path: str | os.PathLike) -> bytes:
     """
     fd, size = open_regular(path)
     try:
-        return read_all(fd, size)
+        return _read_all(fd, size)
     finally:
         os.close(fd)
 
@@ -94,11 +93,11 @@ def write_new(path: str | os.PathLike, data: bytes) -> None:
 
 def small_sum(fd: int, size: int) -> tuple[int, int]:
     """``(size, CRC-32)`` of the content of open file ``fd`` of ``size`` bytes (one read)."""
-    data = read_all(fd, size)
+    data = _read_all(fd, size)
     return len(data), zlib.crc32(data)
 
 
-def read_all(fd: int, size: int) -> bytes:
+def _read_all(fd: int, size: int) -> bytes:
     """Every byte of open file ``fd`` (``size``: its size now); one ``read`` of a regular
     file returns them all unless it was cut short, when the rest is read until the end.
     A file that grew meanwhile gives ``size + 1`` bytes (enough to tell)."""
